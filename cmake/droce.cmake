@@ -1,0 +1,43 @@
+# droce_library / droce_test / droce_bench: declare every target with its explicit dependencies.
+include_guard(GLOBAL)
+
+# droce_library(NAME SRCS ... DEPS ...) -> target droce_NAME, alias droce::NAME.
+function(droce_library name)
+  cmake_parse_arguments(ARG "" "" "SRCS;DEPS;PRIVATE_DEPS" ${ARGN})
+  if(ARG_SRCS)
+    add_library(droce_${name} STATIC ${ARG_SRCS})
+    set_target_properties(droce_${name} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+    target_include_directories(droce_${name} PUBLIC ${PROJECT_SOURCE_DIR})
+    target_link_libraries(droce_${name} PUBLIC ${ARG_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
+  else()
+    add_library(droce_${name} INTERFACE)
+    target_include_directories(droce_${name} INTERFACE ${PROJECT_SOURCE_DIR})
+    target_link_libraries(droce_${name} INTERFACE ${ARG_DEPS})
+  endif()
+  add_library(droce::${name} ALIAS droce_${name})
+endfunction()
+
+# droce_test(NAME SRCS ... DEPS ... [ENV k=v ...] [TIMEOUT s] [LABELS ...])
+# A GoogleTest binary in build/tests/; each TEST is its own ctest entry, and
+# GTEST_SKIP() shows up as a skipped test in ctest's summary.
+function(droce_test name)
+  cmake_parse_arguments(ARG "" "TIMEOUT" "SRCS;DEPS;ENV;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SRCS})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock Threads::Threads)
+  set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests)
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 120)
+  endif()
+  set(env DROCE_TEST_DATA=${DROCE_TEST_DATA} DROCE_BUILD_DIR=${PROJECT_BINARY_DIR} ${ARG_ENV})
+  gtest_discover_tests(${name}
+    DISCOVERY_TIMEOUT 60
+    PROPERTIES TIMEOUT ${ARG_TIMEOUT} ENVIRONMENT "${env}" LABELS "${ARG_LABELS}")
+endfunction()
+
+# droce_bench(NAME SRCS ... DEPS ...) -> build/bench/NAME (Google Benchmark).
+function(droce_bench name)
+  cmake_parse_arguments(ARG "" "" "SRCS;DEPS" ${ARGN})
+  add_executable(${name} ${ARG_SRCS})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} benchmark::benchmark Threads::Threads)
+  set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/bench)
+endfunction()

@@ -1,0 +1,36 @@
+// Port configuration from the environment: DROCE_IPV4, DROCE_MTU, DROCE_CAPTURE.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "nic/base/status.h"
+
+namespace droce::nic {
+
+inline constexpr const char* kDefaultIpv4 = "10.77.0.1";
+inline constexpr uint16_t kDefaultMtu = 1500;
+inline constexpr uint16_t kMinMtu = 576;
+inline constexpr uint16_t kMaxMtu = 9000;
+
+struct PortConfig {
+  uint32_t ipv4 = 0;  // host byte order
+  uint16_t mtu = kDefaultMtu;
+  std::string capture_path;  // empty: no capture
+};
+
+// Reads DROCE_IPV4 / DROCE_MTU / DROCE_CAPTURE; a bad value is an error naming the variable.
+Result<PortConfig> port_config_from_env();
+
+// Parses dotted-quad IPv4 text into host byte order.
+Result<uint32_t> parse_ipv4(const std::string& text);
+std::string format_ipv4(uint32_t ip);
+
+// Path MTU for an Ethernet MTU: the largest IB MTU (256..4096) whose packets
+// (IPv6 worst case headers) fit, as rxe does: 1500 -> 1024, 9000 -> 4096.
+uint32_t path_mtu_for(uint16_t eth_mtu);
+
+// RoCEv2 GID for an IPv4 address: ::ffff:a.b.c.d.
+void ipv4_to_gid(uint32_t ip, uint8_t gid[16]);
+
+}  // namespace droce::nic

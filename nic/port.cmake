@@ -1,0 +1,1 @@
+set(NIC_PORT_SRCS)

@@ -1,0 +1,75 @@
+// Building RoCEv2 frames: Ethernet / IPv4 / UDP / BTH / extension headers,
+// then the caller's payload, then pad and ICRC (IBTA vol. 1 ch. 9, annex A17).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "nic/wire/eth.h"
+#include "nic/wire/opcodes.h"
+
+namespace droce::wire {
+
+// Everything needed to write the headers of one packet. Only the extension
+// headers the opcode's table entry names are written.
+struct PacketSpec {
+  // L2
+  MacAddr src_mac{};
+  MacAddr dst_mac{};
+  bool vlan = false;
+  uint16_t vlan_tci = 0;
+  // L3/L4 (IPv4, host byte order)
+  uint32_t src_ip = 0;
+  uint32_t dst_ip = 0;
+  uint8_t tos = 0;
+  uint8_t ttl = 64;
+  uint16_t ip_id = 0;
+  uint16_t udp_src_port = 0xC000;
+  // BTH
+  uint8_t opcode = 0;
+  bool se = false;
+  bool migreq = false;
+  bool ackreq = false;
+  uint8_t becn_fecn = 0;  // BTH byte 4 (FECN/BECN)
+  uint16_t pkey = 0xFFFF;
+  uint32_t dest_qp = 0;
+  uint32_t psn = 0;
+  // Extension headers
+  uint64_t reth_va = 0;
+  uint32_t reth_rkey = 0;
+  uint32_t reth_len = 0;
+  uint8_t aeth_syndrome = 0;
+  uint32_t aeth_msn = 0;
+  uint64_t atomic_va = 0;
+  uint32_t atomic_rkey = 0;
+  uint64_t atomic_swap_add = 0;
+  uint64_t atomic_compare = 0;
+  uint64_t atomic_ack_orig = 0;
+  uint32_t imm_raw = 0;  // immediate data, network order as stored
+  uint32_t ieth_rkey = 0;
+  uint32_t deth_qkey = 0;
+  uint32_t deth_src_qp = 0;
+  // Payload
+  uint32_t payload_len = 0;
+};
+
+// Bytes from the start of the frame to the first payload byte.
+size_t header_len(const PacketSpec& s);
+// Total frame bytes: headers + payload + pad + ICRC.
+size_t frame_len(const PacketSpec& s);
+inline uint8_t pad_for(uint32_t payload_len) { return uint8_t((-payload_len) & 3u); }
+
+// Writes all headers into buf (cap bytes available) and returns the offset of
+// the payload, or 0 when the frame would not fit or the opcode is invalid.
+// The IPv4 checksum is computed; the ICRC is not (call finish_frame after the
+// payload is in place).
+size_t write_headers(uint8_t* buf, size_t cap, const PacketSpec& s);
+
+// Zeroes the pad bytes after the payload and writes the ICRC. `buf` holds the
+// headers written by write_headers and the payload.
+void finish_frame(uint8_t* buf, const PacketSpec& s);
+
+// write_headers + copy payload + finish_frame. Returns the frame length or 0.
+size_t build_frame(uint8_t* buf, size_t cap, const PacketSpec& s, const void* payload);
+
+}  // namespace droce::wire

@@ -1,0 +1,27 @@
+// RoCEv2 Invariant CRC (IBTA annex A17.3.3; DESIGN.md section 3): CRC-32 over
+// 8 bytes of 0xFF, then the IP header onward with the variant fields (IPv4
+// TOS/TTL/checksum or IPv6 TC/flow/hop limit, UDP checksum, BTH byte 4) set
+// to all ones, up to the ICRC. One ISA-L call per frame.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace droce::wire {
+
+// CRC state (ISA-L crc32_gzip_refl convention) after the 8 bytes of 0xFF.
+inline constexpr uint32_t kIcrcSeed = 0x2144DF1C;
+
+// Computes the ICRC of a RoCEv2 packet starting at its IP header `l3`, with
+// `len` bytes from the IP header up to (excluding) the ICRC. The variant
+// fields are masked in place and restored before returning, so `l3` must be
+// writable. `ipv6` selects the IP header layout.
+uint32_t icrc_compute(uint8_t* l3, size_t len, bool ipv6);
+
+// Writes the ICRC (least-significant byte first) at l3 + len.
+void icrc_write(uint8_t* l3, size_t len, bool ipv6);
+
+// True when the 4 bytes at l3 + len hold the right ICRC.
+bool icrc_verify(uint8_t* l3, size_t len, bool ipv6);
+
+}  // namespace droce::wire
