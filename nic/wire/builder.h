@@ -69,7 +69,9 @@ size_t write_headers(uint8_t* buf, size_t cap, const PacketSpec& s);
 // headers written by write_headers and the payload.
 void finish_frame(uint8_t* buf, const PacketSpec& s);
 
-// write_headers + copy payload + finish_frame. Returns the frame length or 0.
+// write_headers + copy payload (zeroes when payload is nullptr) + finish_frame.
+// Returns the frame length, or 0 for an invalid opcode, payload on an opcode
+// that carries none, an IP length over 65535, or a frame longer than cap.
 size_t build_frame(uint8_t* buf, size_t cap, const PacketSpec& s, const void* payload);
 
 }  // namespace droce::wire

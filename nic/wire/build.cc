@@ -1,0 +1,142 @@
+// RoCEv2 frame builder (IBTA vol. 1 ch. 9, annex A17): Ethernet [802.1Q] / IPv4 / UDP 4791 /
+// BTH / extension headers from the opcode table / payload / pad / ICRC.
+#include <cstring>
+
+#include "nic/wire/builder.h"
+#include "nic/wire/bth.h"
+#include "nic/wire/icrc.h"
+#include "nic/wire/ipv4.h"
+#include "nic/wire/udp.h"
+
+namespace droce::wire {
+namespace {
+
+constexpr size_t kIcrcLen = 4;
+constexpr uint32_t kMaxIpTotal = 0xFFFF;
+
+inline size_t l2_len(const PacketSpec& s) {
+  return sizeof(EthHdr) + (s.vlan ? sizeof(VlanTag) : 0);
+}
+
+// Bytes from the IP header to the end of the ICRC.
+inline size_t ip_total(const PacketSpec& s) {
+  return sizeof(Ipv4Hdr) + sizeof(UdpHdr) + sizeof(Bth) + opcode_info(s.opcode).ext_len +
+         size_t(s.payload_len) + pad_for(s.payload_len) + kIcrcLen;
+}
+
+template <typename H>
+H& at(uint8_t* p) {
+  return *reinterpret_cast<H*>(p);
+}
+
+}  // namespace
+
+size_t header_len(const PacketSpec& s) {
+  return l2_len(s) + sizeof(Ipv4Hdr) + sizeof(UdpHdr) + sizeof(Bth) +
+         opcode_info(s.opcode).ext_len;
+}
+
+size_t frame_len(const PacketSpec& s) { return l2_len(s) + ip_total(s); }
+
+size_t write_headers(uint8_t* buf, size_t cap, const PacketSpec& s) {
+  const OpcodeInfo& op = opcode_info(s.opcode);
+  if (!op.valid()) return 0;
+  if (s.payload_len != 0 && !op.has(kOpPayload)) return 0;
+  if (ip_total(s) > kMaxIpTotal || frame_len(s) > cap) return 0;
+  const size_t total = ip_total(s);
+  const uint8_t pad = pad_for(s.payload_len);
+
+  uint8_t* p = buf;
+  auto& eth = at<EthHdr>(p);
+  eth.dst = s.dst_mac;
+  eth.src = s.src_mac;
+  p += sizeof(EthHdr);
+  if (s.vlan) {
+    eth.ether_type = Be16(kEtherTypeVlan);
+    auto& tag = at<VlanTag>(p);
+    tag.tci = Be16(s.vlan_tci);
+    tag.ether_type = Be16(kEtherTypeIpv4);
+    p += sizeof(VlanTag);
+  } else {
+    eth.ether_type = Be16(kEtherTypeIpv4);
+  }
+
+  auto& ip = at<Ipv4Hdr>(p);
+  ip.version_ihl = 0x45;
+  ip.tos = s.tos;
+  ip.total_length = Be16(uint16_t(total));
+  ip.id = Be16(s.ip_id);
+  ip.frag = Be16(kIpv4FlagDf);
+  ip.ttl = s.ttl;
+  ip.protocol = kIpProtoUdp;
+  ip.checksum = Be16(0);
+  ip.src = Be32(s.src_ip);
+  ip.dst = Be32(s.dst_ip);
+  ip.checksum = Be16(ipv4_checksum(ip));
+  p += sizeof(Ipv4Hdr);
+
+  auto& udp = at<UdpHdr>(p);
+  udp.src_port = Be16(s.udp_src_port);
+  udp.dst_port = Be16(kRoceV2Port);
+  udp.length = Be16(uint16_t(total - sizeof(Ipv4Hdr)));
+  udp.checksum = Be16(0);  // RoCEv2 leaves the UDP checksum unused
+  p += sizeof(UdpHdr);
+
+  auto& bth = at<Bth>(p);
+  bth.opcode = s.opcode;
+  bth.set_flags(s.se, s.migreq, pad);  // TVer 0
+  bth.pkey = Be16(s.pkey);
+  bth.fecn_dqpn = Be32(uint32_t(s.becn_fecn) << 24 | (s.dest_qp & kMask24));
+  bth.ackreq_psn = Be32((s.ackreq ? uint32_t(Bth::kAckReq) << 24 : 0) | (s.psn & kMask24));
+  p += sizeof(Bth);
+
+  uint8_t* ext = p;
+  if (op.has(kOpDeth)) {
+    auto& d = at<Deth>(ext + op.deth_off);
+    d.qkey = Be32(s.deth_qkey);
+    d.set_src_qp(s.deth_src_qp);
+  }
+  if (op.has(kOpReth)) {
+    auto& r = at<Reth>(ext + op.reth_off);
+    r.va = Be64(s.reth_va);
+    r.rkey = Be32(s.reth_rkey);
+    r.dma_length = Be32(s.reth_len);
+  }
+  if (op.has(kOpAeth)) at<Aeth>(ext + op.aeth_off).set(s.aeth_syndrome, s.aeth_msn);
+  if (op.has(kOpAtomicEth)) {
+    auto& a = at<AtomicEth>(ext + op.atomic_eth_off);
+    a.va = Be64(s.atomic_va);
+    a.rkey = Be32(s.atomic_rkey);
+    a.swap_add = Be64(s.atomic_swap_add);
+    a.compare = Be64(s.atomic_compare);
+  }
+  if (op.has(kOpAtomicAck)) at<AtomicAckEth>(ext + op.atomic_ack_off).orig = Be64(s.atomic_ack_orig);
+  if (op.has(kOpImm)) at<ImmDt>(ext + op.imm_off).imm.set_raw(s.imm_raw);
+  if (op.has(kOpIeth)) at<Ieth>(ext + op.ieth_off).rkey = Be32(s.ieth_rkey);
+  if (op.has(kOpCnpBody)) std::memset(ext + op.ext_len - sizeof(CnpBody), 0, sizeof(CnpBody));
+  p += op.ext_len;
+  return size_t(p - buf);
+}
+
+void finish_frame(uint8_t* buf, const PacketSpec& s) {
+  const size_t hdr = header_len(s);
+  std::memset(buf + hdr + s.payload_len, 0, pad_for(s.payload_len));
+  const size_t l2 = l2_len(s);
+  icrc_write(buf + l2, frame_len(s) - l2 - kIcrcLen, /*ipv6=*/false);
+}
+
+size_t build_frame(uint8_t* buf, size_t cap, const PacketSpec& s, const void* payload) {
+  const size_t off = write_headers(buf, cap, s);
+  if (off == 0) return 0;
+  if (s.payload_len != 0) {
+    if (payload != nullptr) {
+      std::memcpy(buf + off, payload, s.payload_len);
+    } else {
+      std::memset(buf + off, 0, s.payload_len);
+    }
+  }
+  finish_frame(buf, s);
+  return frame_len(s);
+}
+
+}  // namespace droce::wire
