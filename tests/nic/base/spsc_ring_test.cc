@@ -1,22 +1,25 @@
 // Tests for nic/base/spsc_ring.h: create checks, full/empty, wrap-around of
-// slots and of the 32-bit indices, batched reserve/publish, and a bounded
-// two-thread stress test that checks order, integrity and no loss.
+// slots and of the 32-bit indices, batched reserve/publish, byte-slot rings,
+// and bounded two-thread stress tests that check order, integrity, no loss.
 #include "nic/base/spsc_ring.h"
 
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdint>
+#include <cstring>
+#include <set>
 #include <thread>
 
 namespace droce {
 
 // Puts both indices of an empty ring at `index`, to test 32-bit wrap-around
 // without pushing 2^32 items.
-template <typename T>
 class SpscRingTestPeer {
  public:
-  static void set_indices(SpscRing<T>& r, uint32_t index) {
+  template <typename Ring>
+  static void set_indices(Ring& ring, uint32_t index) {
+    detail::SpscIndices& r = ring.idx_;
     r.head_.store(index);
     r.tail_.store(index);
     r.prod_.head = index;
@@ -126,7 +129,7 @@ TEST(SpscRing, SlotWrapAroundKeepsOrder) {
 TEST(SpscRing, IndexWrapAroundAt2To32) {
   auto r = make_ring(8);
   ASSERT_TRUE(r);
-  SpscRingTestPeer<uint64_t>::set_indices(*r, 0xFFFFFFFAu);
+  SpscRingTestPeer::set_indices(*r, 0xFFFFFFFAu);
   EXPECT_TRUE(r->empty());
   EXPECT_EQ(r->free_slots(), 8u);
   uint64_t next_in = 0, next_out = 0;
@@ -315,6 +318,153 @@ TEST(SpscRing, TwoThreadStressOrderAndNoLoss) {
   EXPECT_TRUE(r.empty());
   Item extra;
   EXPECT_FALSE(r.try_pop(extra));
+}
+
+// ---- SpscSlotRing --------------------------------------------------------------
+
+TEST(SpscSlotRing, CreateChecksCapacityAndSlotSize) {
+  for (uint32_t bad : {0u, 3u, 24u, (1u << 31) + 1}) {
+    auto r = SpscSlotRing::create(bad, 64);
+    ASSERT_FALSE(r.is_ok()) << bad;
+    EXPECT_EQ(r.status().code(), Errc::kInvalidArgument);
+  }
+  for (uint32_t bad : {0u, 1u, 4u, 48u, 100u, 1u << 21}) {
+    auto r = SpscSlotRing::create(16, bad);
+    ASSERT_FALSE(r.is_ok()) << bad;
+    EXPECT_EQ(r.status().code(), Errc::kInvalidArgument);
+  }
+  // 2^31 slots of 1 MiB is far beyond any real ring: refused, not attempted.
+  EXPECT_FALSE(SpscSlotRing::create(1u << 31, 1u << 20).is_ok());
+  auto r = SpscSlotRing::create(8, 256);
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(r.value()->capacity(), 8u);
+  EXPECT_EQ(r.value()->slot_bytes(), 256u);
+}
+
+TEST(SpscSlotRing, SlotsAreDistinctAlignedZeroedAndDisjoint) {
+  for (uint32_t slot_bytes : {8u, 16u, 64u, 128u, 4096u}) {
+    auto rr = SpscSlotRing::create(16, slot_bytes);
+    ASSERT_TRUE(rr.is_ok());
+    SpscSlotRing& r = *rr.value();
+    std::set<uintptr_t> seen;
+    const uint32_t align = slot_bytes < 64 ? slot_bytes : 64;
+    for (uint32_t i = 0; i < 16; ++i) {
+      uint8_t* s = r.reserve();
+      ASSERT_NE(s, nullptr);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(s) % align, 0u) << slot_bytes;
+      for (uint32_t b = 0; b < slot_bytes; ++b) ASSERT_EQ(s[b], 0) << "slot not zeroed";
+      std::memset(s, int(i + 1), slot_bytes);  // would clobber a neighbour if overlapping
+      seen.insert(reinterpret_cast<uintptr_t>(s));
+    }
+    EXPECT_EQ(seen.size(), 16u);
+    EXPECT_EQ(r.reserve(), nullptr);
+    r.publish();
+    for (uint32_t i = 0; i < 16; ++i) {
+      const uint8_t* s = r.peek(i);
+      ASSERT_NE(s, nullptr);
+      EXPECT_EQ(s[0], uint8_t(i + 1));
+      EXPECT_EQ(s[slot_bytes - 1], uint8_t(i + 1));
+    }
+    r.pop(16);
+    EXPECT_TRUE(r.empty());
+  }
+}
+
+TEST(SpscSlotRing, WrapAroundAndIndexWrap) {
+  auto rr = SpscSlotRing::create(4, 32);
+  ASSERT_TRUE(rr.is_ok());
+  SpscSlotRing& r = *rr.value();
+  SpscRingTestPeer::set_indices(r, 0xFFFFFFFEu);
+  uint64_t next_in = 0, next_out = 0;
+  for (int round = 0; round < 500; ++round) {
+    for (int i = 0; i < 1 + round % 5; ++i) {
+      uint8_t* s = r.reserve();
+      if (s == nullptr) break;
+      std::memcpy(s, &next_in, 8);
+      ++next_in;
+    }
+    if (round % 3 == 0) r.cancel(); else r.publish();
+    if (round % 3 == 0) next_in = next_out + r.size();  // cancelled ones never happened
+    for (int i = 0; i < 1 + round % 3; ++i) {
+      uint8_t* s = r.front();
+      if (s == nullptr) break;
+      uint64_t v;
+      std::memcpy(&v, s, 8);
+      ASSERT_EQ(v, next_out) << "round " << round;
+      r.pop();
+      ++next_out;
+    }
+    ASSERT_LE(r.size(), 4u);
+  }
+  EXPECT_GT(next_out, 300u);
+}
+
+// WQE-like variable content in 256-byte slots across two threads.
+TEST(SpscSlotRing, TwoThreadStressOrderAndNoLoss) {
+  constexpr uint64_t kItems = 2'000'000;
+  constexpr uint32_t kSlot = 256;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  auto rr = SpscSlotRing::create(256, kSlot);
+  ASSERT_TRUE(rr.is_ok());
+  SpscSlotRing& r = *rr.value();
+  std::atomic<bool> stop{false};
+
+  std::thread producer([&] {
+    uint64_t seq = 0;
+    uint32_t spins = 0;
+    while (seq < kItems && !stop.load(std::memory_order_relaxed)) {
+      uint64_t n = 0;
+      for (; n < 8 && seq + n < kItems; ++n) {
+        uint8_t* s = r.reserve();
+        if (s == nullptr) break;
+        const uint64_t v = seq + n;
+        std::memcpy(s, &v, 8);
+        std::memset(s + 8, int(v & 0xFF), kSlot - 16);
+        const uint64_t inv = ~v;
+        std::memcpy(s + kSlot - 8, &inv, 8);
+      }
+      if (n > 0) {
+        r.publish();
+        seq += n;
+        spins = 0;
+      } else if (++spins % 64 == 0) {
+        if (std::chrono::steady_clock::now() > deadline) return;
+        std::this_thread::yield();
+      }
+    }
+  });
+
+  uint64_t expect = 0;
+  bool bad = false, late = false;
+  uint32_t spins = 0;
+  while (expect < kItems && !bad) {
+    const uint8_t* s = r.front();
+    if (s == nullptr) {
+      if (++spins % 64 == 0) {
+        if (std::chrono::steady_clock::now() > deadline) {
+          late = true;
+          break;
+        }
+        std::this_thread::yield();
+      }
+      continue;
+    }
+    spins = 0;
+    uint64_t v, inv;
+    std::memcpy(&v, s, 8);
+    std::memcpy(&inv, s + kSlot - 8, 8);
+    bad = v != expect || inv != ~expect || s[8] != uint8_t(expect) ||
+          s[kSlot - 9] != uint8_t(expect);
+    if (bad) break;
+    r.pop();
+    ++expect;
+  }
+  stop = true;
+  producer.join();
+  EXPECT_FALSE(bad) << "bad slot at seq " << expect;
+  EXPECT_FALSE(late) << "deadline hit at seq " << expect;
+  EXPECT_EQ(expect, kItems);
+  EXPECT_TRUE(r.empty());
 }
 
 }  // namespace
