@@ -29,6 +29,10 @@ function(droce_test name)
     set(ARG_TIMEOUT 120)
   endif()
   set(env DROCE_TEST_DATA=${DROCE_TEST_DATA} DROCE_BUILD_DIR=${PROJECT_BINARY_DIR} ${ARG_ENV})
+  # gtest_discover_tests flattens PROPERTIES through a command line and a script:
+  # the env list survives as one ENVIRONMENT value only with this much escaping
+  # (checked with ctest --show-only=json-v1).
+  string(REPLACE ";" "\\\\\\\\\\\\\\\\;" env "${env}")
   gtest_discover_tests(${name}
     DISCOVERY_TIMEOUT 60
     PROPERTIES TIMEOUT ${ARG_TIMEOUT} ENVIRONMENT "${env}" LABELS "${ARG_LABELS}")
