@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "nic/arp.h"
 #include "nic/base/status.h"
 
 namespace droce::nic {
@@ -17,6 +18,12 @@ struct PortConfig {
   uint32_t ipv4 = 0;  // host byte order
   uint16_t mtu = kDefaultMtu;
   std::string capture_path;  // empty: no capture
+  // Sizing (not from the environment). The mempool must cover both rings
+  // plus the mbufs the engine holds.
+  uint16_t rx_desc = 1024;  // rx ring entries
+  uint16_t tx_desc = 1024;  // tx ring entries
+  uint32_t mbufs = 4095;    // mempool size (2^n - 1 is optimal for DPDK's ring)
+  ArpConfig arp;            // neighbor resolution timing
 };
 
 // Reads DROCE_IPV4 / DROCE_MTU / DROCE_CAPTURE; a bad value is an error naming the variable.
@@ -27,7 +34,8 @@ Result<uint32_t> parse_ipv4(const std::string& text);
 std::string format_ipv4(uint32_t ip);
 
 // Path MTU for an Ethernet MTU: the largest IB MTU (256..4096) whose packets
-// (IPv6 worst case headers) fit, as rxe does: 1500 -> 1024, 9000 -> 4096.
+// fit with worst-case headers, as rxe does (IB MTU + 80 <= Ethernet MTU; 80 =
+// IPv6 40 + UDP 8 + BTH 12 + RETH/ImmDt 20): 1500 -> 1024, 9000 -> 4096.
 uint32_t path_mtu_for(uint16_t eth_mtu);
 
 // RoCEv2 GID for an IPv4 address: ::ffff:a.b.c.d.

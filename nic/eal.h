@@ -10,6 +10,10 @@
 
 namespace droce::nic {
 
+// Name of the loopback vdev in the default arguments (a net_ring device with
+// one ring: what it transmits it receives).
+inline constexpr const char* kDefaultLoopbackVdev = "net_ring0";
+
 // The embedded default EAL arguments (argv[0] excluded), with a file prefix
 // unique to this process.
 std::vector<std::string> default_eal_args();
@@ -19,9 +23,19 @@ std::vector<std::string> split_eal_args(const std::string& text);
 
 // Initialises EAL once per process (thread-safe). Later calls return the
 // first call's status. Errors name DROCE_EAL_ARGS and never abort.
+// The calling thread's CPU affinity is left as it was (EAL would pin it).
 Status eal_init();
 
-// True once eal_init() succeeded.
+// True once eal_init() succeeded (and eal_cleanup() has not run).
 bool eal_ready();
+
+// The arguments eal_init() used (empty before it ran).
+std::vector<std::string> eal_args();
+
+// Releases EAL (rte_eal_cleanup) and removes the runtime directory of a file
+// prefix droce generated. Call at most once, at the end of the process, after
+// every Port is closed; eal_init() fails afterwards. Without it, the runtime
+// directory is still removed at exit.
+void eal_cleanup();
 
 }  // namespace droce::nic

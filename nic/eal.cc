@@ -1,0 +1,191 @@
+// DPDK EAL initialisation, once per process, from DROCE_EAL_ARGS or the
+// embedded default; failures become a Status naming DROCE_EAL_ARGS.
+#include "nic/eal.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <mutex>
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+
+#include "nic/base/log.h"
+
+namespace droce::nic {
+namespace {
+
+constexpr const char* kEnvEalArgs = "DROCE_EAL_ARGS";
+
+// Memory for EAL with --no-huge: anonymous memory reserved up front but only
+// touched as mempools are filled. A 1500-MTU port's pool (4095 mbufs) takes
+// ~10 MB, a 9000-MTU one ~37 MB; 256 MB holds a few dozen ports at once.
+constexpr const char* kDefaultMemoryMb = "256";
+
+struct EalState {
+  std::mutex mu;  // guards every field
+  bool attempted = false;
+  bool ready = false;
+  bool cleaned = false;
+  Status status;
+  std::vector<std::string> args;
+  std::string owned_runtime_dir;  // removed at cleanup/exit: a prefix droce generated
+};
+
+EalState& state() {
+  static EalState* s = new EalState;  // never destroyed: used from atexit
+  return *s;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& a : v) {
+    if (!out.empty()) out += ' ';
+    out += a;
+  }
+  return out;
+}
+
+// Removes the files DPDK left in a runtime directory of our own file prefix
+// (config, fbarray_*, mp_socket*), then the directory.
+void remove_runtime_dir(const std::string& dir) {
+  if (dir.empty()) return;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return;
+  const int fd = dirfd(d);
+  while (dirent* e = readdir(d)) {
+    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+    unlinkat(fd, e->d_name, 0);
+  }
+  closedir(d);
+  rmdir(dir.c_str());
+}
+
+void remove_runtime_dir_at_exit() {
+  EalState& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  remove_runtime_dir(s.owned_runtime_dir);
+  s.owned_runtime_dir.clear();
+}
+
+}  // namespace
+
+std::vector<std::string> default_eal_args() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  char prefix[64];
+  std::snprintf(prefix, sizeof(prefix), "droce-%d-%lx", int(getpid()),
+                (unsigned long)(ts.tv_sec * 1000000000L + ts.tv_nsec) & 0xFFFFFFFFFul);
+  return {
+      "--no-huge",  // works on a fresh machine: anonymous memory, IOVA as VA
+      "--no-pci",   // never touch the host's NICs unless asked to
+      "-m",
+      kDefaultMemoryMb,
+      "--file-prefix",  // separate runtime state per process (no --in-memory with --no-huge)
+      prefix,
+      "--vdev",
+      kDefaultLoopbackVdev,
+      "--no-telemetry",         // no socket thread; droce has its own counters
+      "--log-level=*:warning",  // drop EAL/PMD chatter below warnings
+  };
+}
+
+std::vector<std::string> split_eal_args(const std::string& text) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : text) {
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f') {
+      if (!cur.empty()) out.push_back(std::move(cur));
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) out.push_back(std::move(cur));
+  return out;
+}
+
+Status eal_init() {
+  EalState& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (s.cleaned) {
+    return Status(Errc::kBusy, "DPDK EAL was already cleaned up in this process");
+  }
+  if (s.attempted) return s.status;
+  s.attempted = true;
+
+  const char* env = std::getenv(kEnvEalArgs);
+  const bool from_env = env != nullptr && split_eal_args(env).size() > 0;
+  s.args = from_env ? split_eal_args(env) : default_eal_args();
+
+  // rte_eal_init may permute argv and keep pointers into it: the strings
+  // live in s.args for the life of the process.
+  std::vector<char*> argv;
+  static char argv0[] = "droce";
+  argv.push_back(argv0);
+  for (auto& a : s.args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  // EAL pins the calling thread to its main lcore; a library must not.
+  cpu_set_t saved;
+  const bool have_affinity = pthread_getaffinity_np(pthread_self(), sizeof(saved), &saved) == 0;
+
+  const int rc = rte_eal_init(int(argv.size() - 1), argv.data());
+  const int err = rte_errno;
+
+  if (have_affinity) pthread_setaffinity_np(pthread_self(), sizeof(saved), &saved);
+
+  if (rc < 0) {
+    std::string msg = "DPDK EAL initialisation failed: ";
+    msg += rte_strerror(err);
+    if (from_env) {
+      msg += " (arguments from DROCE_EAL_ARGS=\"" + std::string(env) +
+             "\"; fix or unset DROCE_EAL_ARGS)";
+    } else {
+      msg += " (embedded default arguments \"" + join(s.args) +
+             "\"; set DROCE_EAL_ARGS to override)";
+    }
+    s.status = Status(err == ENOMEM ? Errc::kNoMemory : Errc::kBadConfig, msg);
+    DROCE_DEBUG("%s", msg.c_str());
+    return s.status;
+  }
+  s.ready = true;
+  s.status = Status::ok();
+  if (!from_env) {
+    s.owned_runtime_dir = rte_eal_get_runtime_dir();
+    std::atexit(remove_runtime_dir_at_exit);
+  }
+  DROCE_DEBUG("EAL ready: %s", join(s.args).c_str());
+  return s.status;
+}
+
+bool eal_ready() {
+  EalState& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  return s.ready;
+}
+
+std::vector<std::string> eal_args() {
+  EalState& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  return s.args;
+}
+
+void eal_cleanup() {
+  EalState& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (s.cleaned) return;
+  s.cleaned = true;
+  if (!s.ready) return;
+  s.ready = false;
+  rte_eal_cleanup();
+  remove_runtime_dir(s.owned_runtime_dir);
+  s.owned_runtime_dir.clear();
+}
+
+}  // namespace droce::nic

@@ -1,0 +1,503 @@
+// Port: ethdev setup (mempool sized for the MTU, one rx/tx queue), burst
+// receive with ARP answered in place and RoCEv2 classification (annex A17),
+// burst transmit; every dropped frame counted by reason.
+#include "nic/port.h"
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+
+#include <rte_dev.h>
+#include <rte_errno.h>
+#include <rte_eth_ring.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+
+#include "nic/eal.h"
+#include "nic/wire/icrc.h"
+
+namespace droce::nic {
+namespace {
+
+// Largest burst receive() handles at once (ARP replies are gathered on the stack).
+constexpr uint16_t kMaxRxBurst = 256;
+constexpr uint16_t kTxChunk = 64;          // frames per capture-and-send step
+constexpr uint32_t kL2Overhead = 14 + 4 + 4;  // Ethernet + one VLAN tag + FCS
+constexpr unsigned kPoolCache = 256;
+
+std::atomic<uint32_t> g_pool_seq{0};
+
+inline bool is_group(const wire::MacAddr& m) { return (m[0] & 1) != 0; }
+inline bool is_zero(const wire::MacAddr& m) {
+  for (uint8_t b : m) {
+    if (b != 0) return false;
+  }
+  return true;
+}
+inline bool is_unicast_ip(uint32_t ip) {
+  return ip != 0 && ip != 0xFFFFFFFFu && (ip >> 28) != 0xE;
+}
+
+std::string rte_error(int rc) { return rte_strerror(rc < 0 ? -rc : rc); }
+
+}  // namespace
+
+const char* port_drop_name(PortDrop d) {
+  switch (d) {
+    case PortDrop::kNotOurMac: return "not our MAC";
+    case PortDrop::kNotOurIp: return "not our IP";
+    case PortDrop::kMultiSegment: return "multi-segment frame";
+    case PortDrop::kArpMalformed: return "ARP malformed";
+    case PortDrop::kArpNotForUs: return "ARP not for us";
+    case PortDrop::kTxRingFull: return "tx ring full";
+    case PortDrop::kMbufAllocFailed: return "mbuf alloc failed";
+    case PortDrop::kCount: break;
+  }
+  return "?";
+}
+
+uint64_t PortCounters::rx_dropped() const {
+  uint64_t n = 0;
+  for (uint64_t v : parse_drops) n += v;
+  n += drop(PortDrop::kNotOurMac) + drop(PortDrop::kNotOurIp) + drop(PortDrop::kMultiSegment) +
+       drop(PortDrop::kArpMalformed) + drop(PortDrop::kArpNotForUs);
+  return n;
+}
+
+std::string format_counters(const PortCounters& c) {
+  char buf[256];
+  std::snprintf(buf, sizeof(buf),
+                "rx_packets=%lu rx_bytes=%lu tx_packets=%lu tx_bytes=%lu rx_roce=%lu arp_rx=%lu "
+                "arp_tx=%lu arp_failed=%lu rx_dropped=%lu tx_dropped=%lu",
+                (unsigned long)c.rx_packets, (unsigned long)c.rx_bytes,
+                (unsigned long)c.tx_packets, (unsigned long)c.tx_bytes, (unsigned long)c.rx_roce,
+                (unsigned long)c.arp_rx, (unsigned long)c.arp_tx, (unsigned long)c.arp_failed,
+                (unsigned long)c.rx_dropped(), (unsigned long)c.tx_dropped());
+  std::string out = buf;
+  for (size_t i = 1; i < wire::kParseErrorCount; ++i) {
+    if (c.parse_drops[i] == 0) continue;
+    std::snprintf(buf, sizeof(buf), " parse[%s]=%lu", wire::parse_error_name(wire::ParseError(i)),
+                  (unsigned long)c.parse_drops[i]);
+    out += buf;
+  }
+  for (size_t i = 0; i < kPortDropCount; ++i) {
+    if (c.drops[i] == 0) continue;
+    std::snprintf(buf, sizeof(buf), " drop[%s]=%lu", port_drop_name(PortDrop(i)),
+                  (unsigned long)c.drops[i]);
+    out += buf;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Setup
+
+Port::Port(uint16_t port_id, const PortConfig& cfg)
+    : port_id_(port_id), cfg_(cfg), neighbors_(cfg.arp) {}
+
+Result<std::unique_ptr<Port>> Port::open(uint16_t port_id, const PortConfig& cfg) {
+  if (Status st = eal_init(); !st) return st;
+  if (!is_unicast_ip(cfg.ipv4)) {
+    return Status(Errc::kInvalidArgument,
+                  "port IPv4 address " + format_ipv4(cfg.ipv4) + " is not a unicast address");
+  }
+  if (cfg.mtu < kMinMtu || cfg.mtu > kMaxMtu) {
+    return Status(Errc::kInvalidArgument, "MTU " + std::to_string(cfg.mtu) + " outside [" +
+                                              std::to_string(kMinMtu) + ", " +
+                                              std::to_string(kMaxMtu) + "]");
+  }
+  if (!rte_eth_dev_is_valid_port(port_id)) {
+    return Status(Errc::kNotFound, "no DPDK port " + std::to_string(port_id) + " (" +
+                                       std::to_string(rte_eth_dev_count_avail()) +
+                                       " ports; devices come from DROCE_EAL_ARGS)");
+  }
+  std::unique_ptr<Port> p(new Port(port_id, cfg));
+  p->cfg_.capture_path.clear();  // opened below, once the port exists
+  if (Status st = p->start(); !st) return st;
+  if (!cfg.capture_path.empty()) {
+    auto cap = Capture::open(cfg.capture_path, uint32_t(cfg.mtu) + kL2Overhead);
+    if (!cap) return cap.status();
+    p->capture_ = std::shared_ptr<Capture>(std::move(cap.value()));
+    p->cfg_.capture_path = cfg.capture_path;
+  }
+  return p;
+}
+
+Result<std::unique_ptr<Port>> Port::open_by_name(const std::string& device_name,
+                                                 const PortConfig& cfg) {
+  if (Status st = eal_init(); !st) return st;
+  uint16_t id = 0;
+  if (rte_eth_dev_get_port_by_name(device_name.c_str(), &id) != 0) {
+    return Status(Errc::kNotFound, "no DPDK port named '" + device_name +
+                                       "' (devices come from DROCE_EAL_ARGS, e.g. --vdev " +
+                                       device_name + ",...)");
+  }
+  return open(id, cfg);
+}
+
+Status Port::start() {
+  rte_eth_dev_info info{};
+  int rc = rte_eth_dev_info_get(port_id_, &info);
+  if (rc != 0) return Status(Errc::kIo, "rte_eth_dev_info_get: " + rte_error(rc));
+  char name[RTE_ETH_NAME_MAX_LEN];
+  if (rte_eth_dev_get_name_by_port(port_id_, name) == 0) name_ = name;
+  if (cfg_.mtu < info.min_mtu || cfg_.mtu > info.max_mtu) {
+    return Status(Errc::kBadConfig, "DROCE_MTU " + std::to_string(cfg_.mtu) + ": device " +
+                                        name_ + " supports MTU " + std::to_string(info.min_mtu) +
+                                        ".." + std::to_string(info.max_mtu));
+  }
+
+  // Data room: headroom + a whole frame in one segment, never below DPDK's default.
+  uint32_t frame = (uint32_t(cfg_.mtu) + kL2Overhead + 63) & ~63u;
+  if (frame < 2048) frame = 2048;
+  if (frame < info.min_rx_bufsize) frame = info.min_rx_bufsize;
+  const uint32_t room = RTE_PKTMBUF_HEADROOM + frame;
+  const int socket = rte_eth_dev_socket_id(port_id_);
+  char pool_name[RTE_MEMPOOL_NAMESIZE];
+  std::snprintf(pool_name, sizeof(pool_name), "droce_mp%u", g_pool_seq.fetch_add(1));
+  const unsigned cache = cfg_.mbufs >= kPoolCache * 3 / 2 ? kPoolCache : 0;
+  pool_ = rte_pktmbuf_pool_create(pool_name, cfg_.mbufs, cache, 0, uint16_t(room),
+                                  socket < 0 ? SOCKET_ID_ANY : socket);
+  if (pool_ == nullptr) {
+    return Status(Errc::kNoMemory, "cannot create mempool of " + std::to_string(cfg_.mbufs) +
+                                       " mbufs for port " + name_ + ": " +
+                                       rte_strerror(rte_errno) +
+                                       " (raise -m in DROCE_EAL_ARGS)");
+  }
+
+  rte_eth_conf conf{};
+  conf.rxmode.mtu = cfg_.mtu;
+  rc = rte_eth_dev_configure(port_id_, 1, 1, &conf);
+  if (rc != 0) return Status(Errc::kIo, "configure " + name_ + ": " + rte_error(rc));
+  configured_ = true;
+  uint16_t nb_rxd = cfg_.rx_desc, nb_txd = cfg_.tx_desc;
+  rc = rte_eth_dev_adjust_nb_rx_tx_desc(port_id_, &nb_rxd, &nb_txd);
+  if (rc != 0) return Status(Errc::kIo, "descriptor counts for " + name_ + ": " + rte_error(rc));
+  const unsigned qsocket = socket < 0 ? unsigned(SOCKET_ID_ANY) : unsigned(socket);
+  rc = rte_eth_rx_queue_setup(port_id_, 0, nb_rxd, qsocket, nullptr, pool_);
+  if (rc != 0) return Status(Errc::kIo, "rx queue of " + name_ + ": " + rte_error(rc));
+  rc = rte_eth_tx_queue_setup(port_id_, 0, nb_txd, qsocket, nullptr);
+  if (rc != 0) return Status(Errc::kIo, "tx queue of " + name_ + ": " + rte_error(rc));
+
+  rte_ether_addr addr{};
+  rte_eth_macaddr_get(port_id_, &addr);
+  std::memcpy(mac_.data(), addr.addr_bytes, 6);
+  if (is_zero(mac_) || is_group(mac_)) {
+    // Some PMDs (rings) have no address: make a locally administered one. The
+    // port filters by MAC in software, so it holds even if the PMD can't set it.
+    rte_eth_random_addr(addr.addr_bytes);
+    std::memcpy(mac_.data(), addr.addr_bytes, 6);
+    rte_eth_dev_default_mac_addr_set(port_id_, &addr);
+  }
+
+  rc = rte_eth_dev_start(port_id_);
+  if (rc != 0) return Status(Errc::kIo, "start " + name_ + ": " + rte_error(rc));
+  started_ = true;
+
+  ipv4_to_gid(cfg_.ipv4, gid_.data());
+  path_mtu_ = path_mtu_for(cfg_.mtu);
+  return Status::ok();
+}
+
+Port::~Port() {
+  if (started_) rte_eth_dev_stop(port_id_);
+  if (configured_) rte_eth_dev_close(port_id_);  // releases queues and their mbufs
+  capture_.reset();
+  if (pool_ != nullptr) rte_mempool_free(pool_);
+}
+
+bool Port::link_up() const {
+  rte_eth_link link{};
+  return rte_eth_link_get_nowait(port_id_, &link) == 0 && link.link_status == RTE_ETH_LINK_UP;
+}
+
+// ---------------------------------------------------------------------------
+// Per packet
+
+rte_mbuf* Port::alloc_mbuf() {
+  rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+  if (m == nullptr) ++counters_.drops[size_t(PortDrop::kMbufAllocFailed)];
+  return m;
+}
+
+uint16_t Port::receive(rte_mbuf** mbufs, wire::PacketView* views, uint16_t max, Nanos now) {
+  if (max > kMaxRxBurst) max = kMaxRxBurst;
+  const uint16_t n = rte_eth_rx_burst(port_id_, 0, mbufs, max);
+  if (n == 0) return 0;
+  if (capture_) capture_->record(port_id_, mbufs, n, Capture::Direction::kIn);
+
+  rte_mbuf* replies[kMaxRxBurst];
+  uint16_t n_replies = 0;
+  uint16_t out = 0;
+  for (uint16_t i = 0; i < n; ++i) {
+    rte_mbuf* m = mbufs[i];
+    if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(mbufs[i + 1], void*));
+    ++counters_.rx_packets;
+    counters_.rx_bytes += m->pkt_len;
+    if (classify(m, &views[out], now, replies, &n_replies)) mbufs[out++] = m;
+  }
+  if (n_replies > 0) counters_.arp_tx += send(replies, n_replies);
+  return out;
+}
+
+bool Port::classify(rte_mbuf* m, wire::PacketView* view, Nanos now, rte_mbuf** replies,
+                    uint16_t* n_replies) {
+  if (m->nb_segs != 1) {
+    ++counters_.drops[size_t(PortDrop::kMultiSegment)];
+    rte_pktmbuf_free(m);
+    return false;
+  }
+  uint8_t* p = rte_pktmbuf_mtod(m, uint8_t*);
+  const uint32_t len = m->data_len;
+  if (len >= sizeof(wire::EthHdr) && p[12] == (wire::kEtherTypeArp >> 8) &&
+      p[13] == (wire::kEtherTypeArp & 0xFF)) {
+    handle_arp(m, now, replies, n_replies);
+    return false;
+  }
+
+  // Parse without the ICRC first, so traffic for others costs no CRC.
+  wire::ParseOptions opts;
+  opts.verify_icrc = false;
+  wire::ParseError e = wire::parse_frame(p, len, view, opts);
+  if (e == wire::ParseError::kOk) {
+    PortDrop d = PortDrop::kCount;
+    if (view->eth().dst != mac_) {
+      d = PortDrop::kNotOurMac;
+    } else if (view->ipv6 || view->ipv4().dst.get() != cfg_.ipv4) {
+      d = PortDrop::kNotOurIp;
+    }
+    if (d != PortDrop::kCount) {
+      ++counters_.drops[size_t(d)];
+      rte_pktmbuf_free(m);
+      return false;
+    }
+    if (!wire::icrc_verify(p + view->l3_off, view->icrc_off - view->l3_off, view->ipv6)) {
+      e = wire::ParseError::kBadIcrc;
+    }
+  }
+  if (e != wire::ParseError::kOk) {
+    ++counters_.parse_drops[size_t(e)];
+    rte_pktmbuf_free(m);
+    return false;
+  }
+  ++counters_.rx_roce;
+  return true;
+}
+
+bool Port::handle_arp(rte_mbuf* m, Nanos now, rte_mbuf** replies, uint16_t* n_replies) {
+  uint8_t* p = rte_pktmbuf_mtod(m, uint8_t*);
+  const ArpHdr* arp = parse_arp_frame(p, m->data_len);
+  if (arp == nullptr) {
+    ++counters_.drops[size_t(PortDrop::kArpMalformed)];
+    rte_pktmbuf_free(m);
+    return false;
+  }
+  const uint32_t spa = arp->spa.get();
+  const uint32_t tpa = arp->tpa.get();
+  const bool for_us = tpa == cfg_.ipv4;
+  // RFC 826 merge: refresh a known sender always, add it only when asked by it.
+  if (is_unicast_ip(spa) && spa != cfg_.ipv4 && !is_group(arp->sha) && !is_zero(arp->sha)) {
+    neighbors_.learn(spa, arp->sha, now, for_us);
+  }
+  if (!for_us) {
+    ++counters_.drops[size_t(PortDrop::kArpNotForUs)];
+    rte_pktmbuf_free(m);
+    return false;
+  }
+  ++counters_.arp_rx;
+  if (arp->oper.get() != kArpOpRequest) {
+    rte_pktmbuf_free(m);
+    return true;
+  }
+  // Answer in place: the request's buffer becomes the reply.
+  const wire::MacAddr requester = arp->sha;
+  write_arp_frame(p, kArpOpReply, requester, mac_, cfg_.ipv4, requester, spa);
+  if (m->data_len < kArpFrameLen) {
+    // Never shorter than the minimum frame; the request was at least 42 bytes.
+    if (rte_pktmbuf_append(m, uint16_t(kArpFrameLen - m->data_len)) == nullptr) {
+      m->data_len = m->pkt_len = uint32_t(sizeof(wire::EthHdr) + sizeof(ArpHdr));
+    }
+  }
+  replies[(*n_replies)++] = m;
+  return true;
+}
+
+uint16_t Port::send(rte_mbuf** mbufs, uint16_t n) {
+  uint16_t sent = 0;
+  uint64_t bytes = 0;
+  if (!capture_) {
+    for (uint16_t i = 0; i < n; ++i) bytes += mbufs[i]->pkt_len;
+    while (sent < n) {
+      const uint16_t k = rte_eth_tx_burst(port_id_, 0, mbufs + sent, uint16_t(n - sent));
+      if (k == 0) break;
+      sent = uint16_t(sent + k);
+    }
+    for (uint16_t i = sent; i < n; ++i) {
+      bytes -= mbufs[i]->pkt_len;
+      rte_pktmbuf_free(mbufs[i]);
+    }
+  } else {
+    // Copy before the device owns the frames; write only what it took.
+    rte_mbuf* copies[kTxChunk];
+    bool full = false;
+    while (sent < n && !full) {
+      const uint16_t k = uint16_t(n - sent < kTxChunk ? n - sent : kTxChunk);
+      capture_->copy(port_id_, mbufs + sent, k, Capture::Direction::kOut, copies);
+      uint64_t chunk_bytes = 0;
+      for (uint16_t i = 0; i < k; ++i) chunk_bytes += mbufs[sent + i]->pkt_len;
+      uint16_t done = 0;
+      while (done < k) {
+        const uint16_t t = rte_eth_tx_burst(port_id_, 0, mbufs + sent + done, uint16_t(k - done));
+        if (t == 0) break;
+        done = uint16_t(done + t);
+      }
+      for (uint16_t i = done; i < k; ++i) chunk_bytes -= mbufs[sent + i]->pkt_len;
+      capture_->write(copies, done);
+      capture_->discard(copies + done, uint16_t(k - done));
+      bytes += chunk_bytes;
+      full = done < k;
+      sent = uint16_t(sent + done);
+    }
+    for (uint16_t i = sent; i < n; ++i) rte_pktmbuf_free(mbufs[i]);
+  }
+  counters_.tx_packets += sent;
+  counters_.tx_bytes += bytes;
+  counters_.drops[size_t(PortDrop::kTxRingFull)] += uint16_t(n - sent);
+  return sent;
+}
+
+uint16_t Port::transmit(rte_mbuf** mbufs, uint16_t n) { return send(mbufs, n); }
+
+// ---------------------------------------------------------------------------
+// ARP
+
+void Port::send_arp_request(uint32_t ip) {
+  rte_mbuf* m = alloc_mbuf();
+  if (m == nullptr) return;
+  auto* p = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(m, kArpFrameLen));
+  write_arp_frame(p, kArpOpRequest, kBroadcastMac, mac_, cfg_.ipv4, wire::MacAddr{}, ip);
+  counters_.arp_tx += send(&m, 1);
+}
+
+ArpResult Port::resolve(uint32_t ip, wire::MacAddr* mac, Nanos now) {
+  if (ip == cfg_.ipv4) {
+    *mac = mac_;
+    return ArpResult::kResolved;
+  }
+  if (!is_unicast_ip(ip)) return ArpResult::kFailed;
+  bool request = false;
+  const ArpResult r = neighbors_.resolve(ip, mac, now, &request);
+  if (request) send_arp_request(ip);
+  counters_.arp_failed = neighbors_.failures();
+  return r;
+}
+
+void Port::poll(Nanos now) {
+  uint32_t due[16];
+  size_t n;
+  do {
+    n = neighbors_.poll(now, due, 16);
+    for (size_t i = 0; i < n; ++i) send_arp_request(due[i]);
+  } while (n == 16);
+  counters_.arp_failed = neighbors_.failures();
+}
+
+// ---------------------------------------------------------------------------
+// In-process pair
+
+PortPair::PortPair(PortPair&& o) noexcept
+    : a_(std::move(o.a_)),
+      b_(std::move(o.b_)),
+      ab_(o.ab_),
+      ba_(o.ba_),
+      vdev_a_(std::move(o.vdev_a_)),
+      vdev_b_(std::move(o.vdev_b_)) {
+  o.ab_ = o.ba_ = nullptr;
+  o.vdev_a_.clear();
+  o.vdev_b_.clear();
+}
+
+PortPair::~PortPair() { release(); }
+
+void PortPair::release() {
+  // Frames still in flight belong to the pools of the ports: free them first.
+  for (rte_ring* r : {ab_, ba_}) {
+    if (r == nullptr) continue;
+    void* obj;
+    while (rte_ring_dequeue(r, &obj) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(obj));
+  }
+  a_.reset();
+  b_.reset();
+  // The ports are closed; removing the vdevs frees DPDK's device records.
+  if (!vdev_a_.empty()) rte_eal_hotplug_remove("vdev", vdev_a_.c_str());
+  if (!vdev_b_.empty()) rte_eal_hotplug_remove("vdev", vdev_b_.c_str());
+  vdev_a_.clear();
+  vdev_b_.clear();
+  rte_ring_free(ab_);
+  rte_ring_free(ba_);
+  ab_ = ba_ = nullptr;
+}
+
+Result<PortPair> make_port_pair(const PortConfig& a, const PortConfig& b) {
+  if (Status st = eal_init(); !st) return st;
+  static std::atomic<uint32_t> seq{0};
+  const uint32_t id = seq.fetch_add(1);
+  PortPair pair;
+
+  uint32_t ring_size = 1;
+  while (ring_size < a.rx_desc || ring_size < b.rx_desc) ring_size <<= 1;
+  char name[RTE_RING_NAMESIZE];
+  std::snprintf(name, sizeof(name), "droce_pr%u_ab", id);
+  pair.ab_ = rte_ring_create(name, ring_size, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  std::snprintf(name, sizeof(name), "droce_pr%u_ba", id);
+  pair.ba_ = rte_ring_create(name, ring_size, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+  if (pair.ab_ == nullptr || pair.ba_ == nullptr) {
+    return Status(Errc::kNoMemory, std::string("port pair rings: ") + rte_strerror(rte_errno));
+  }
+
+  int ids[2];
+  const std::string suffix[2] = {"a", "b"};
+  rte_ring* rx[2] = {pair.ba_, pair.ab_};
+  rte_ring* tx[2] = {pair.ab_, pair.ba_};
+  for (int i = 0; i < 2; ++i) {
+    std::snprintf(name, sizeof(name), "droce_pr%u_%s", id, suffix[i].c_str());
+    ids[i] = rte_eth_from_rings(name, &rx[i], 1, &tx[i], 1, SOCKET_ID_ANY);
+    if (ids[i] < 0) {
+      return Status(Errc::kIo, std::string("rte_eth_from_rings: ") + rte_strerror(rte_errno));
+    }
+    (i == 0 ? pair.vdev_a_ : pair.vdev_b_) = std::string("net_ring_") + name;
+  }
+
+  PortConfig ca = a, cb = b;
+  ca.capture_path.clear();
+  cb.capture_path.clear();
+  auto pa = Port::open(uint16_t(ids[0]), ca);
+  if (!pa) return pa.status();
+  pair.a_ = std::move(pa.value());
+  auto pb = Port::open(uint16_t(ids[1]), cb);
+  if (!pb) return pb.status();
+  pair.b_ = std::move(pb.value());
+
+  // Captures open once both ports exist, so the file lists both interfaces.
+  std::shared_ptr<Capture> cap_a, cap_b;
+  if (!a.capture_path.empty()) {
+    const uint16_t mtu = b.capture_path == a.capture_path && b.mtu > a.mtu ? b.mtu : a.mtu;
+    auto c = Capture::open(a.capture_path, uint32_t(mtu) + kL2Overhead);
+    if (!c) return c.status();
+    cap_a = std::move(c.value());
+  }
+  if (!b.capture_path.empty()) {
+    if (b.capture_path == a.capture_path) {
+      cap_b = cap_a;  // one file, sized for the larger MTU
+    } else {
+      auto c = Capture::open(b.capture_path, uint32_t(b.mtu) + kL2Overhead);
+      if (!c) return c.status();
+      cap_b = std::move(c.value());
+    }
+  }
+  pair.a_->set_capture(cap_a);
+  pair.b_->set_capture(cap_b);
+  return pair;
+}
+
+}  // namespace droce::nic

@@ -1,0 +1,178 @@
+// Port: one DPDK ethdev port as the NIC's Ethernet side (DESIGN.md sections 2,
+// 3, 7): its mempool, one rx/tx queue pair, burst receive with ARP handled
+// inside and RoCEv2 (IBTA annex A17) classified and ICRC-verified, burst
+// transmit, and counters for every frame dropped.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "nic/arp.h"
+#include "nic/base/clock.h"
+#include "nic/base/status.h"
+#include "nic/capture.h"
+#include "nic/config.h"
+#include "nic/wire/eth.h"
+#include "nic/wire/packet.h"
+
+struct rte_mbuf;
+struct rte_mempool;
+struct rte_ring;
+
+namespace droce::nic {
+
+// Why the port dropped a frame, beyond wire::ParseError.
+enum class PortDrop : uint8_t {
+  kNotOurMac,        // rx: RoCEv2 frame to another (or a group) MAC address
+  kNotOurIp,         // rx: RoCEv2 frame to another IP address (IPv6: the port has none)
+  kMultiSegment,     // rx: frame spread over several mbufs (larger than the MTU)
+  kArpMalformed,     // rx: ARP frame too short, or not Ethernet/IPv4 request/reply
+  kArpNotForUs,      // rx: ARP request for another address, or reply to someone else
+  kTxRingFull,       // tx: the device took fewer frames than offered
+  kMbufAllocFailed,  // no mbuf for alloc_mbuf() or an ARP request
+  kCount
+};
+inline constexpr size_t kPortDropCount = size_t(PortDrop::kCount);
+const char* port_drop_name(PortDrop d);
+
+// Counters, written only by the thread that drives the port.
+// Every received frame is counted once in rx_packets and exactly once in one
+// of: rx_roce, arp_rx, parse_drops[reason], or drops[rx reason].
+struct PortCounters {
+  uint64_t rx_packets = 0;  // frames taken from the device
+  uint64_t rx_bytes = 0;
+  uint64_t tx_packets = 0;  // frames the device accepted (RoCEv2 and ARP)
+  uint64_t tx_bytes = 0;
+  uint64_t rx_roce = 0;     // RoCEv2 packets for us, delivered by receive()
+  uint64_t arp_rx = 0;      // ARP frames used (requests for us, replies)
+  uint64_t arp_tx = 0;      // ARP requests and replies the device accepted
+  uint64_t arp_failed = 0;  // resolutions that ran out of requests
+  std::array<uint64_t, wire::kParseErrorCount> parse_drops{};  // rx, by parser reason
+  std::array<uint64_t, kPortDropCount> drops{};                // by port reason
+
+  uint64_t parse_drop(wire::ParseError e) const { return parse_drops[size_t(e)]; }
+  uint64_t drop(PortDrop d) const { return drops[size_t(d)]; }
+  uint64_t rx_dropped() const;  // all rx drop reasons
+  uint64_t tx_dropped() const { return drop(PortDrop::kTxRingFull); }
+};
+
+// One line per non-zero counter, for tools and test output (not per packet).
+std::string format_counters(const PortCounters& c);
+
+// A started ethdev port with one rx and one tx queue.
+//
+// Threading: receive, transmit, alloc_mbuf, resolve, poll and counters() are
+// called from one thread (the engine thread that owns the port); nothing in
+// Port is synchronised. Construction and destruction happen on any thread
+// while no other thread uses the port. Mbufs from the port's pool may be
+// freed on any thread (DPDK mempools are thread-safe).
+class Port {
+ public:
+  // Configures and starts ethdev port_id (eal_init() first if needed).
+  static Result<std::unique_ptr<Port>> open(uint16_t port_id, const PortConfig& cfg);
+  // The same, for the ethdev named device_name (e.g. "net_memif0", "net_tap0").
+  static Result<std::unique_ptr<Port>> open_by_name(const std::string& device_name,
+                                                    const PortConfig& cfg);
+  // Stops and closes the ethdev (DPDK releases it) and frees the mempool:
+  // every mbuf of this port's pool must be back by then.
+  ~Port();
+  Port(const Port&) = delete;
+  Port& operator=(const Port&) = delete;
+
+  // Receives up to max frames. ARP frames are handled here (requests for our
+  // address answered, senders learned); everything that is not a RoCEv2
+  // packet for our MAC and IPv4 address with a good ICRC is freed and
+  // counted. Returns n: mbufs[0..n) are the delivered packets, views[0..n)
+  // their parsed form; the caller owns (and frees) those mbufs.
+  uint16_t receive(rte_mbuf** mbufs, wire::PacketView* views, uint16_t max, Nanos now);
+
+  // Offers n frames to the device; it owns them afterwards. Frames it does
+  // not take are freed and counted as kTxRingFull. Never blocks. Returns the
+  // number sent.
+  uint16_t transmit(rte_mbuf** mbufs, uint16_t n);
+
+  // An mbuf from the port's pool (nullptr when empty, counted), data_off at
+  // the default headroom, length 0.
+  rte_mbuf* alloc_mbuf();
+
+  // IPv4 -> MAC. An unknown peer gets an ARP request now; poll() repeats it
+  // every arp.retry_interval up to arp.max_requests times, then kFailed. Our
+  // own address resolves to our MAC.
+  ArpResult resolve(uint32_t ip, wire::MacAddr* mac, Nanos now);
+  // Timers: ARP retries. Call regularly (every engine loop).
+  void poll(Nanos now);
+
+  uint16_t port_id() const { return port_id_; }
+  const std::string& name() const { return name_; }
+  const wire::MacAddr& mac() const { return mac_; }
+  uint32_t ipv4() const { return cfg_.ipv4; }
+  const std::array<uint8_t, 16>& gid() const { return gid_; }  // GID index 0
+  uint16_t mtu() const { return cfg_.mtu; }
+  uint32_t path_mtu() const { return path_mtu_; }
+  bool link_up() const;
+  rte_mempool* mempool() const { return pool_; }
+  const PortConfig& config() const { return cfg_; }
+  const PortCounters& counters() const { return counters_; }
+  const NeighborTable& neighbors() const { return neighbors_; }
+  Capture* capture() const { return capture_.get(); }
+
+  // Records this port's frames to c (shared by ports of one process writing
+  // one file). nullptr stops recording.
+  void set_capture(std::shared_ptr<Capture> c) { capture_ = std::move(c); }
+
+ private:
+  Port(uint16_t port_id, const PortConfig& cfg);
+  Status start();
+  // One received frame: true when it is delivered (view filled).
+  bool classify(rte_mbuf* m, wire::PacketView* view, Nanos now, rte_mbuf** replies,
+                uint16_t* n_replies);
+  // An ARP frame: answers (in place, appended to replies) or learns; false when dropped.
+  bool handle_arp(rte_mbuf* m, Nanos now, rte_mbuf** replies, uint16_t* n_replies);
+  void send_arp_request(uint32_t ip);
+  uint16_t send(rte_mbuf** mbufs, uint16_t n);
+
+  uint16_t port_id_;
+  std::string name_;
+  PortConfig cfg_;
+  wire::MacAddr mac_{};
+  std::array<uint8_t, 16> gid_{};
+  uint32_t path_mtu_ = 0;
+  rte_mempool* pool_ = nullptr;
+  bool configured_ = false;  // rte_eth_dev_configure succeeded: close on destruction
+  bool started_ = false;
+  NeighborTable neighbors_;
+  std::shared_ptr<Capture> capture_;
+  PortCounters counters_;
+};
+
+// Two ports joined back to back by a pair of rte_rings in this process
+// (net_ring via rte_eth_from_rings): what a sends, b receives, and the other
+// way round. Unique names, so any number of pairs can exist at once.
+// Destruction drains the rings, closes both ports, then frees the rings.
+// If both configs name the same capture file, both ports write to it.
+class PortPair {
+ public:
+  PortPair(PortPair&&) noexcept;
+  PortPair& operator=(PortPair&&) = delete;
+  ~PortPair();
+
+  Port& a() { return *a_; }
+  Port& b() { return *b_; }
+
+ private:
+  friend Result<PortPair> make_port_pair(const PortConfig& a, const PortConfig& b);
+  PortPair() = default;
+  void release();
+
+  std::unique_ptr<Port> a_, b_;
+  rte_ring* ab_ = nullptr;  // a -> b
+  rte_ring* ba_ = nullptr;  // b -> a
+  std::string vdev_a_, vdev_b_;
+};
+
+Result<PortPair> make_port_pair(const PortConfig& a, const PortConfig& b);
+
+}  // namespace droce::nic
