@@ -15,9 +15,12 @@ struct Cell {
 
 constexpr int type_index(QpType t) {
   switch (t) {
-    case QpType::kRc: return 0;
-    case QpType::kUc: return 1;
-    case QpType::kUd: return 2;
+    case QpType::kRc:
+      return 0;
+    case QpType::kUc:
+      return 1;
+    case QpType::kUd:
+      return 2;
   }
   return -1;
 }
@@ -30,8 +33,8 @@ constexpr Cell kNo = {false, {0, 0, 0}, {0, 0, 0}};
 
 // Attribute groups that recur in the table.
 constexpr uint32_t kPkeyPort = A::kPkeyIndex | A::kPort;
-constexpr uint32_t kToRtsRc = A::kCurState | A::kAltPath | A::kAccessFlags | A::kMinRnrTimer |
-                              uint32_t(A::kPathMigState);
+constexpr uint32_t kToRtsRc =
+    A::kCurState | A::kAltPath | A::kAccessFlags | A::kMinRnrTimer | uint32_t(A::kPathMigState);
 constexpr uint32_t kToRtsUc = A::kCurState | A::kAltPath | A::kAccessFlags | A::kPathMigState;
 constexpr uint32_t kToRtsUd = A::kCurState | A::kQkey;
 
@@ -54,18 +57,17 @@ constexpr Cell kInitToRtr = {
 
 constexpr Cell kRtrToRts = {
     true,
-    {A::kTimeout | A::kRetryCnt | A::kRnrRetry | A::kSqPsn | A::kMaxQpRdAtomic,
-     uint32_t(A::kSqPsn), uint32_t(A::kSqPsn)},
+    {A::kTimeout | A::kRetryCnt | A::kRnrRetry | A::kSqPsn | A::kMaxQpRdAtomic, uint32_t(A::kSqPsn),
+     uint32_t(A::kSqPsn)},
     {kToRtsRc, kToRtsUc, kToRtsUd}};
 
 // RTS -> RTS and SQD -> RTS: no requirements, the usual "to RTS" options.
 constexpr Cell kToRts = {true, {0, 0, 0}, {kToRtsRc, kToRtsUc, kToRtsUd}};
 
-constexpr Cell kRtsToSqd = {
-    true,
-    {0, 0, 0},
-    {uint32_t(A::kEnSqdAsyncNotify), uint32_t(A::kEnSqdAsyncNotify),
-     uint32_t(A::kEnSqdAsyncNotify)}};
+constexpr Cell kRtsToSqd = {true,
+                            {0, 0, 0},
+                            {uint32_t(A::kEnSqdAsyncNotify), uint32_t(A::kEnSqdAsyncNotify),
+                             uint32_t(A::kEnSqdAsyncNotify)}};
 
 constexpr Cell kSqdToSqd = {
     true,
@@ -77,8 +79,7 @@ constexpr Cell kSqdToSqd = {
      A::kPkeyIndex | A::kQkey}};
 
 // SQE exists for UC and UD only; the kernel leaves the RC entry empty.
-constexpr Cell kSqeToRts = {
-    true, {0, 0, 0}, {0, A::kCurState | A::kAccessFlags, kToRtsUd}};
+constexpr Cell kSqeToRts = {true, {0, 0, 0}, {0, A::kCurState | A::kAccessFlags, kToRtsUd}};
 
 // [current][next], states in enum order RESET INIT RTR RTS SQD SQE ERR.
 constexpr Cell kTable[kNumQpStates][kNumQpStates] = {
@@ -124,61 +125,98 @@ QpTransitionCheck check_modify(QpType type, QpState cur, QpState next, uint32_t 
 
 const char* qp_state_name(QpState s) {
   switch (s) {
-    case QpState::kReset: return "RESET";
-    case QpState::kInit: return "INIT";
-    case QpState::kRtr: return "RTR";
-    case QpState::kRts: return "RTS";
-    case QpState::kSqd: return "SQD";
-    case QpState::kSqe: return "SQE";
-    case QpState::kErr: return "ERR";
+    case QpState::kReset:
+      return "RESET";
+    case QpState::kInit:
+      return "INIT";
+    case QpState::kRtr:
+      return "RTR";
+    case QpState::kRts:
+      return "RTS";
+    case QpState::kSqd:
+      return "SQD";
+    case QpState::kSqe:
+      return "SQE";
+    case QpState::kErr:
+      return "ERR";
   }
   return "?";
 }
 
 const char* qp_type_name(QpType t) {
   switch (t) {
-    case QpType::kRc: return "RC";
-    case QpType::kUc: return "UC";
-    case QpType::kUd: return "UD";
+    case QpType::kRc:
+      return "RC";
+    case QpType::kUc:
+      return "UC";
+    case QpType::kUd:
+      return "UD";
   }
   return "?";
 }
 
 const char* qp_attr_name(uint32_t bit) {
   switch (QpAttr(bit)) {
-    case QpAttr::kState: return "STATE";
-    case QpAttr::kCurState: return "CUR_STATE";
-    case QpAttr::kEnSqdAsyncNotify: return "EN_SQD_ASYNC_NOTIFY";
-    case QpAttr::kAccessFlags: return "ACCESS_FLAGS";
-    case QpAttr::kPkeyIndex: return "PKEY_INDEX";
-    case QpAttr::kPort: return "PORT";
-    case QpAttr::kQkey: return "QKEY";
-    case QpAttr::kAv: return "AV";
-    case QpAttr::kPathMtu: return "PATH_MTU";
-    case QpAttr::kTimeout: return "TIMEOUT";
-    case QpAttr::kRetryCnt: return "RETRY_CNT";
-    case QpAttr::kRnrRetry: return "RNR_RETRY";
-    case QpAttr::kRqPsn: return "RQ_PSN";
-    case QpAttr::kMaxQpRdAtomic: return "MAX_QP_RD_ATOMIC";
-    case QpAttr::kAltPath: return "ALT_PATH";
-    case QpAttr::kMinRnrTimer: return "MIN_RNR_TIMER";
-    case QpAttr::kSqPsn: return "SQ_PSN";
-    case QpAttr::kMaxDestRdAtomic: return "MAX_DEST_RD_ATOMIC";
-    case QpAttr::kPathMigState: return "PATH_MIG_STATE";
-    case QpAttr::kCap: return "CAP";
-    case QpAttr::kDestQpn: return "DEST_QPN";
-    case QpAttr::kRateLimit: return "RATE_LIMIT";
+    case QpAttr::kState:
+      return "STATE";
+    case QpAttr::kCurState:
+      return "CUR_STATE";
+    case QpAttr::kEnSqdAsyncNotify:
+      return "EN_SQD_ASYNC_NOTIFY";
+    case QpAttr::kAccessFlags:
+      return "ACCESS_FLAGS";
+    case QpAttr::kPkeyIndex:
+      return "PKEY_INDEX";
+    case QpAttr::kPort:
+      return "PORT";
+    case QpAttr::kQkey:
+      return "QKEY";
+    case QpAttr::kAv:
+      return "AV";
+    case QpAttr::kPathMtu:
+      return "PATH_MTU";
+    case QpAttr::kTimeout:
+      return "TIMEOUT";
+    case QpAttr::kRetryCnt:
+      return "RETRY_CNT";
+    case QpAttr::kRnrRetry:
+      return "RNR_RETRY";
+    case QpAttr::kRqPsn:
+      return "RQ_PSN";
+    case QpAttr::kMaxQpRdAtomic:
+      return "MAX_QP_RD_ATOMIC";
+    case QpAttr::kAltPath:
+      return "ALT_PATH";
+    case QpAttr::kMinRnrTimer:
+      return "MIN_RNR_TIMER";
+    case QpAttr::kSqPsn:
+      return "SQ_PSN";
+    case QpAttr::kMaxDestRdAtomic:
+      return "MAX_DEST_RD_ATOMIC";
+    case QpAttr::kPathMigState:
+      return "PATH_MIG_STATE";
+    case QpAttr::kCap:
+      return "CAP";
+    case QpAttr::kDestQpn:
+      return "DEST_QPN";
+    case QpAttr::kRateLimit:
+      return "RATE_LIMIT";
   }
   return "?";
 }
 
 const char* qp_check_name(QpCheck c) {
   switch (c) {
-    case QpCheck::kOk: return "ok";
-    case QpCheck::kBadArgument: return "invalid QP type or state";
-    case QpCheck::kBadTransition: return "state transition not allowed";
-    case QpCheck::kMissingAttr: return "required attribute missing";
-    case QpCheck::kAttrNotAllowed: return "attribute not allowed in this transition";
+    case QpCheck::kOk:
+      return "ok";
+    case QpCheck::kBadArgument:
+      return "invalid QP type or state";
+    case QpCheck::kBadTransition:
+      return "state transition not allowed";
+    case QpCheck::kMissingAttr:
+      return "required attribute missing";
+    case QpCheck::kAttrNotAllowed:
+      return "attribute not allowed in this transition";
   }
   return "?";
 }

@@ -71,10 +71,10 @@ QpTransition qp_transition(QpType type, QpState cur, QpState next);
 
 enum class QpCheck : uint8_t {
   kOk = 0,
-  kBadArgument,      // type or state is not a valid enum value
-  kBadTransition,    // cur -> next is not allowed for this QP type
-  kMissingAttr,      // a required attribute is absent (missing lists them)
-  kAttrNotAllowed,   // an attribute outside required + optional (extra lists them)
+  kBadArgument,     // type or state is not a valid enum value
+  kBadTransition,   // cur -> next is not allowed for this QP type
+  kMissingAttr,     // a required attribute is absent (missing lists them)
+  kAttrNotAllowed,  // an attribute outside required + optional (extra lists them)
 };
 
 struct QpTransitionCheck {

@@ -10,7 +10,7 @@ namespace droce {
 // ---- 24-bit PSN ------------------------------------------------------------
 
 inline constexpr uint32_t kPsnBits = 24;
-inline constexpr uint32_t kPsnMask = (1u << kPsnBits) - 1;   // 0xFFFFFF
+inline constexpr uint32_t kPsnMask = (1u << kPsnBits) - 1;        // 0xFFFFFF
 inline constexpr uint32_t kPsnHalfWindow = 1u << (kPsnBits - 1);  // 2^23
 
 // psn + n modulo 2^24. Bits of `psn` above 24 are ignored.
@@ -50,7 +50,9 @@ constexpr uint16_t seq16_next(uint16_t s) { return seq16_add(s, 1); }
 
 // Signed distance a - b in [-2^15, 2^15 - 1]; 2^15 apart reads as "before"
 // in both directions, like the 24-bit variant.
-constexpr int16_t seq16_diff(uint16_t a, uint16_t b) { return static_cast<int16_t>(uint16_t(a - b)); }
+constexpr int16_t seq16_diff(uint16_t a, uint16_t b) {
+  return static_cast<int16_t>(uint16_t(a - b));
+}
 
 constexpr bool seq16_before(uint16_t a, uint16_t b) { return seq16_diff(a, b) < 0; }
 constexpr bool seq16_after(uint16_t a, uint16_t b) { return seq16_diff(a, b) > 0; }

@@ -115,13 +115,13 @@ class SpscIndices {
   alignas(kCacheLine) std::atomic<uint32_t> head_{0};  // written by producer (release)
   alignas(kCacheLine) std::atomic<uint32_t> tail_{0};  // written by consumer (release)
   struct alignas(kCacheLine) Producer {                // producer-private
-    uint32_t head = 0;         // == head_ (last published)
-    uint32_t staged = 0;       // reserved, not yet published
-    uint32_t cached_tail = 0;  // last tail_ seen
+    uint32_t head = 0;                                 // == head_ (last published)
+    uint32_t staged = 0;                               // reserved, not yet published
+    uint32_t cached_tail = 0;                          // last tail_ seen
   } prod_;
   struct alignas(kCacheLine) Consumer {  // consumer-private
-    uint32_t tail = 0;         // == tail_
-    uint32_t cached_head = 0;  // last head_ seen
+    uint32_t tail = 0;                   // == tail_
+    uint32_t cached_head = 0;            // last head_ seen
   } cons_;
 };
 
@@ -245,8 +245,8 @@ class SpscSlotRing {
         static_cast<uint8_t*>(std::aligned_alloc(detail::kCacheLine, alloc)));
     if (!mem) return Status(Errc::kNoMemory, "ring slots");
     std::memset(mem.get(), 0, alloc);
-    std::unique_ptr<SpscSlotRing> ring(
-        new (std::nothrow) SpscSlotRing(std::move(mem), capacity, slot_bytes));
+    std::unique_ptr<SpscSlotRing> ring(new (std::nothrow)
+                                           SpscSlotRing(std::move(mem), capacity, slot_bytes));
     if (!ring) return Status(Errc::kNoMemory, "ring");
     return ring;
   }
@@ -299,7 +299,7 @@ class SpscSlotRing {
   uint8_t* slot(uint32_t s) const { return mem_.get() + (uint64_t{s} << slot_shift_); }
 
   const std::unique_ptr<uint8_t[], Free> mem_;  // read-only pointer after create
-  const uint32_t slot_shift_;                    // log2(slot_bytes)
+  const uint32_t slot_shift_;                   // log2(slot_bytes)
   detail::SpscIndices idx_;
 };
 

@@ -25,7 +25,8 @@ std::vector<uint32_t> psn_probe_points() {
   for (int64_t center : {int64_t{0}, int64_t{kPsnHalfWindow}, int64_t{kPsnMask}, int64_t{0x123456},
                          int64_t{kPsnHalfWindow} / 2}) {
     for (int64_t off = -300; off <= 300; ++off) {
-      v.push_back(uint32_t(((center + off) % (int64_t{1} << 24) + (int64_t{1} << 24)) % (int64_t{1} << 24)));
+      v.push_back(uint32_t(((center + off) % (int64_t{1} << 24) + (int64_t{1} << 24)) %
+                           (int64_t{1} << 24)));
     }
   }
   return v;
@@ -43,7 +44,7 @@ TEST(Psn, AddWrapsAt24Bits) {
   EXPECT_EQ(psn_add(0xFFFFFF, 2), 1u);
   EXPECT_EQ(psn_add(0xFFFF00, 0x100), 0u);
   EXPECT_EQ(psn_add(0x800000, 0x800000), 0u);
-  EXPECT_EQ(psn_add(1, 0xFFFFFF), 0u);  // adding 2^24 - 1 is subtracting one
+  EXPECT_EQ(psn_add(1, 0xFFFFFF), 0u);   // adding 2^24 - 1 is subtracting one
   EXPECT_EQ(psn_add(5, 0x1000000), 5u);  // adding 2^24 is a no-op
   // High bits of the input never leak into the result.
   EXPECT_EQ(psn_add(0xFF000010, 1), 0x11u);

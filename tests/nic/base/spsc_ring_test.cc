@@ -383,7 +383,10 @@ TEST(SpscSlotRing, WrapAroundAndIndexWrap) {
       std::memcpy(s, &next_in, 8);
       ++next_in;
     }
-    if (round % 3 == 0) r.cancel(); else r.publish();
+    if (round % 3 == 0)
+      r.cancel();
+    else
+      r.publish();
     if (round % 3 == 0) next_in = next_out + r.size();  // cancelled ones never happened
     for (int i = 0; i < 1 + round % 3; ++i) {
       uint8_t* s = r.front();
@@ -453,8 +456,8 @@ TEST(SpscSlotRing, TwoThreadStressOrderAndNoLoss) {
     uint64_t v, inv;
     std::memcpy(&v, s, 8);
     std::memcpy(&inv, s + kSlot - 8, 8);
-    bad = v != expect || inv != ~expect || s[8] != uint8_t(expect) ||
-          s[kSlot - 9] != uint8_t(expect);
+    bad =
+        v != expect || inv != ~expect || s[8] != uint8_t(expect) || s[kSlot - 9] != uint8_t(expect);
     if (bad) break;
     r.pop();
     ++expect;

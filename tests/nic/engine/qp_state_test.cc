@@ -4,9 +4,8 @@
 // and every other bit added one at a time.
 #include "nic/qp_state.h"
 
-#include <infiniband/verbs.h>
-
 #include <gtest/gtest.h>
+#include <infiniband/verbs.h>
 
 #include <cstdint>
 #include <string>
@@ -79,8 +78,8 @@ const std::vector<Row>& expected_rows() {
     // RESET -> RESET, and every state except RESET -> RESET and -> ERR.
     for (ibv_qp_type t : types) {
       v.push_back({t, IBV_QPS_RESET, IBV_QPS_RESET, 0, 0});
-      for (ibv_qp_state s : {IBV_QPS_INIT, IBV_QPS_RTR, IBV_QPS_RTS, IBV_QPS_SQD, IBV_QPS_SQE,
-                             IBV_QPS_ERR}) {
+      for (ibv_qp_state s :
+           {IBV_QPS_INIT, IBV_QPS_RTR, IBV_QPS_RTS, IBV_QPS_SQD, IBV_QPS_SQE, IBV_QPS_ERR}) {
         v.push_back({t, s, IBV_QPS_RESET, 0, 0});
         v.push_back({t, s, IBV_QPS_ERR, 0, 0});
       }
@@ -98,8 +97,8 @@ const std::vector<Row>& expected_rows() {
                  IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS});
     v.push_back({IBV_QPT_UC, IBV_QPS_INIT, IBV_QPS_INIT, 0,
                  IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS});
-    v.push_back({IBV_QPT_UD, IBV_QPS_INIT, IBV_QPS_INIT, 0,
-                 IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_QKEY});
+    v.push_back(
+        {IBV_QPT_UD, IBV_QPS_INIT, IBV_QPS_INIT, 0, IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_QKEY});
     // INIT -> RTR
     v.push_back({IBV_QPT_RC, IBV_QPS_INIT, IBV_QPS_RTR,
                  IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
@@ -347,13 +346,12 @@ TEST(QpStateNamed, SqdSqeRows) {
   EXPECT_TRUE(check_modify(QpType::kUd, QpState::kSqe, QpState::kRts,
                            IBV_QP_STATE | IBV_QP_CUR_STATE | IBV_QP_QKEY)
                   .ok());
-  EXPECT_TRUE(check_modify(QpType::kUc, QpState::kSqe, QpState::kRts,
-                           IBV_QP_STATE | IBV_QP_ACCESS_FLAGS)
-                  .ok());
-  EXPECT_EQ(check_modify(QpType::kRc, QpState::kSqe, QpState::kRts,
-                         IBV_QP_STATE | IBV_QP_CUR_STATE)
-                .code,
-            QpCheck::kAttrNotAllowed);
+  EXPECT_TRUE(
+      check_modify(QpType::kUc, QpState::kSqe, QpState::kRts, IBV_QP_STATE | IBV_QP_ACCESS_FLAGS)
+          .ok());
+  EXPECT_EQ(
+      check_modify(QpType::kRc, QpState::kSqe, QpState::kRts, IBV_QP_STATE | IBV_QP_CUR_STATE).code,
+      QpCheck::kAttrNotAllowed);
   // SQD -> SQD: an RC path change while drained.
   EXPECT_TRUE(check_modify(QpType::kRc, QpState::kSqd, QpState::kSqd,
                            IBV_QP_AV | IBV_QP_TIMEOUT | IBV_QP_PORT)
@@ -367,8 +365,8 @@ TEST(QpStateNamed, CurStateOnlyFromRtrRtsSqdSqe) {
       for (int next = 0; next < kNumQpStates; ++next) {
         const QpTransition tr = qp_transition(t, QpState(cur), QpState(next));
         if (!tr.allowed) continue;
-        const bool cur_ok = cur == IBV_QPS_RTR || cur == IBV_QPS_RTS || cur == IBV_QPS_SQD ||
-                            cur == IBV_QPS_SQE;
+        const bool cur_ok =
+            cur == IBV_QPS_RTR || cur == IBV_QPS_RTS || cur == IBV_QPS_SQD || cur == IBV_QPS_SQE;
         const QpTransitionCheck c =
             check_modify(t, QpState(cur), QpState(next), tr.required | IBV_QP_CUR_STATE);
         if (!cur_ok) {
@@ -399,9 +397,10 @@ TEST(QpStateNamed, CapAndRateLimitNeverAllowed) {
       for (int next = 0; next < kNumQpStates; ++next) {
         const QpTransition tr = qp_transition(t, QpState(cur), QpState(next));
         if (!tr.allowed) continue;
-        for (uint32_t bad : {uint32_t(IBV_QP_CAP), uint32_t(IBV_QP_RATE_LIMIT), 1u << 21,
-                             1u << 24, 1u << 31}) {
-          const QpTransitionCheck c = check_modify(t, QpState(cur), QpState(next), tr.required | bad);
+        for (uint32_t bad :
+             {uint32_t(IBV_QP_CAP), uint32_t(IBV_QP_RATE_LIMIT), 1u << 21, 1u << 24, 1u << 31}) {
+          const QpTransitionCheck c =
+              check_modify(t, QpState(cur), QpState(next), tr.required | bad);
           EXPECT_EQ(c.code, QpCheck::kAttrNotAllowed);
           EXPECT_EQ(c.extra, bad);
         }
