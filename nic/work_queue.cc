@@ -1,0 +1,146 @@
+// Work queues (SQ / RQ / SRQ rings) and the SRQ limit; see work_queue.h.
+// IBTA vol. 1 chapters 10-11 (work requests, SRQ limit).
+#include "nic/work_queue.h"
+
+#include <bit>
+#include <cassert>
+#include <cstring>
+#include <new>
+#include <utility>
+
+#include "nic/wqe.h"
+
+namespace droce::nic {
+namespace {
+
+constexpr uint64_t kCacheLine = 64;
+
+// Smallest power of two >= need, or 0 when that exceeds WorkQueue::kMaxStride.
+uint32_t stride_for(uint64_t need) {
+  if (need < WorkQueue::kMinStride) need = WorkQueue::kMinStride;
+  if (need > WorkQueue::kMaxStride) return 0;
+  return static_cast<uint32_t>(std::bit_ceil(need));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<WorkQueue>> WorkQueue::create(uint32_t depth, uint32_t stride) {
+  if (depth == 0 || depth > kMaxDepth) {
+    return Status(Errc::kInvalidArgument, "work queue depth must be in [1, 2^24]");
+  }
+  if (!std::has_single_bit(stride) || stride < kMinStride || stride > kMaxStride) {
+    return Status(Errc::kInvalidArgument, "WQE stride must be a power of two in [16, 1 MiB]");
+  }
+  const uint32_t capacity = std::bit_ceil(depth);
+  const uint64_t bytes = uint64_t{capacity} * stride;
+  // aligned_alloc wants a size that is a multiple of the alignment.
+  const uint64_t alloc = (bytes + kCacheLine - 1) & ~(kCacheLine - 1);
+  std::unique_ptr<uint8_t[], Free> mem(
+      static_cast<uint8_t*>(std::aligned_alloc(kCacheLine, alloc)));
+  if (!mem) return Status(Errc::kNoMemory, "work queue slots");
+  std::memset(mem.get(), 0, alloc);
+  std::unique_ptr<WorkQueue> wq(new (std::nothrow) WorkQueue(std::move(mem), capacity, stride));
+  if (!wq) return Status(Errc::kNoMemory, "work queue");
+  return wq;
+}
+
+WorkQueue::WorkQueue(std::unique_ptr<uint8_t[], Free> mem, uint32_t capacity, uint32_t stride)
+    : mem_(std::move(mem)),
+      mask_(capacity - 1),
+      stride_shift_(static_cast<uint32_t>(std::countr_zero(stride))) {}
+
+uint32_t WorkQueue::send_stride(uint32_t max_sge, uint32_t max_inline) {
+  const uint64_t sges = uint64_t{max_sge} * sizeof(Sge);
+  return stride_for(sizeof(SendWqe) + (sges > max_inline ? sges : max_inline));
+}
+
+uint32_t WorkQueue::recv_stride(uint32_t max_sge) {
+  return stride_for(sizeof(RecvWqe) + uint64_t{max_sge} * sizeof(Sge));
+}
+
+uint8_t* WorkQueue::reserve() {
+  if (next_ - cached_completed_ >= capacity()) {
+    // Acquire: the engine's reads of the slots it retired happen before we reuse them.
+    cached_completed_ = completed_.load(std::memory_order_acquire);
+    if (next_ - cached_completed_ >= capacity()) return nullptr;
+  }
+  return slot(next_++);
+}
+
+uint32_t WorkQueue::publish() {
+  const uint32_t n = staged();
+  if (n == 0) return 0;
+  producer_.store(next_, std::memory_order_release);
+  posted_.store(posted_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  return n;
+}
+
+uint32_t WorkQueue::free_slots() {
+  cached_completed_ = completed_.load(std::memory_order_acquire);
+  return capacity() - (next_ - cached_completed_);
+}
+
+void WorkQueue::retire(uint32_t new_completed) {
+  const uint32_t old = completed_.load(std::memory_order_relaxed);
+  const uint32_t n = new_completed - old;
+  assert(n <= producer_.load(std::memory_order_relaxed) - old && "retire past published");
+  if (n == 0) return;
+  completed_.store(new_completed, std::memory_order_release);
+  retired_.store(retired_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+uint32_t WorkQueue::discard_all() {
+  const uint32_t published = producer_.load(std::memory_order_relaxed);
+  const uint32_t n = published - completed_.load(std::memory_order_relaxed);
+  next_ = published;  // no poster holds the lock, so nothing is staged
+  cached_completed_ = published;
+  completed_.store(published, std::memory_order_release);
+  discarded_.store(discarded_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  return n;
+}
+
+uint32_t WorkQueue::outstanding() const {
+  // completed first: both only grow and completed <= published, so the
+  // difference never underflows; it can overshoot if the engine retired
+  // between the loads while the producer posted, so clamp.
+  const uint32_t completed = completed_.load(std::memory_order_acquire);
+  const uint32_t published = producer_.load(std::memory_order_acquire);
+  const uint32_t n = published - completed;
+  return n < capacity() ? n : capacity();
+}
+
+Result<std::unique_ptr<SharedReceiveQueue>> SharedReceiveQueue::create(uint32_t depth,
+                                                                       uint32_t max_sge) {
+  const uint32_t stride = WorkQueue::recv_stride(max_sge);
+  if (stride == 0) return Status(Errc::kInvalidArgument, "SRQ max_sge too large");
+  auto wq = WorkQueue::create(depth, stride);
+  if (!wq) return wq.status();
+  std::unique_ptr<SharedReceiveQueue> srq(new (std::nothrow)
+                                              SharedReceiveQueue(std::move(wq).value()));
+  if (!srq) return Status(Errc::kNoMemory, "SRQ");
+  return srq;
+}
+
+const uint8_t* SharedReceiveQueue::front() const {
+  const uint32_t completed = wq_->completed();
+  return completed == wq_->published() ? nullptr : wq_->slot(completed);
+}
+
+bool SharedReceiveQueue::consume() {
+  const uint32_t completed = wq_->completed() + 1;
+  wq_->retire(completed);
+  // IBTA: the event fires when the posted WQEs fall below the limit.
+  if (limit_ != 0 && wq_->published() - completed < limit_) {
+    limit_ = 0;
+    return true;
+  }
+  return false;
+}
+
+Status SharedReceiveQueue::arm_limit(uint32_t limit) {
+  if (limit > capacity()) return Status(Errc::kInvalidArgument, "SRQ limit above its capacity");
+  limit_ = limit;
+  return Status::ok();
+}
+
+}  // namespace droce::nic
