@@ -24,4 +24,17 @@ void icrc_write(uint8_t* l3, size_t len, bool ipv6);
 // True when the 4 bytes at l3 + len hold the right ICRC.
 bool icrc_verify(uint8_t* l3, size_t len, bool ipv6);
 
+// How the variant fields are masked around the one ISA-L call (icrc.cc says
+// why): icrc_compute uses the best path the CPU supports. The explicit choice
+// is for tests and benchmarks, which check and measure every path.
+enum class IcrcPath : uint8_t {
+  kAuto,   // the best path this CPU supports
+  kBytes,  // byte stores, ISA-L's dispatcher (any CPU, any IP header)
+  kXmm,    // 16-byte stores, ISA-L's PCLMUL variant (x86-64 with PCLMUL)
+  kZmm,    // one 64-byte store or a stack copy, ISA-L's AVX-512 variant
+};
+bool icrc_path_supported(IcrcPath path);
+// icrc_compute through `path` (kAuto's choice when the CPU lacks it).
+uint32_t icrc_compute_with(IcrcPath path, uint8_t* l3, size_t len, bool ipv6);
+
 }  // namespace droce::wire
