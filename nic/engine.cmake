@@ -1,4 +1,12 @@
 # Engine (issue 4). droce::transport: the DPDK-free transport model (QP state
-# table, ...), usable by verbs/ and by unit tests without DPDK.
-droce_library(transport SRCS qp_state.cc DEPS droce::base)
-set(NIC_ENGINE_SRCS)
+# table, MR table), usable by verbs/ and by unit tests without DPDK. The
+# engine proper (device, QPs) works on mbufs and lives in droce::nic.
+droce_library(transport SRCS qp_state.cc mr.cc DEPS droce::base)
+set(NIC_ENGINE_SRCS
+  device.cc
+  qp.cc
+  qp_requester.cc
+  qp_responder.cc
+  qp_completer.cc
+  srq.cc
+)

@@ -1,0 +1,474 @@
+// Device: object tables and control commands (IBTA vol. 1, ch. 11 verbs),
+// async events, and the engine's poll loop and thread (DESIGN.md section 2).
+#include "nic/device.h"
+
+#include <poll.h>
+#include <rte_mbuf.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "nic/base/log.h"
+
+namespace droce::nic {
+
+namespace {
+
+constexpr uint16_t kRxBurst = 32;
+// Idle backoff of the engine thread: spin, then yield, then short sleeps
+// (woken early by doorbells), so two busy processes share two cores.
+constexpr uint32_t kSpinPolls = 2000;
+constexpr uint32_t kYieldPolls = 4000;
+constexpr int kSleepUs = 50;
+
+bool is_v4_mapped(const uint8_t gid[16]) {
+  static const uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+  return std::memcmp(gid, kPrefix, 12) == 0;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Device>> Device::create(std::unique_ptr<Port> port, const Options& opts) {
+  if (!port) return Status(Errc::kInvalidArgument, "no port");
+  Port* p = port.get();
+  std::unique_ptr<Device> dev(new Device(p, std::move(port), opts));
+  if (dev->async_fd_ < 0 || dev->wake_fd_ < 0) return Status(Errc::kNoMemory, "eventfd failed");
+  if (opts.engine_thread) dev->thread_ = std::thread([d = dev.get()] { d->engine_loop(); });
+  return dev;
+}
+
+Result<std::unique_ptr<Device>> Device::create(Port* port, const Options& opts) {
+  if (port == nullptr) return Status(Errc::kInvalidArgument, "no port");
+  std::unique_ptr<Device> dev(new Device(port, nullptr, opts));
+  if (dev->async_fd_ < 0 || dev->wake_fd_ < 0) return Status(Errc::kNoMemory, "eventfd failed");
+  if (opts.engine_thread) dev->thread_ = std::thread([d = dev.get()] { d->engine_loop(); });
+  return dev;
+}
+
+Device::Device(Port* port, std::unique_ptr<Port> owned, const Options& opts)
+    : attr_(opts.attr),
+      owned_port_(std::move(owned)),
+      port_(port),
+      mrs_(opts.attr.max_mr),
+      pd_users_(opts.attr.max_pd + 1, 0),
+      qps_(opts.attr.max_qp),
+      ahs_(opts.attr.max_ah + 1) {
+  async_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  live_.reserve(opts.attr.max_qp);
+}
+
+Device::~Device() {
+  stop_.store(true, std::memory_order_release);
+  if (thread_.joinable()) {
+    ring_doorbell();
+    thread_.join();
+  }
+  {
+    std::lock_guard<std::mutex> lock(engine_mu_);
+    tx_flush();
+    live_.clear();
+    qps_.clear();
+  }
+  if (async_fd_ >= 0) close(async_fd_);
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+std::unique_lock<std::mutex> Device::lock_engine() {
+  commands_waiting_.fetch_add(1, std::memory_order_relaxed);
+  std::unique_lock<std::mutex> lock(engine_mu_);
+  commands_waiting_.fetch_sub(1, std::memory_order_relaxed);
+  return lock;
+}
+
+// ---- PD, MR ----
+
+Result<uint32_t> Device::alloc_pd() {
+  auto lock = lock_engine();
+  for (uint32_t pd = 1; pd < pd_users_.size(); ++pd) {
+    if (pd_users_[pd] == 0) {
+      pd_users_[pd] = 1;
+      return pd;
+    }
+  }
+  return Status(Errc::kNoMemory, "protection domain table full");
+}
+
+Status Device::dealloc_pd(uint32_t pd) {
+  auto lock = lock_engine();
+  if (pd == 0 || pd >= pd_users_.size() || pd_users_[pd] == 0) {
+    return Status(Errc::kInvalidArgument, "no such protection domain");
+  }
+  if (pd_users_[pd] > 1) return Status(Errc::kBusy, "protection domain still has MRs, QPs or AHs");
+  pd_users_[pd] = 0;
+  return Status::ok();
+}
+
+Result<uint32_t> Device::reg_mr(uint32_t pd, void* addr, uint64_t iova, uint64_t length,
+                                uint32_t access) {
+  auto lock = lock_engine();
+  if (pd == 0 || pd >= pd_users_.size() || pd_users_[pd] == 0) {
+    return Status(Errc::kInvalidArgument, "no such protection domain");
+  }
+  if (length > attr_.max_mr_size) return Status(Errc::kInvalidArgument, "region too large");
+  auto key = mrs_.reg(pd, addr, iova, length, access);
+  if (key) ++pd_users_[pd];
+  return key;
+}
+
+Status Device::dereg_mr(uint32_t key) {
+  auto lock = lock_engine();
+  const MrEntry* e = mrs_.find(key);
+  if (e == nullptr) return Status(Errc::kInvalidArgument, "no memory region with this key");
+  const uint32_t pd = e->pd;
+  Status st = mrs_.dereg(key);
+  if (st) --pd_users_[pd];
+  return st;  // under the engine lock: after this, the engine never touches the memory
+}
+
+// ---- CQ ----
+
+Result<CompletionQueue*> Device::create_cq(uint32_t cqe) {
+  if (cqe == 0 || cqe > attr_.max_cqe) {
+    return Status(Errc::kInvalidArgument, "CQ size must be 1.." + std::to_string(attr_.max_cqe));
+  }
+  auto lock = lock_engine();
+  if (cqs_.size() >= attr_.max_cq) return Status(Errc::kNoMemory, "too many CQs");
+  auto cq = CompletionQueue::create(cqe);
+  if (!cq) return cq.status();
+  cqs_.push_back(std::move(cq.value()));
+  cq_users_.push_back(0);
+  return cqs_.back().get();
+}
+
+Status Device::destroy_cq(CompletionQueue* cq) {
+  auto lock = lock_engine();
+  for (size_t i = 0; i < cqs_.size(); ++i) {
+    if (cqs_[i].get() != cq) continue;
+    if (cq_users_[i] != 0) return Status(Errc::kBusy, "a QP still uses this CQ");
+    cqs_.erase(cqs_.begin() + long(i));
+    cq_users_.erase(cq_users_.begin() + long(i));
+    return Status::ok();
+  }
+  return Status(Errc::kInvalidArgument, "no such CQ");
+}
+
+// ---- SRQ ----
+
+Result<Srq*> Device::create_srq(uint32_t pd, uint32_t max_wr, uint32_t max_sge) {
+  if (max_wr == 0 || max_wr > attr_.max_srq_wr || max_sge == 0 || max_sge > attr_.max_srq_sge) {
+    return Status(Errc::kInvalidArgument, "SRQ size or SGE count beyond the device limits");
+  }
+  auto lock = lock_engine();
+  if (pd == 0 || pd >= pd_users_.size() || pd_users_[pd] == 0) {
+    return Status(Errc::kInvalidArgument, "no such protection domain");
+  }
+  if (srqs_.size() >= attr_.max_srq) return Status(Errc::kNoMemory, "too many SRQs");
+  auto q = SharedReceiveQueue::create(max_wr, max_sge);
+  if (!q) return q.status();
+  srqs_.push_back(std::make_unique<Srq>(this, pd, max_sge, std::move(q.value())));
+  ++pd_users_[pd];
+  return srqs_.back().get();
+}
+
+Status Device::modify_srq(Srq* srq, uint32_t limit) {
+  auto lock = lock_engine();
+  return srq->modify_limit(limit);
+}
+
+Status Device::destroy_srq(Srq* srq) {
+  auto lock = lock_engine();
+  for (size_t i = 0; i < srqs_.size(); ++i) {
+    if (srqs_[i].get() != srq) continue;
+    if (srq->users != 0) return Status(Errc::kBusy, "a QP still uses this SRQ");
+    --pd_users_[srq->pd()];
+    srqs_.erase(srqs_.begin() + long(i));
+    return Status::ok();
+  }
+  return Status(Errc::kInvalidArgument, "no such SRQ");
+}
+
+// ---- QP ----
+
+Result<Qp*> Device::create_qp(const QpInitAttr& in) {
+  QpInitAttr init = in;
+  if (init.type != QpType::kRc && init.type != QpType::kUc && init.type != QpType::kUd) {
+    return Status(Errc::kNotSupported, "QP type not supported (RC, UC and UD are)");
+  }
+  if (init.send_cq == nullptr || init.recv_cq == nullptr) {
+    return Status(Errc::kInvalidArgument, "QP needs a send and a receive CQ");
+  }
+  QpCaps& c = init.cap;
+  if (c.max_send_wr == 0 || c.max_send_wr > attr_.max_qp_wr ||
+      (init.srq == nullptr && (c.max_recv_wr == 0 || c.max_recv_wr > attr_.max_qp_wr)) ||
+      c.max_send_sge > attr_.max_sge || c.max_recv_sge > attr_.max_sge ||
+      c.max_inline_data > attr_.max_inline_data) {
+    return Status(Errc::kInvalidArgument, "QP capabilities beyond the device limits");
+  }
+  c.max_send_sge = std::max<uint32_t>(c.max_send_sge, 1);
+  c.max_recv_sge = std::max<uint32_t>(c.max_recv_sge, 1);
+  auto lock = lock_engine();
+  if (init.pd == 0 || init.pd >= pd_users_.size() || pd_users_[init.pd] == 0) {
+    return Status(Errc::kInvalidArgument, "no such protection domain");
+  }
+  auto cq_index = [&](CompletionQueue* cq) -> long {
+    for (size_t i = 0; i < cqs_.size(); ++i) {
+      if (cqs_[i].get() == cq) return long(i);
+    }
+    return -1;
+  };
+  const long scq = cq_index(init.send_cq), rcq = cq_index(init.recv_cq);
+  if (scq < 0 || rcq < 0) return Status(Errc::kInvalidArgument, "CQ of another device");
+  size_t slot = 0;
+  while (slot < qps_.size() && qps_[slot]) ++slot;
+  if (slot == qps_.size()) return Status(Errc::kNoMemory, "too many QPs");
+
+  auto sq = WorkQueue::create(c.max_send_wr, WorkQueue::send_stride(c.max_send_sge, c.max_inline_data));
+  if (!sq) return sq.status();
+  std::unique_ptr<WorkQueue> rq;
+  if (init.srq == nullptr) {
+    auto r = WorkQueue::create(c.max_recv_wr, WorkQueue::recv_stride(c.max_recv_sge));
+    if (!r) return r.status();
+    rq = std::move(r.value());
+    c.max_recv_wr = rq->capacity();
+  } else {
+    c.max_recv_wr = 0;
+    c.max_recv_sge = 0;
+  }
+  c.max_send_wr = sq.value()->capacity();
+  // Inline room the slot really has (reported back, as providers do).
+  c.max_inline_data = std::max(c.max_inline_data,
+                               std::min<uint32_t>(attr_.max_inline_data, sq.value()->stride() - 64));
+  auto qp = std::make_unique<Qp>(this, kFirstQpn + uint32_t(slot), init, std::move(sq.value()),
+                                 std::move(rq));
+  Qp* raw = qp.get();
+  qps_[slot] = std::move(qp);
+  live_.push_back(raw);
+  ++pd_users_[init.pd];
+  ++cq_users_[size_t(scq)];
+  ++cq_users_[size_t(rcq)];
+  if (init.srq != nullptr) ++init.srq->users;
+  return raw;
+}
+
+Status Device::modify_qp(Qp* qp, const QpAttrs& attrs, uint32_t mask) {
+  auto lock = lock_engine();
+  if (removed_ && has_attr(mask, QpAttr::kState) && attrs.state != QpState::kErr &&
+      attrs.state != QpState::kReset) {
+    return Status(Errc::kIo, "device removed");
+  }
+  return qp->modify(attrs, mask);
+}
+
+QpAttrs Device::query_qp(Qp* qp) {
+  auto lock = lock_engine();
+  return qp->query();
+}
+
+Status Device::destroy_qp(Qp* qp) {
+  auto lock = lock_engine();
+  const uint32_t slot = qp->qpn() - kFirstQpn;
+  if (slot >= qps_.size() || qps_[slot].get() != qp) return Status(Errc::kInvalidArgument, "no such QP");
+  live_.erase(std::find(live_.begin(), live_.end(), qp));
+  for (size_t i = 0; i < cqs_.size(); ++i) {
+    if (cqs_[i].get() == qp->send_cq()) --cq_users_[i];
+    if (cqs_[i].get() == qp->recv_cq()) --cq_users_[i];
+  }
+  --pd_users_[qp->pd()];
+  if (qp->srq() != nullptr) --qp->srq()->users;
+  qps_[slot].reset();
+  return Status::ok();
+}
+
+Qp* Device::qp_by_num(uint32_t qpn) {
+  const uint32_t slot = qpn - kFirstQpn;
+  return slot < qps_.size() ? qps_[slot].get() : nullptr;
+}
+
+// ---- AH ----
+
+Result<uint32_t> Device::create_ah(uint32_t pd, const AddressVector& av) {
+  if (!is_v4_mapped(av.dgid)) {
+    return Status(Errc::kInvalidArgument, "destination GID is not an IPv4-mapped RoCEv2 GID");
+  }
+  auto lock = lock_engine();
+  if (pd == 0 || pd >= pd_users_.size() || pd_users_[pd] == 0) {
+    return Status(Errc::kInvalidArgument, "no such protection domain");
+  }
+  for (uint32_t h = 1; h < ahs_.size(); ++h) {
+    if (ahs_[h].used) continue;
+    ahs_[h].used = true;
+    ahs_[h].pd = pd;
+    ahs_[h].av = av;
+    ahs_[h].av.dst_ip = uint32_t(av.dgid[12]) << 24 | uint32_t(av.dgid[13]) << 16 |
+                        uint32_t(av.dgid[14]) << 8 | av.dgid[15];
+    ++pd_users_[pd];
+    wire::MacAddr mac;
+    port_->resolve(ahs_[h].av.dst_ip, &mac, monotonic_now());  // start ARP now
+    return h;
+  }
+  return Status(Errc::kNoMemory, "address handle table full");
+}
+
+Status Device::destroy_ah(uint32_t ah) {
+  auto lock = lock_engine();
+  if (ah == 0 || ah >= ahs_.size() || !ahs_[ah].used) return Status(Errc::kInvalidArgument, "no such AH");
+  ahs_[ah].used = false;
+  --pd_users_[ahs_[ah].pd];
+  return Status::ok();
+}
+
+const AddressVector* Device::ah(uint32_t handle) const {
+  return handle < ahs_.size() && ahs_[handle].used ? &ahs_[handle].av : nullptr;
+}
+
+// ---- removal and events ----
+
+void Device::remove() {
+  auto lock = lock_engine();
+  if (removed_) return;
+  removed_ = true;
+  for (Qp* qp : live_) qp->enter_error();
+  raise_event({AsyncEventType::kPortErr});
+  raise_event({AsyncEventType::kDeviceFatal});
+}
+
+void Device::raise_event(const AsyncEvent& ev) {
+  {
+    std::lock_guard<std::mutex> lock(async_mu_);
+    async_.push_back(ev);
+  }
+  const uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = write(async_fd_, &one, sizeof(one));
+}
+
+bool Device::get_async_event(AsyncEvent* ev) {
+  std::lock_guard<std::mutex> lock(async_mu_);
+  if (async_.empty()) return false;
+  *ev = async_.front();
+  async_.pop_front();
+  uint64_t v;
+  [[maybe_unused]] ssize_t n = read(async_fd_, &v, sizeof(v));
+  return true;
+}
+
+// ---- engine ----
+
+void Device::ring_doorbell() {
+  if (sleeping_.load(std::memory_order_acquire)) {
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof(one));
+  }
+}
+
+rte_mbuf* Device::tx_alloc() {
+  if (tx_n_ == kTxBurst) tx_flush();
+  rte_mbuf* m = port_->alloc_mbuf();
+  if (m == nullptr) ++counters_.tx_no_mbuf;
+  return m;
+}
+
+void Device::tx_enqueue(rte_mbuf* m) {
+  if (removed_) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  tx_[tx_n_++] = m;
+  if (tx_n_ == kTxBurst) tx_flush();
+}
+
+void Device::tx_flush() {
+  if (tx_n_ == 0) return;
+  port_->transmit(tx_, tx_n_);
+  tx_n_ = 0;
+}
+
+void Device::dispatch(const wire::PacketView& v, Nanos now) {
+  const wire::OpcodeInfo& info = *v.op;
+  if (info.transport == wire::Transport::kCnp) {
+    ++counters_.rx_cnp;  // congestion control is not modelled; counted
+    return;
+  }
+  Qp* qp = qp_by_num(v.bth().dest_qp());
+  if (qp == nullptr) {
+    ++counters_.rx_no_qp;
+    return;
+  }
+  const wire::Transport want = qp->type() == QpType::kRc   ? wire::Transport::kRc
+                               : qp->type() == QpType::kUc ? wire::Transport::kUc
+                                                           : wire::Transport::kUd;
+  if (info.transport != want) {
+    ++counters_.rx_bad_transport;
+    return;
+  }
+  if ((v.bth().pkey.get() & 0x7FFF) != 0x7FFF) {
+    ++counters_.rx_bad_pkey;
+    return;
+  }
+  const RxPacket pkt{&v, now};
+  if (info.has(wire::kOpRequest)) {
+    qp->handle_request(pkt);
+  } else {
+    qp->handle_response(pkt);
+  }
+}
+
+void Device::poll(Nanos now) {
+  ++counters_.polls;
+  if (!removed_) {
+    rte_mbuf* mbufs[kRxBurst];
+    wire::PacketView views[kRxBurst];
+    const uint16_t n = port_->receive(mbufs, views, kRxBurst, now);
+    for (uint16_t i = 0; i < n; ++i) dispatch(views[i], now);
+    if (n > 0) rte_pktmbuf_free_bulk(mbufs, n);
+    port_->poll(now);
+  }
+  for (Qp* qp : live_) {
+    if (!qp->needs_service()) continue;
+    qp->run_timers(now);
+    qp->run_requester(now);
+  }
+  tx_flush();
+}
+
+bool Device::progress() {
+  std::unique_lock<std::mutex> lock(engine_mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return false;
+  poll(monotonic_now());
+  return true;
+}
+
+void Device::engine_loop() {
+  uint32_t idle = 0;
+  while (!stop_.load(std::memory_order_acquire)) {
+    if (commands_waiting_.load(std::memory_order_relaxed) > 0) std::this_thread::yield();
+    bool busy;
+    {
+      std::lock_guard<std::mutex> lock(engine_mu_);
+      const uint64_t before = port_->counters().rx_packets + port_->counters().tx_packets;
+      poll(monotonic_now());
+      busy = port_->counters().rx_packets + port_->counters().tx_packets != before;
+    }
+    if (busy) {
+      idle = 0;
+      continue;
+    }
+    ++idle;
+    if (idle < kSpinPolls) continue;
+    if (idle < kYieldPolls) {
+      std::this_thread::yield();
+      continue;
+    }
+    sleeping_.store(true, std::memory_order_seq_cst);
+    pollfd pfd{wake_fd_, POLLIN, 0};
+    timespec ts{0, kSleepUs * 1000};
+    ppoll(&pfd, 1, &ts, nullptr);
+    uint64_t v;
+    [[maybe_unused]] ssize_t n = read(wake_fd_, &v, sizeof(v));
+    sleeping_.store(false, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace droce::nic

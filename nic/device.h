@@ -1,0 +1,201 @@
+// The emulated RNIC (DESIGN.md section 2): one Device per port, holding the
+// object tables (PD, MR, CQ, QP, AH), the command interface the driver calls,
+// async events, and the engine that makes progress (engine.cc).
+//
+// Threading: control commands take the engine lock (engine_mu_). The engine
+// holds it for one poll() at a time, on the engine thread or inline through
+// progress(). The data path (Qp::post_*, CompletionQueue::poll, doorbells)
+// never takes it.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "nic/base/clock.h"
+#include "nic/base/status.h"
+#include "nic/cq.h"
+#include "nic/mr.h"
+#include "nic/port.h"
+#include "nic/qp.h"
+#include "nic/srq.h"
+
+struct rte_mbuf;
+
+namespace droce::nic {
+
+// Device limits, reported by query_device (values close to rdma_rxe's).
+struct DeviceAttr {
+  uint32_t max_qp = 4096;
+  uint32_t max_qp_wr = 16384;
+  uint32_t max_sge = 32;
+  uint32_t max_inline_data = 256;
+  uint32_t max_cq = 4096;
+  uint32_t max_cqe = (1u << 16) - 1;
+  uint32_t max_mr = 16384;
+  uint64_t max_mr_size = ~0ull;
+  uint32_t max_pd = 4096;
+  uint32_t max_qp_rd_atom = 128;
+  uint32_t max_qp_init_rd_atom = 128;
+  uint32_t max_ah = 4096;
+  uint32_t max_srq = 1024;
+  uint32_t max_srq_wr = 16384;
+  uint32_t max_srq_sge = 27;
+  uint32_t max_msg_size = kMaxMessageBytes;
+};
+
+// ibv_event_type values.
+enum class AsyncEventType : uint8_t {
+  kCqErr = 0,
+  kQpFatal = 1,
+  kQpReqErr = 2,
+  kQpAccessErr = 3,
+  kCommEst = 4,
+  kSqDrained = 5,
+  kDeviceFatal = 8,
+  kPortActive = 9,
+  kPortErr = 10,
+  kSrqErr = 14,
+  kSrqLimitReached = 15,
+  kQpLastWqeReached = 16,
+};
+
+struct AsyncEvent {
+  AsyncEventType type;
+  uint32_t qpn = 0;                 // QP events
+  CompletionQueue* cq = nullptr;    // CQ events
+  Srq* srq = nullptr;               // SRQ events
+  uint8_t port_num = 1;             // port events
+};
+
+// A received packet handed to a QP: the parsed view and the time it arrived.
+struct RxPacket {
+  const wire::PacketView* v;
+  Nanos now;
+};
+
+// Counters for the engine as a whole (per-QP counters live in each QP).
+struct EngineCounters {
+  uint64_t polls = 0;
+  uint64_t rx_no_qp = 0;          // destination QP does not exist
+  uint64_t rx_bad_transport = 0;  // opcode of another transport than the QP's
+  uint64_t rx_bad_state = 0;      // QP cannot receive in its state
+  uint64_t rx_bad_pkey = 0;
+  uint64_t rx_cnp = 0;
+  uint64_t tx_no_mbuf = 0;
+};
+
+class Device {
+ public:
+  struct Options {
+    bool engine_thread = true;  // progress on a thread of its own
+    DeviceAttr attr;
+  };
+
+  // The device takes over the port.
+  static Result<std::unique_ptr<Device>> create(std::unique_ptr<Port> port, const Options& opts);
+  // The same on a port that outlives the device (tests, port pairs).
+  static Result<std::unique_ptr<Device>> create(Port* port, const Options& opts);
+  ~Device();
+
+  const DeviceAttr& attr() const { return attr_; }
+  Port& port() { return *port_; }
+
+  // --- control commands (take the engine lock) ---
+  Result<uint32_t> alloc_pd();
+  Status dealloc_pd(uint32_t pd);  // kBusy while MRs, QPs or AHs use it
+  Result<uint32_t> reg_mr(uint32_t pd, void* addr, uint64_t iova, uint64_t length, uint32_t access);
+  Status dereg_mr(uint32_t key);
+  Result<CompletionQueue*> create_cq(uint32_t cqe);
+  Status destroy_cq(CompletionQueue* cq);  // kBusy while a QP uses it
+  Result<Qp*> create_qp(const QpInitAttr& init);
+  Status modify_qp(Qp* qp, const QpAttrs& attrs, uint32_t mask);
+  QpAttrs query_qp(Qp* qp);
+  Status destroy_qp(Qp* qp);
+  Result<Srq*> create_srq(uint32_t pd, uint32_t max_wr, uint32_t max_sge);
+  Status modify_srq(Srq* srq, uint32_t limit);
+  Status destroy_srq(Srq* srq);  // kBusy while a QP uses it
+  Result<uint32_t> create_ah(uint32_t pd, const AddressVector& av);
+  Status destroy_ah(uint32_t ah);
+  // Port removal: every QP to ERR and flushed, then kDeviceFatal.
+  void remove();
+
+  // --- progress ---
+  // One engine iteration; the caller holds the lock (engine thread, progress(), tests).
+  void poll(Nanos now);
+  // Runs one poll if nobody else is polling; false if the lock was busy.
+  bool progress();
+  std::unique_lock<std::mutex> lock_engine();
+
+  // --- async events (any thread) ---
+  bool get_async_event(AsyncEvent* ev);
+  int async_event_fd() const { return async_fd_; }
+
+  // --- used by QPs (engine lock held unless said otherwise) ---
+  void ring_doorbell();  // any thread: wakes the engine thread if it sleeps
+  MrTable& mrs() { return mrs_; }
+  const AddressVector* ah(uint32_t handle) const;
+  rte_mbuf* tx_alloc();
+  void tx_enqueue(rte_mbuf* m);
+  void raise_event(const AsyncEvent& ev);
+  uint16_t next_ip_id() { return ip_id_++; }
+  bool removed() const { return removed_; }
+  const EngineCounters& counters() const { return counters_; }
+  Qp* qp_by_num(uint32_t qpn);
+
+ private:
+  Device(Port* port, std::unique_ptr<Port> owned, const Options& opts);
+  void engine_loop();
+  void tx_flush();
+  void dispatch(const wire::PacketView& v, Nanos now);
+
+  DeviceAttr attr_;
+  std::unique_ptr<Port> owned_port_;
+  Port* port_;
+
+  std::mutex engine_mu_;                  // the engine lock: guards every table and QP
+  std::atomic<int> commands_waiting_{0};  // control threads waiting for engine_mu_
+
+  MrTable mrs_;
+  std::vector<uint32_t> pd_users_;  // index = pd number; users + 1 when allocated, 0 free
+  std::vector<std::unique_ptr<Qp>> qps_;  // index = qpn - kFirstQpn
+  std::vector<std::unique_ptr<CompletionQueue>> cqs_;
+  std::vector<uint32_t> cq_users_;
+  struct AhEntry {
+    bool used = false;
+    uint32_t pd = 0;
+    AddressVector av;
+  };
+  std::vector<AhEntry> ahs_;
+
+  std::vector<std::unique_ptr<Srq>> srqs_;
+  // Live QPs, scanned each poll for work (engine lock).
+  std::vector<Qp*> live_;
+
+  // Transmit batch of the current poll (engine only).
+  static constexpr uint16_t kTxBurst = 64;
+  rte_mbuf* tx_[kTxBurst];
+  uint16_t tx_n_ = 0;
+  uint16_t ip_id_ = 1;
+
+  std::mutex async_mu_;  // guards async_
+  std::deque<AsyncEvent> async_;
+  int async_fd_ = -1;
+
+  // Engine thread and its idle backoff.
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> sleeping_{false};
+  int wake_fd_ = -1;
+  bool removed_ = false;
+  EngineCounters counters_;
+};
+
+inline constexpr uint32_t kFirstQpn = 0x11;  // QP0/QP1 are reserved (SMI/GSI), as rxe starts at 17
+
+}  // namespace droce::nic

@@ -1,0 +1,450 @@
+// QP life cycle (IBTA vol. 1, 10.3 and 11.2.4-11.2.5): posting WQEs, the
+// modify_qp state machine (all-or-nothing), completions in order, and the
+// error-state flush of DESIGN.md section 4.
+#include "nic/qp.h"
+
+#include <rte_mbuf.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "nic/base/log.h"
+#include "nic/base/psn.h"
+#include "nic/device.h"
+#include "nic/qp_internal.h"
+#include "nic/srq.h"
+#include "nic/wire/builder.h"
+#include "nic/wire/udp.h"
+
+namespace droce::nic {
+
+Qp::Qp(Device* dev, uint32_t qpn, const QpInitAttr& init, std::unique_ptr<WorkQueue> sq,
+       std::unique_ptr<WorkQueue> rq)
+    : dev_(dev),
+      qpn_(qpn),
+      type_(init.type),
+      pd_(init.pd),
+      send_cq_(init.send_cq),
+      recv_cq_(init.recv_cq),
+      srq_(init.srq),
+      sq_sig_all_(init.sq_sig_all),
+      caps_(init.cap),
+      sq_(std::move(sq)),
+      rq_(std::move(rq)) {
+  meta_.reset(new SendMeta[sq_->capacity()]);
+  recv_copy_size_ = rq_ ? rq_->stride() : srq_->stride();
+  recv_copy_.reset(new uint8_t[recv_copy_size_]());
+  res_cap_ = std::max<uint32_t>(1, dev->attr().max_qp_rd_atom);
+  res_.reset(new RespResource[res_cap_]);
+  attrs_.cap = init.cap;
+}
+
+Qp::~Qp() = default;
+
+uint32_t Qp::psns_for(uint32_t length) const {
+  const uint32_t mtu = attrs_.path_mtu;
+  return length == 0 ? 1 : (length + mtu - 1) / mtu;
+}
+
+// ---- driver side ----
+
+int Qp::check_send_wqe(const SendWqe& w, const Sge* sges) const {
+  switch (w.opcode) {
+    case WrOpcode::kSend:
+    case WrOpcode::kSendImm:
+      break;
+    case WrOpcode::kRdmaWrite:
+    case WrOpcode::kRdmaWriteImm:
+      if (type_ == QpType::kUd) return EINVAL;
+      break;
+    case WrOpcode::kRdmaRead:
+    case WrOpcode::kCmpSwap:
+    case WrOpcode::kFetchAdd:
+    case WrOpcode::kSendInv:
+    case WrOpcode::kLocalInv:
+      if (type_ != QpType::kRc) return EINVAL;
+      break;
+    default:
+      return EINVAL;  // memory windows are not offered
+  }
+  if (w.flags & kSendInline) {
+    if (w.length > caps_.max_inline_data) return EINVAL;
+    if (is_read_or_atomic(w.opcode)) return EINVAL;  // data is written locally
+  } else if (w.num_sge > caps_.max_send_sge) {
+    return EINVAL;
+  }
+  uint64_t total = 0;
+  if (!(w.flags & kSendInline)) {
+    for (uint32_t i = 0; i < w.num_sge; ++i) total += sges[i].length;
+  } else {
+    total = w.length;
+  }
+  if (total > kMaxMessageBytes) return EINVAL;
+  if (is_atomic(w.opcode) && (total != 8 || w.num_sge != 1)) return EINVAL;
+  if (type_ == QpType::kUd && total > attrs_.path_mtu) return EINVAL;
+  return 0;
+}
+
+int Qp::post_send(const SendWqe& wqe, const Sge* sges, const void* inline_data) {
+  const QpState st = state();
+  if (st == QpState::kReset || st == QpState::kInit || st == QpState::kRtr) {
+    DROCE_DEBUG("qp %u: post_send in state %s (the QP must be in RTS)", qpn_, qp_state_name(st));
+    return EINVAL;
+  }
+  if (int err = check_send_wqe(wqe, sges); err != 0) return err;
+  {
+    std::lock_guard<SpinLock> lock(sq_->producer_lock());
+    uint8_t* slot = sq_->reserve();
+    if (slot == nullptr) return ENOMEM;
+    auto* w = reinterpret_cast<SendWqe*>(slot);
+    *w = wqe;
+    if (wqe.flags & kSendInline) {
+      w->num_sge = 0;
+      if (wqe.length > 0) std::memcpy(w->inline_data(), inline_data, wqe.length);
+    } else {
+      uint64_t total = 0;
+      for (uint32_t i = 0; i < wqe.num_sge; ++i) {
+        w->sges()[i] = sges[i];
+        total += sges[i].length;
+      }
+      w->length = uint32_t(total);
+    }
+    sq_->publish();
+  }
+  dev_->ring_doorbell();
+  return 0;
+}
+
+int Qp::post_recv(uint64_t wr_id, const Sge* sges, uint32_t num_sge) {
+  if (srq_ != nullptr) return EINVAL;  // receives go to the SRQ
+  if (state() == QpState::kReset) return EINVAL;
+  if (num_sge > caps_.max_recv_sge) return EINVAL;
+  {
+    std::lock_guard<SpinLock> lock(rq_->producer_lock());
+    uint8_t* slot = rq_->reserve();
+    if (slot == nullptr) return ENOMEM;
+    auto* w = reinterpret_cast<RecvWqe*>(slot);
+    w->wr_id = wr_id;
+    w->num_sge = num_sge;
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < num_sge; ++i) {
+      w->sges()[i] = sges[i];
+      total += sges[i].length;
+    }
+    w->length = uint32_t(std::min<uint64_t>(total, UINT32_MAX));
+    rq_->publish();
+  }
+  dev_->ring_doorbell();  // in ERR the engine flushes it at once
+  return 0;
+}
+
+// ---- state machine ----
+
+Status Qp::modify(const QpAttrs& a, uint32_t mask) {
+  const QpState cur = attrs_.state;
+  const QpState next = has_attr(mask, QpAttr::kState) ? a.state : cur;
+  if (!check_cur_state(mask, cur, a.cur_state)) {
+    return Status(Errc::kInvalidArgument, std::string("current state is ") + qp_state_name(cur) +
+                                              ", not " + qp_state_name(a.cur_state));
+  }
+  const QpTransitionCheck c = check_modify(type_, cur, next, mask);
+  if (!c.ok()) {
+    std::string why = std::string(qp_state_name(cur)) + " -> " + qp_state_name(next) + ": " +
+                      qp_check_name(c.code);
+    if (c.first_bad_attr() != 0) why += std::string(" (") + qp_attr_name(c.first_bad_attr()) + ")";
+    return Status(Errc::kInvalidArgument, why);
+  }
+  // Values, all checked before anything changes.
+  if (has_attr(mask, QpAttr::kPathMtu) &&
+      (a.path_mtu < 256 || a.path_mtu > 4096 || (a.path_mtu & (a.path_mtu - 1)) ||
+       a.path_mtu > dev_->port().path_mtu())) {
+    return Status(Errc::kInvalidArgument, "path MTU " + std::to_string(a.path_mtu) +
+                                              " above the port's " +
+                                              std::to_string(dev_->port().path_mtu()));
+  }
+  if (has_attr(mask, QpAttr::kTimeout) && a.timeout > 31) return Status(Errc::kInvalidArgument, "timeout > 31");
+  if (has_attr(mask, QpAttr::kRetryCnt) && a.retry_cnt > 7) return Status(Errc::kInvalidArgument, "retry_cnt > 7");
+  if (has_attr(mask, QpAttr::kRnrRetry) && a.rnr_retry > 7) return Status(Errc::kInvalidArgument, "rnr_retry > 7");
+  if (has_attr(mask, QpAttr::kMinRnrTimer) && a.min_rnr_timer > 31) return Status(Errc::kInvalidArgument, "min_rnr_timer > 31");
+  if (has_attr(mask, QpAttr::kPort) && a.port_num != 1) return Status(Errc::kInvalidArgument, "port must be 1");
+  if (has_attr(mask, QpAttr::kPkeyIndex) && a.pkey_index != 0) return Status(Errc::kInvalidArgument, "P_Key index must be 0");
+  if (has_attr(mask, QpAttr::kAccessFlags) &&
+      (a.access & ~(kAccessLocalWrite | kAccessRemoteWrite | kAccessRemoteRead | kAccessRemoteAtomic))) {
+    return Status(Errc::kInvalidArgument, "unsupported QP access flags");
+  }
+  if (has_attr(mask, QpAttr::kMaxQpRdAtomic) && a.max_rd_atomic > dev_->attr().max_qp_init_rd_atom) {
+    return Status(Errc::kInvalidArgument, "max_rd_atomic above the device limit");
+  }
+  if (has_attr(mask, QpAttr::kMaxDestRdAtomic) && a.max_dest_rd_atomic > dev_->attr().max_qp_rd_atom) {
+    return Status(Errc::kInvalidArgument, "max_dest_rd_atomic above the device limit");
+  }
+  if (has_attr(mask, QpAttr::kAv)) {
+    static const uint8_t kV4Prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+    if (std::memcmp(a.av.dgid, kV4Prefix, 12) != 0) {
+      return Status(Errc::kInvalidArgument,
+                    "destination GID is not an IPv4-mapped RoCEv2 GID (::ffff:a.b.c.d); IPv6 is not supported yet");
+    }
+    if (a.av.sgid_index != 0) return Status(Errc::kInvalidArgument, "source GID index must be 0");
+  }
+
+  // Apply.
+  if (has_attr(mask, QpAttr::kAccessFlags)) attrs_.access = a.access;
+  if (has_attr(mask, QpAttr::kPkeyIndex)) attrs_.pkey_index = a.pkey_index;
+  if (has_attr(mask, QpAttr::kPort)) attrs_.port_num = a.port_num;
+  if (has_attr(mask, QpAttr::kQkey)) attrs_.qkey = a.qkey;
+  if (has_attr(mask, QpAttr::kAv)) {
+    attrs_.av = a.av;
+    attrs_.av.dst_ip = uint32_t(a.av.dgid[12]) << 24 | uint32_t(a.av.dgid[13]) << 16 |
+                       uint32_t(a.av.dgid[14]) << 8 | a.av.dgid[15];
+  }
+  if (has_attr(mask, QpAttr::kPathMtu)) attrs_.path_mtu = a.path_mtu;
+  if (has_attr(mask, QpAttr::kTimeout)) attrs_.timeout = a.timeout;
+  if (has_attr(mask, QpAttr::kRetryCnt)) attrs_.retry_cnt = retry_left_ = a.retry_cnt;
+  if (has_attr(mask, QpAttr::kRnrRetry)) attrs_.rnr_retry = rnr_left_ = a.rnr_retry;
+  if (has_attr(mask, QpAttr::kMinRnrTimer)) attrs_.min_rnr_timer = a.min_rnr_timer;
+  if (has_attr(mask, QpAttr::kRqPsn)) attrs_.rq_psn = epsn_ = a.rq_psn & kPsnMask;
+  if (has_attr(mask, QpAttr::kSqPsn)) {
+    attrs_.sq_psn = a.sq_psn & kPsnMask;
+    psn_ = comp_psn_ = psn_max_sent_ = attrs_.sq_psn;
+  }
+  if (has_attr(mask, QpAttr::kMaxQpRdAtomic)) attrs_.max_rd_atomic = a.max_rd_atomic;
+  if (has_attr(mask, QpAttr::kMaxDestRdAtomic)) attrs_.max_dest_rd_atomic = a.max_dest_rd_atomic;
+  if (has_attr(mask, QpAttr::kDestQpn)) attrs_.dest_qpn = a.dest_qpn & kPsnMask;
+  if (has_attr(mask, QpAttr::kEnSqdAsyncNotify)) attrs_.en_sqd_async_notify = a.en_sqd_async_notify;
+
+  if (next != cur) {
+    if (next == QpState::kReset) {
+      reset_queues();
+    } else if (next == QpState::kErr) {
+      set_state(QpState::kErr);
+      enter_error();
+      return Status::ok();
+    } else if (next == QpState::kRtr && type_ != QpType::kUd) {
+      // Start ARP now, as Linux resolves the peer when a RoCEv2 QP enters RTR.
+      wire::MacAddr mac;
+      dev_->port().resolve(attrs_.av.dst_ip, &mac, monotonic_now());
+    } else if (next == QpState::kSqd) {
+      sq_drained_sent_ = false;
+    }
+    set_state(next);
+  }
+  return Status::ok();
+}
+
+QpAttrs Qp::query() const {
+  QpAttrs a = attrs_;
+  a.cur_state = attrs_.state;  // the real state (rxe left it unset until Linux 6.13)
+  a.sq_draining = attrs_.state == QpState::kSqd && sq_comp_ != sq_send_;
+  return a;
+}
+
+void Qp::set_state(QpState s) {
+  attrs_.state = s;
+  state_mirror_.store(s, std::memory_order_release);
+  if (s != QpState::kErr) error_entered_ = false;
+}
+
+void Qp::reset_queues() {
+  // RESET discards every WQE without completions (IBTA 10.3.1).
+  {
+    std::lock_guard<SpinLock> lock(sq_->producer_lock());
+    sq_->discard_all();
+  }
+  if (rq_) {
+    std::lock_guard<SpinLock> lock(rq_->producer_lock());
+    rq_->discard_all();
+  }
+  for (uint32_t i = 0; i < sq_->capacity(); ++i) meta_[i] = SendMeta{};
+  sq_comp_ = sq_send_ = sq_->completed();
+  send_off_ = 0;
+  noack_pkts_ = rd_atomic_inflight_ = 0;
+  retransmit_at_ = rnr_until_ = 0;
+  need_retry_ = false;
+  epsn_ = msn_ = 0;
+  seq_nak_sent_ = false;
+  in_msg_ = InMsg::kNone;
+  have_recv_ = false;
+  recv_off_ = write_resid_ = write_len_ = 0;
+  res_count_ = res_next_ = 0;
+  for (uint32_t i = 0; i < res_cap_; ++i) res_[i] = RespResource{};
+  attrs_ = QpAttrs{};
+  attrs_.cap = caps_;
+}
+
+// ---- completions ----
+
+bool Qp::push_cqe(CompletionQueue* cq, const Cqe& cqe, bool solicited) {
+  const bool was_overflowed = cq->overflowed();
+  if (cq->push(cqe, solicited)) return true;
+  // CQ overflow (IBTA 11.4.2.1 class G): CQ error event, QPs on it to ERR.
+  if (!was_overflowed) dev_->raise_event({AsyncEventType::kCqErr, 0, cq});
+  if (state() != QpState::kErr) {
+    dev_->raise_event({AsyncEventType::kQpFatal, qpn_});
+    enter_error();
+  }
+  return false;
+}
+
+void Qp::complete_send_now(uint32_t index, WcStatus status, bool fatal) {
+  SendMeta& m = meta_at(index);
+  m.started = true;
+  m.done = true;
+  m.status = status;
+  if (index == sq_send_) {
+    ++sq_send_;
+    send_off_ = 0;
+  }
+  retire_sends();
+  if (status != WcStatus::kSuccess && fatal) enter_error();
+}
+
+void Qp::retire_sends() {
+  while (sq_comp_ != sq_send_) {
+    SendMeta& m = meta_at(sq_comp_);
+    if (!m.started || !m.done) break;
+    const SendWqe& w = wqe_at(sq_comp_);
+    if (sq_sig_all_ || (w.flags & kSendSignaled) || m.status != WcStatus::kSuccess) {
+      Cqe c{};
+      c.wr_id = w.wr_id;
+      c.status = m.status;
+      c.opcode = wc_opcode_for(w.opcode);
+      c.byte_len = w.opcode == WrOpcode::kRdmaRead || is_atomic(w.opcode) ? w.length : 0;
+      c.qp_num = qpn_;
+      push_cqe(send_cq_, c, false);
+    }
+    m = SendMeta{};
+    ++sq_comp_;
+  }
+  sq_->retire(sq_comp_);
+  if (attrs_.state == QpState::kSqd && !sq_drained_sent_ && sq_comp_ == sq_send_ &&
+      attrs_.en_sqd_async_notify) {
+    sq_drained_sent_ = true;
+    dev_->raise_event({AsyncEventType::kSqDrained, qpn_});
+  }
+}
+
+void Qp::post_recv_cqe(WcStatus status, WcOpcode opcode, uint32_t byte_len, uint8_t flags,
+                       uint32_t imm_or_inv, uint32_t src_qp, bool solicited) {
+  const auto& w = *reinterpret_cast<const RecvWqe*>(recv_copy_.get());
+  Cqe c{};
+  c.wr_id = w.wr_id;
+  c.status = status;
+  c.opcode = opcode;
+  c.wc_flags = status == WcStatus::kSuccess ? flags : 0;
+  c.byte_len = byte_len;
+  c.imm_or_inv = imm_or_inv;
+  c.qp_num = qpn_;
+  c.src_qp = src_qp;
+  push_cqe(recv_cq_, c, solicited);
+}
+
+// ---- error state and flush (DESIGN.md section 4) ----
+
+void Qp::enter_error() {
+  if (attrs_.state != QpState::kErr) set_state(QpState::kErr);
+  if (!error_entered_) {
+    error_entered_ = true;
+    retransmit_at_ = rnr_until_ = 0;
+    need_retry_ = false;
+    for (uint32_t i = 0; i < res_cap_; ++i) res_[i].sending = false;
+    if (srq_ != nullptr) dev_->raise_event({AsyncEventType::kQpLastWqeReached, qpn_});
+  }
+  flush_send_queue();
+  flush_recv_queue();
+}
+
+void Qp::flush_send_queue() {
+  // Every WQE not yet completed, and every one posted later, in order: its
+  // own status if it already finished, WR_FLUSH_ERR otherwise, signaled or not.
+  const uint32_t end = sq_->published();
+  while (sq_comp_ != end) {
+    SendMeta& m = meta_at(sq_comp_);
+    const SendWqe& w = wqe_at(sq_comp_);
+    const bool finished = m.started && m.done;
+    const WcStatus st = finished ? m.status : WcStatus::kWrFlushErr;
+    if (!finished || sq_sig_all_ || (w.flags & kSendSignaled) || st != WcStatus::kSuccess) {
+      Cqe c{};
+      c.wr_id = w.wr_id;
+      c.status = st;
+      c.opcode = wc_opcode_for(w.opcode);
+      c.qp_num = qpn_;
+      send_cq_->push(c, false);  // a full CQ drops flush CQEs (as rxe); the queue still empties
+    }
+    m = SendMeta{};
+    ++sq_comp_;
+  }
+  sq_send_ = sq_comp_;
+  send_off_ = 0;
+  rd_atomic_inflight_ = 0;
+  sq_->retire(sq_comp_);
+}
+
+void Qp::flush_recv_queue() {
+  auto flush_cqe = [&](uint64_t wr_id) {
+    Cqe c{};
+    c.wr_id = wr_id;
+    c.status = WcStatus::kWrFlushErr;
+    c.opcode = WcOpcode::kRecv;
+    c.qp_num = qpn_;
+    recv_cq_->push(c, false);
+  };
+  if (have_recv_) {
+    flush_cqe(reinterpret_cast<const RecvWqe*>(recv_copy_.get())->wr_id);
+    have_recv_ = false;
+  }
+  if (rq_ == nullptr) return;  // an SRQ is not flushed by its QPs (IBTA 10.2.9.5)
+  const uint32_t end = rq_->published();
+  for (uint32_t i = rq_->completed(); i != end; ++i) {
+    flush_cqe(reinterpret_cast<const RecvWqe*>(rq_->slot(i))->wr_id);
+  }
+  rq_->retire(end);
+}
+
+bool Qp::needs_service() const {
+  if (sq_comp_ != sq_->published()) return true;  // to send, in flight, or to flush
+  if (attrs_.state == QpState::kErr && rq_ && rq_->completed() != rq_->published()) return true;
+  if (rnr_until_ != 0 || need_retry_) return true;
+  for (uint32_t i = 0; i < res_count_; ++i) {
+    if (res_[i].sending) return true;
+  }
+  return false;
+}
+
+void Qp::mark_active() {}
+
+// ---- packets ----
+
+rte_mbuf* Qp::build_packet(wire::PacketSpec& s, const wire::MacAddr& dst_mac, uint32_t dst_ip,
+                           uint8_t** payload) {
+  Port& port = dev_->port();
+  s.src_mac = port.mac();
+  s.dst_mac = dst_mac;
+  s.src_ip = port.ipv4();
+  s.dst_ip = dst_ip;
+  s.ttl = type_ == QpType::kUd ? 64 : attrs_.av.hop_limit;
+  s.tos = type_ == QpType::kUd ? 0 : attrs_.av.traffic_class;
+  s.ip_id = dev_->next_ip_id();
+  s.udp_src_port = wire::roce_udp_src_port(qpn_, s.dest_qp);
+  s.pkey = wire::kDefaultPkey;
+  rte_mbuf* m = dev_->tx_alloc();
+  if (m == nullptr) return nullptr;
+  uint8_t* buf = rte_pktmbuf_mtod(m, uint8_t*);
+  const size_t off = wire::write_headers(buf, rte_pktmbuf_tailroom(m), s);
+  if (off == 0) {
+    rte_pktmbuf_free(m);
+    return nullptr;
+  }
+  m->data_len = uint16_t(wire::frame_len(s));
+  m->pkt_len = m->data_len;
+  *payload = buf + off;
+  return m;
+}
+
+void Qp::finish_packet(rte_mbuf* m, const wire::PacketSpec& s) {
+  wire::finish_frame(rte_pktmbuf_mtod(m, uint8_t*), s);
+  ++counters_.tx_packets;
+  counters_.tx_bytes += s.payload_len;
+  dev_->tx_enqueue(m);
+}
+
+}  // namespace droce::nic

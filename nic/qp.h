@@ -1,0 +1,282 @@
+// Queue pairs (IBTA vol. 1, ch. 9-11): the object the driver posts to and the
+// engine-side transport state of the three roles, requester (qp_requester.cc),
+// responder (qp_responder.cc) and completer (qp_completer.cc), plus the state
+// machine and error-state flush (qp.cc).
+//
+// Threading: the driver thread(s) call post_send / post_recv (they touch only
+// the work queues and the atomic state_ mirror, and ring the doorbell).
+// Everything else runs under the device's engine lock: control commands
+// (modify, query, destroy) and the engine's poll loop.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "nic/base/clock.h"
+#include "nic/base/status.h"
+#include "nic/cq.h"
+#include "nic/qp_state.h"
+#include "nic/wire/eth.h"
+#include "nic/work_queue.h"
+#include "nic/wqe.h"
+#include "nic/wire/aeth.h"
+#include "nic/wire/builder.h"
+
+struct rte_mbuf;
+
+namespace droce::nic {
+
+class Device;
+class Srq;
+enum class AsyncEventType : uint8_t;
+struct RxPacket;
+
+inline constexpr uint32_t kMaxMessageBytes = 1u << 31;  // IBTA: 2^31 bytes per message
+
+struct QpCaps {
+  uint32_t max_send_wr = 0;
+  uint32_t max_recv_wr = 0;
+  uint32_t max_send_sge = 1;
+  uint32_t max_recv_sge = 1;
+  uint32_t max_inline_data = 0;
+};
+
+struct QpInitAttr {
+  QpType type = QpType::kRc;
+  uint32_t pd = 0;
+  CompletionQueue* send_cq = nullptr;
+  CompletionQueue* recv_cq = nullptr;
+  Srq* srq = nullptr;
+  QpCaps cap;
+  bool sq_sig_all = false;
+};
+
+// Where a connected QP (or a UD address handle) sends to. The destination
+// MAC is resolved by ARP on the port.
+struct AddressVector {
+  uint8_t dgid[16] = {};  // RoCEv2: ::ffff:a.b.c.d for IPv4
+  uint32_t dst_ip = 0;    // from dgid, host byte order
+  uint8_t sgid_index = 0;
+  uint8_t hop_limit = 64;
+  uint8_t traffic_class = 0;
+  uint32_t flow_label = 0;
+  uint8_t sl = 0;
+  uint8_t port_num = 1;
+};
+
+// The attributes of ibv_qp_attr that droce keeps (bits in QpAttr say which
+// a modify carries).
+struct QpAttrs {
+  QpState state = QpState::kReset;
+  QpState cur_state = QpState::kReset;
+  bool en_sqd_async_notify = false;
+  uint32_t access = 0;  // remote access the responder grants (Access bits)
+  uint16_t pkey_index = 0;
+  uint8_t port_num = 1;
+  uint32_t qkey = 0;
+  AddressVector av;
+  uint32_t path_mtu = 1024;  // bytes: 256 .. 4096
+  uint8_t timeout = 14;      // local ACK timeout: 4.096 us * 2^timeout, 0 = infinite
+  uint8_t retry_cnt = 7;
+  uint8_t rnr_retry = 7;
+  uint8_t min_rnr_timer = 12;
+  uint32_t rq_psn = 0;
+  uint32_t sq_psn = 0;
+  uint8_t max_rd_atomic = 1;       // initiator depth
+  uint8_t max_dest_rd_atomic = 1;  // responder resources
+  uint32_t dest_qpn = 0;
+  QpCaps cap;
+  bool sq_draining = false;
+};
+
+// Engine bookkeeping for one SQ slot, parallel to the work queue.
+struct SendMeta {
+  uint32_t first_psn = 0;
+  uint32_t last_psn = 0;  // PSN of the last request packet (READ: of the last response)
+  uint32_t npkts = 0;     // PSNs the WQE occupies
+  bool started = false;   // PSNs assigned
+  bool requested = false; // READ / atomic: request packet sent (holds an initiator-depth credit)
+  bool done = false;      // acknowledged / completed, waiting for in-order retire
+  WcStatus status = WcStatus::kSuccess;
+};
+
+// A READ or atomic the responder accepted (IBTA 9.7.5.1.3 responder resources):
+// kept so that a duplicate request is answered again, and an atomic never
+// executes twice.
+struct RespResource {
+  enum class Kind : uint8_t { kFree, kRead, kAtomic };
+  Kind kind = Kind::kFree;
+  uint32_t first_psn = 0;  // PSN of the request
+  uint32_t last_psn = 0;   // PSN of the last response packet
+  uint64_t va = 0;
+  uint32_t rkey = 0;
+  uint32_t length = 0;
+  uint8_t* host = nullptr;  // READ: where the data starts
+  // Response stream in progress (READ): next PSN and offset to send.
+  uint32_t cur_psn = 0;
+  uint32_t cur_off = 0;
+  bool sending = false;
+  uint64_t atomic_orig = 0;  // ATOMIC: the value replied
+  uint8_t atomic_opcode = 0;
+};
+
+// Counters per QP, written by the engine only.
+struct QpCounters {
+  uint64_t tx_packets = 0, tx_bytes = 0, rx_packets = 0, rx_bytes = 0;
+  uint64_t retransmits = 0;         // packets sent again after a timeout or NAK
+  uint64_t timeouts = 0;            // retransmit timer expiries
+  uint64_t rnr_naks_sent = 0, rnr_naks_received = 0;
+  uint64_t seq_naks_sent = 0, seq_naks_received = 0;
+  uint64_t err_naks_sent = 0, err_naks_received = 0;  // invalid request / access / op
+  uint64_t duplicates = 0;          // duplicate requests answered
+  uint64_t out_of_sequence = 0;     // requests dropped while a seq NAK is outstanding
+  uint64_t drops = 0;               // packets dropped for this QP (state, qkey, opcode)
+};
+
+enum class ResolveResult : uint8_t { kResolved, kPending, kFailed };
+
+class Qp {
+ public:
+  Qp(Device* dev, uint32_t qpn, const QpInitAttr& init, std::unique_ptr<WorkQueue> sq,
+     std::unique_ptr<WorkQueue> rq);
+  ~Qp();
+
+  // --- driver side (any thread, no engine lock) ---
+  // Validates and queues one send WQE (header + sges or inline bytes) and
+  // rings the doorbell. Returns 0 or an errno as libibverbs: EINVAL for a bad
+  // WR or a state that cannot send, ENOMEM when the queue is full.
+  int post_send(const SendWqe& wqe, const Sge* sges, const void* inline_data);
+  int post_recv(uint64_t wr_id, const Sge* sges, uint32_t num_sge);
+
+  QpState state() const { return state_mirror_.load(std::memory_order_acquire); }
+  uint32_t qpn() const { return qpn_; }
+  QpType type() const { return type_; }
+  uint32_t pd() const { return pd_; }
+  CompletionQueue* send_cq() const { return send_cq_; }
+  CompletionQueue* recv_cq() const { return recv_cq_; }
+  Srq* srq() const { return srq_; }
+  bool sq_sig_all() const { return sq_sig_all_; }
+  WorkQueue& sq() { return *sq_; }
+
+  // --- under the engine lock ---
+  Status modify(const QpAttrs& attrs, uint32_t mask);
+  QpAttrs query() const;
+  const QpCounters& counters() const { return counters_; }
+  // Moves the QP to ERR and flushes (a fatal completion, a remote error, a
+  // CQ overflow, device removal). Idempotent: a second call completes nothing twice.
+  void enter_error();
+
+  // Engine entry points.
+  void handle_request(const RxPacket& pkt);   // qp_responder.cc
+  void handle_response(const RxPacket& pkt);  // qp_completer.cc
+  void run_requester(Nanos now);              // qp_requester.cc
+  void run_timers(Nanos now);                 // qp_completer.cc
+  // True while the QP needs the engine without a doorbell (timers, response streams).
+  bool needs_service() const;
+
+ private:
+  friend class QpTestPeer;
+
+  // qp.cc: state, completions, packets.
+  void set_state(QpState s);
+  void reset_queues();
+  void flush_send_queue();
+  void flush_recv_queue();
+  // Marks a WQE finished now (local work, UC/UD, errors); an error is fatal
+  // to the QP unless said otherwise.
+  void complete_send_now(uint32_t index, WcStatus status, bool fatal = true);
+  void retire_sends();
+  bool push_cqe(CompletionQueue* cq, const Cqe& cqe, bool solicited);
+  void post_recv_cqe(WcStatus status, WcOpcode opcode, uint32_t byte_len, uint8_t flags,
+                     uint32_t imm_or_inv, uint32_t src_qp, bool solicited);
+  uint32_t psns_for(uint32_t length) const;
+  SendWqe& wqe_at(uint32_t index) { return *reinterpret_cast<SendWqe*>(sq_->slot(index)); }
+  SendMeta& meta_at(uint32_t index) { return meta_[index & (sq_->capacity() - 1)]; }
+  rte_mbuf* build_packet(wire::PacketSpec& s, const wire::MacAddr& dst_mac, uint32_t dst_ip,
+                         uint8_t** payload);
+  void finish_packet(rte_mbuf* m, const wire::PacketSpec& s);
+  void mark_active();
+  int check_send_wqe(const SendWqe& w, const Sge* sges) const;
+
+  // qp_requester.cc
+  bool send_one_packet(Nanos now);
+  bool start_wqe(uint32_t index, Nanos now);
+  bool gather(const SendWqe& w, uint32_t off, uint8_t* dst, uint32_t len);
+  void restart_from(uint32_t psn);
+  ResolveResult resolve_peer(Nanos now, wire::MacAddr* mac);
+  ResolveResult resolve_ah(uint32_t ah, Nanos now, wire::MacAddr* mac, uint32_t* ip);
+
+  // qp_responder.cc
+  void send_ack(uint8_t syndrome, uint32_t psn, Nanos now);
+  void responder_error(wire::NakCode code, WcStatus status, uint32_t psn, Nanos now,
+                       AsyncEventType event);
+  bool take_recv_wqe();
+  WcStatus scatter_recv(const uint8_t* src, uint32_t len);
+  void handle_ud_send(const RxPacket& pkt);
+  void execute_request(const RxPacket& pkt);
+  void replay_duplicate(const RxPacket& pkt);
+  RespResource& alloc_resource();
+  void send_atomic_ack(const RespResource& r, Nanos now);
+  bool send_resp_resources(Nanos now);
+
+  // qp_completer.cc
+  void ack_up_to(uint32_t psn, Nanos now);
+  void complete_error_at(uint32_t psn, WcStatus status);
+  void arm_retransmit(Nanos now);
+  void retry(Nanos now, bool timeout, uint32_t from);
+
+  Device* const dev_;
+  const uint32_t qpn_;
+  const QpType type_;
+  const uint32_t pd_;
+  CompletionQueue* const send_cq_;
+  CompletionQueue* const recv_cq_;
+  Srq* const srq_;
+  const bool sq_sig_all_;
+  const QpCaps caps_;
+  std::unique_ptr<WorkQueue> sq_;
+  std::unique_ptr<WorkQueue> rq_;  // null with an SRQ
+  std::unique_ptr<SendMeta[]> meta_;  // one per SQ slot
+
+  QpAttrs attrs_;
+  std::atomic<QpState> state_mirror_{QpState::kReset};  // written under the engine lock
+  QpCounters counters_;
+
+  // Requester (rxe_req.c).
+  uint32_t sq_comp_ = 0;  // oldest WQE not yet retired
+  uint32_t sq_send_ = 0;  // WQE being sent
+  uint32_t send_off_ = 0; // bytes of sq_send_ already sent
+  uint32_t psn_ = 0;      // next PSN to send
+  uint32_t psn_max_sent_ = 0;  // one past the highest PSN ever sent (retransmit counting)
+  uint32_t comp_psn_ = 0; // oldest PSN not yet acknowledged
+  uint32_t noack_pkts_ = 0;
+  uint32_t rd_atomic_inflight_ = 0;
+  uint8_t retry_left_ = 7;
+  uint8_t rnr_left_ = 7;
+  Nanos retransmit_at_ = 0;  // 0: timer off
+  Nanos rnr_until_ = 0;      // 0: not waiting for an RNR timer
+  bool need_retry_ = false;  // implicit NAK seen: retry from retry_psn_
+  uint32_t retry_psn_ = 0;
+  bool sq_drained_sent_ = false;
+
+  // Responder (rxe_resp.c).
+  uint32_t epsn_ = 0;
+  uint32_t msn_ = 0;
+  bool seq_nak_sent_ = false;
+  enum class InMsg : uint8_t { kNone, kSend, kWrite } in_msg_ = InMsg::kNone;
+  bool have_recv_ = false;                // recv_copy_ holds the WQE of the message in progress
+  std::unique_ptr<uint8_t[]> recv_copy_;  // RecvWqe + Sges
+  uint32_t recv_copy_size_ = 0;
+  uint32_t recv_off_ = 0;                 // bytes received into it
+  uint8_t* write_host_ = nullptr;         // WRITE in progress: next byte
+  uint32_t write_resid_ = 0;
+  uint32_t write_len_ = 0;
+  std::unique_ptr<RespResource[]> res_;   // max_dest_rd_atomic entries
+  uint32_t res_cap_ = 0;
+  uint32_t res_count_ = 0;
+  uint32_t res_next_ = 0;
+  bool error_entered_ = false;
+};
+
+}  // namespace droce::nic

@@ -1,0 +1,37 @@
+// Constants and small helpers shared by the QP role files (qp*.cc); not part
+// of the QP's interface.
+#pragma once
+
+#include <cstdint>
+
+#include "nic/wqe.h"
+
+namespace droce::nic {
+
+// rxe's RXE_MAX_PKT_PER_ACK: AckReq at least every 64 packets of a long message.
+inline constexpr uint32_t kMaxPktsPerAck = 64;
+// Request packets one QP may send per poll before the others get a turn.
+inline constexpr int kPktsPerPoll = 32;
+// Unacknowledged PSNs in flight per RC QP (keeps a burst inside the peer's rx ring).
+inline constexpr uint32_t kMaxInflightPsns = 512;
+
+constexpr bool is_atomic(WrOpcode op) {
+  return op == WrOpcode::kCmpSwap || op == WrOpcode::kFetchAdd;
+}
+constexpr bool is_read_or_atomic(WrOpcode op) { return op == WrOpcode::kRdmaRead || is_atomic(op); }
+
+// ibv_wc_opcode of a send WQE's completion.
+constexpr WcOpcode wc_opcode_for(WrOpcode op) {
+  switch (op) {
+    case WrOpcode::kRdmaWrite:
+    case WrOpcode::kRdmaWriteImm: return WcOpcode::kRdmaWrite;
+    case WrOpcode::kRdmaRead: return WcOpcode::kRdmaRead;
+    case WrOpcode::kCmpSwap: return WcOpcode::kCmpSwap;
+    case WrOpcode::kFetchAdd: return WcOpcode::kFetchAdd;
+    case WrOpcode::kLocalInv: return WcOpcode::kLocalInv;
+    case WrOpcode::kBindMw: return WcOpcode::kBindMw;
+    default: return WcOpcode::kSend;
+  }
+}
+
+}  // namespace droce::nic

@@ -1,0 +1,298 @@
+// Requester (IBTA vol. 1, 9.7.1-9.7.4; rxe_req.c): turns send WQEs into
+// request packets: opcode per segment, PSN assignment, AckReq, fences and the
+// RDMA READ / atomic initiator depth, and the restart point for go-back-N.
+#include <rte_mbuf.h>
+
+#include <cstring>
+
+#include "nic/base/log.h"
+#include "nic/base/psn.h"
+#include "nic/base/rnr.h"
+#include "nic/device.h"
+#include "nic/qp.h"
+#include "nic/qp_internal.h"
+#include "nic/wire/builder.h"
+
+namespace droce::nic {
+
+namespace op = wire::op;
+
+namespace {
+
+// The wire opcode of the packet at byte offset `off` of a message of `len` bytes.
+uint8_t request_opcode(QpType type, const SendWqe& w, uint32_t off, uint32_t mtu) {
+  const uint8_t base = type == QpType::kUc ? op::kUc : type == QpType::kUd ? op::kUd : op::kRc;
+  const bool first = off == 0;
+  const bool last = w.length - off <= mtu;
+  switch (w.opcode) {
+    case WrOpcode::kSend:
+    case WrOpcode::kSendImm:
+    case WrOpcode::kSendInv: {
+      const bool imm = w.opcode == WrOpcode::kSendImm;
+      const bool inv = w.opcode == WrOpcode::kSendInv;
+      if (type == QpType::kUd) return base | (imm ? op::kSendOnlyImm : op::kSendOnly);
+      if (first && last) return base | (imm ? op::kSendOnlyImm : inv ? op::kSendOnlyInv : op::kSendOnly);
+      if (first) return base | op::kSendFirst;
+      if (!last) return base | op::kSendMiddle;
+      return base | (imm ? op::kSendLastImm : inv ? op::kSendLastInv : op::kSendLast);
+    }
+    case WrOpcode::kRdmaWrite:
+    case WrOpcode::kRdmaWriteImm: {
+      const bool imm = w.opcode == WrOpcode::kRdmaWriteImm;
+      if (first && last) return base | (imm ? op::kWriteOnlyImm : op::kWriteOnly);
+      if (first) return base | op::kWriteFirst;
+      if (!last) return base | op::kWriteMiddle;
+      return base | (imm ? op::kWriteLastImm : op::kWriteLast);
+    }
+    case WrOpcode::kRdmaRead: return op::kReadRequest;
+    case WrOpcode::kCmpSwap: return op::kCmpSwap;
+    case WrOpcode::kFetchAdd: return op::kFetchAdd;
+    default: return 0xFF;
+  }
+}
+
+}  // namespace
+
+bool Qp::start_wqe(uint32_t index, Nanos now) {
+  SendWqe& w = wqe_at(index);
+  SendMeta& m = meta_at(index);
+  (void)now;
+  // Fence (IBTA 10.8.3.3): wait until every earlier READ / atomic completed.
+  if ((w.flags & kSendFence) && rd_atomic_inflight_ > 0) return false;
+  if (w.opcode == WrOpcode::kLocalInv) {
+    // Executed locally, no packet. User MRs cannot be invalidated (as in rxe:
+    // only memory windows and fast-register MRs can), so this completes in error.
+    const MrEntry* e = dev_->mrs().find(w.imm_or_inv);
+    complete_send_now(index, e == nullptr ? WcStatus::kLocProtErr : WcStatus::kLocQpOpErr);
+    return false;
+  }
+  // Local SGEs: every lkey, PD and range checked before one byte is read.
+  if (!(w.flags & kSendInline)) {
+    for (uint32_t i = 0; i < w.num_sge; ++i) {
+      const Sge& s = w.sges()[i];
+      uint8_t* host;
+      const uint32_t need = is_read_or_atomic(w.opcode) ? uint32_t(kAccessLocalWrite) : 0u;
+      if (dev_->mrs().check(s.lkey, pd_, s.addr, s.length, need, &host) != MrCheck::kOk) {
+        DROCE_DEBUG("qp %u: send WQE %lu: local key 0x%x does not cover [0x%lx, +%u)", qpn_,
+                    (unsigned long)w.wr_id, s.lkey, (unsigned long)s.addr, s.length);
+        complete_send_now(index, WcStatus::kLocProtErr);
+        return false;
+      }
+    }
+  }
+  m.first_psn = psn_;
+  m.npkts = is_atomic(w.opcode) ? 1 : psns_for(w.length);
+  m.last_psn = psn_add(psn_, m.npkts - 1);
+  m.started = true;
+  m.done = false;
+  m.requested = false;
+  m.status = WcStatus::kSuccess;
+  send_off_ = 0;
+  return true;
+}
+
+// Copies `len` bytes at message offset `off` of a WQE's SGE list into dst.
+// Re-checks each key (an MR may have been deregistered since the WQE started).
+bool Qp::gather(const SendWqe& w, uint32_t off, uint8_t* dst, uint32_t len) {
+  if (w.flags & kSendInline) {
+    std::memcpy(dst, w.inline_data() + off, len);
+    return true;
+  }
+  const Sge* sge = w.sges();
+  uint32_t i = 0;
+  while (i < w.num_sge && off >= sge[i].length) off -= sge[i++].length;
+  while (len > 0 && i < w.num_sge) {
+    const uint32_t n = std::min(len, sge[i].length - off);
+    uint8_t* host;
+    if (dev_->mrs().check(sge[i].lkey, pd_, sge[i].addr + off, n, 0, &host) != MrCheck::kOk) {
+      return false;
+    }
+    std::memcpy(dst, host, n);
+    dst += n;
+    len -= n;
+    off = 0;
+    ++i;
+  }
+  return len == 0;
+}
+
+bool Qp::send_one_packet(Nanos now) {
+  if (sq_send_ == sq_->published()) return false;
+  if (type_ == QpType::kRc && psn_diff(psn_, comp_psn_) >= int32_t(kMaxInflightPsns)) return false;
+  SendWqe& w = wqe_at(sq_send_);
+  SendMeta& m = meta_at(sq_send_);
+  if (!m.started) {
+    // SQD (IBTA 10.3.1): no new WQE starts; those in progress finish.
+    if (state() == QpState::kSqd) return false;
+    // False: waiting for a fence, or completed locally (in error, QP now in ERR).
+    if (!start_wqe(sq_send_, now)) return false;
+  }
+  const bool rd_atomic = is_read_or_atomic(w.opcode);
+  if (rd_atomic && !m.requested && rd_atomic_inflight_ >= attrs_.max_rd_atomic) return false;
+
+  // Where it goes.
+  wire::MacAddr dst_mac;
+  uint32_t dst_ip;
+  uint32_t dst_qpn = attrs_.dest_qpn;
+  uint32_t qkey = 0;
+  if (type_ == QpType::kUd) {
+    const ResolveResult r = resolve_ah(w.ah, now, &dst_mac, &dst_ip);
+    if (r == ResolveResult::kPending) return false;
+    if (r == ResolveResult::kFailed) {
+      DROCE_DEBUG("qp %u: UD send WQE %lu: destination did not answer ARP", qpn_,
+                  (unsigned long)w.wr_id);
+      // The datagram is lost; the WQE reports it, the QP goes on (UD has no
+      // connection to break).
+      complete_send_now(sq_send_, WcStatus::kGeneralErr, /*fatal=*/false);
+      return true;
+    }
+    dst_qpn = w.remote_qpn;
+    // IBTA 10.2.5: a Q_Key with the high bit set means "use the QP's own".
+    qkey = (w.remote_qkey & 0x80000000u) ? attrs_.qkey : w.remote_qkey;
+  } else {
+    const ResolveResult r = resolve_peer(now, &dst_mac);
+    if (r == ResolveResult::kPending) return false;
+    // kFailed: send nowhere and let the retransmit timer count the loss.
+    dst_ip = attrs_.av.dst_ip;
+  }
+
+  const uint32_t mtu = attrs_.path_mtu;
+  const uint32_t off = send_off_;
+  wire::PacketSpec s;
+  s.opcode = request_opcode(type_, w, off, mtu);
+  const wire::OpcodeInfo& info = wire::opcode_info(s.opcode);
+  const bool last = !info.has(wire::kOpPayload) || w.length - off <= mtu;
+  s.payload_len = info.has(wire::kOpPayload) ? std::min(mtu, w.length - off) : 0;
+  s.psn = psn_add(m.first_psn, off / mtu);
+  s.dest_qp = dst_qpn;
+  s.se = last && (w.flags & kSendSolicited) &&
+         (w.opcode == WrOpcode::kSend || w.opcode == WrOpcode::kSendImm ||
+          w.opcode == WrOpcode::kSendInv || w.opcode == WrOpcode::kRdmaWriteImm);
+  ++noack_pkts_;
+  s.ackreq = type_ == QpType::kRc && (last || noack_pkts_ >= kMaxPktsPerAck);
+  if (s.ackreq) noack_pkts_ = 0;
+  if (info.has(wire::kOpReth)) {
+    s.reth_va = w.remote_addr + off;
+    s.reth_rkey = w.rkey;
+    s.reth_len = w.length - off;
+  }
+  if (info.has(wire::kOpAtomicEth)) {
+    s.atomic_va = w.remote_addr;
+    s.atomic_rkey = w.rkey;
+    s.atomic_swap_add = w.opcode == WrOpcode::kCmpSwap ? w.swap : w.compare_add;
+    s.atomic_compare = w.opcode == WrOpcode::kCmpSwap ? w.compare_add : 0;
+  }
+  if (info.has(wire::kOpImm)) s.imm_raw = w.imm_or_inv;
+  if (info.has(wire::kOpIeth)) s.ieth_rkey = w.imm_or_inv;
+  if (info.has(wire::kOpDeth)) {
+    s.deth_qkey = qkey;
+    s.deth_src_qp = qpn_;
+  }
+
+  uint8_t* payload = nullptr;
+  rte_mbuf* mb = build_packet(s, dst_mac, dst_ip, &payload);
+  if (mb == nullptr) return false;  // no mbuf: try again next poll (counted by the port)
+  if (s.payload_len > 0 && !gather(w, off, payload, s.payload_len)) {
+    rte_pktmbuf_free(mb);
+    DROCE_DEBUG("qp %u: send WQE %lu: local key no longer valid", qpn_, (unsigned long)w.wr_id);
+    complete_send_now(sq_send_, WcStatus::kLocProtErr);
+    return false;
+  }
+  finish_packet(mb, s);
+
+  if (type_ == QpType::kRc) {
+    if (psn_before(s.psn, psn_max_sent_)) ++counters_.retransmits;
+    const uint32_t end = psn_add(rd_atomic ? m.last_psn : s.psn, 1);
+    if (psn_after(end, psn_max_sent_)) psn_max_sent_ = end;
+  }
+
+  // Advance.
+  if (rd_atomic) {
+    m.requested = true;
+    ++rd_atomic_inflight_;
+    psn_ = psn_add(m.last_psn, 1);
+    ++sq_send_;
+    send_off_ = 0;
+  } else {
+    send_off_ = off + s.payload_len;
+    psn_ = psn_add(s.psn, 1);
+    if (last) {
+      ++sq_send_;
+      send_off_ = 0;
+      if (type_ != QpType::kRc) {
+        // UC and UD complete once the last packet is on its way (IBTA 9.8.4).
+        m.done = true;
+        retire_sends();
+      }
+    }
+  }
+  if (type_ == QpType::kRc && retransmit_at_ == 0) arm_retransmit(now);
+  return true;
+}
+
+void Qp::run_requester(Nanos now) {
+  const QpState st = state();
+  if (st == QpState::kErr) {
+    enter_error();  // WQEs posted in ERR complete at once with WR_FLUSH_ERR
+    return;
+  }
+  send_resp_resources(now);
+  if (st != QpState::kRts && st != QpState::kSqd) return;
+  if (rnr_until_ != 0) {
+    if (now < rnr_until_) return;
+    rnr_until_ = 0;
+    restart_from(comp_psn_);
+  }
+  for (int budget = kPktsPerPoll; budget > 0; --budget) {
+    if (!send_one_packet(now)) break;
+    if (state() == QpState::kErr) return;
+  }
+}
+
+void Qp::restart_from(uint32_t psn) {
+  // Go-back-N: find the first unfinished WQE whose PSNs reach psn.
+  uint32_t i = sq_comp_;
+  while (i != sq_send_) {
+    const SendMeta& m = meta_at(i);
+    if (!m.done && psn_le(psn, m.last_psn)) break;
+    ++i;
+  }
+  // Also a partially sent WQE at sq_send_ may contain psn.
+  if (i == sq_send_ && !meta_at(i).started) {
+    psn_ = psn_before(psn, psn_) ? psn : psn_;
+    return;
+  }
+  sq_send_ = i;
+  const SendMeta& m = meta_at(i);
+  const SendWqe& w = wqe_at(i);
+  if (psn_before(psn, m.first_psn)) psn = m.first_psn;
+  send_off_ = is_atomic(w.opcode) ? 0 : uint32_t(psn_diff(psn, m.first_psn)) * attrs_.path_mtu;
+  psn_ = psn;
+  // READ / atomic requests from here on are requested again.
+  rd_atomic_inflight_ = 0;
+  for (uint32_t j = sq_comp_; j != sq_send_; ++j) {
+    if (is_read_or_atomic(wqe_at(j).opcode) && !meta_at(j).done) ++rd_atomic_inflight_;
+  }
+  for (uint32_t j = sq_send_; j != sq_->published(); ++j) {
+    if (!meta_at(j).started) break;
+    meta_at(j).requested = false;
+  }
+  noack_pkts_ = 0;
+}
+
+ResolveResult Qp::resolve_peer(Nanos now, wire::MacAddr* mac) {
+  const ArpResult r = dev_->port().resolve(attrs_.av.dst_ip, mac, now);
+  if (r == ArpResult::kResolved) return ResolveResult::kResolved;
+  return r == ArpResult::kPending ? ResolveResult::kPending : ResolveResult::kFailed;
+}
+
+ResolveResult Qp::resolve_ah(uint32_t ah, Nanos now, wire::MacAddr* mac, uint32_t* ip) {
+  const AddressVector* av = dev_->ah(ah);
+  if (av == nullptr) return ResolveResult::kFailed;
+  *ip = av->dst_ip;
+  const ArpResult r = dev_->port().resolve(av->dst_ip, mac, now);
+  if (r == ArpResult::kResolved) return ResolveResult::kResolved;
+  return r == ArpResult::kPending ? ResolveResult::kPending : ResolveResult::kFailed;
+}
+
+}  // namespace droce::nic

@@ -1,0 +1,515 @@
+// Responder (IBTA vol. 1, 9.7.5, 9.8.3, 9.9; rxe_resp.c): checks each request
+// packet in the order rxe does (PSN, opcode sequence, opcode valid, resources,
+// length, rkey), executes it, completes receive WQEs, and acknowledges.
+// READ responses and atomic replies come from responder resources, so that a
+// duplicate request is answered again and an atomic never executes twice.
+#include <rte_mbuf.h>
+
+#include <cstring>
+
+#include "nic/base/log.h"
+#include "nic/base/psn.h"
+#include "nic/device.h"
+#include "nic/qp.h"
+#include "nic/qp_internal.h"
+#include "nic/srq.h"
+#include "nic/wire/builder.h"
+
+namespace droce::nic {
+
+namespace op = wire::op;
+using wire::AethType;
+using wire::NakCode;
+
+namespace {
+
+constexpr uint8_t kAckSyndrome = wire::Aeth::make_syndrome(AethType::kAck, wire::kAethCreditInvalid);
+
+constexpr uint8_t nak_syndrome(NakCode c) {
+  return wire::Aeth::make_syndrome(AethType::kNak, uint8_t(c));
+}
+
+bool length_ok(const wire::OpcodeInfo& info, uint32_t len, uint32_t mtu) {
+  // IBA C9-92 / C9-94 (rxe check_length): FIRST/MIDDLE exactly the path MTU,
+  // LAST 1..MTU, ONLY up to the MTU.
+  if (info.has(wire::kOpFirst) || info.has(wire::kOpMiddle)) return len == mtu;
+  if (info.has(wire::kOpLast)) return len >= 1 && len <= mtu;
+  return len <= mtu;
+}
+
+}  // namespace
+
+void Qp::send_ack(uint8_t syndrome, uint32_t psn, Nanos now) {
+  wire::MacAddr mac;
+  if (resolve_peer(now, &mac) != ResolveResult::kResolved) return;  // the requester retries
+  wire::PacketSpec s;
+  s.opcode = op::kAck;
+  s.dest_qp = attrs_.dest_qpn;
+  s.psn = psn;
+  s.aeth_syndrome = syndrome;
+  s.aeth_msn = msn_;
+  uint8_t* payload;
+  rte_mbuf* m = build_packet(s, mac, attrs_.av.dst_ip, &payload);
+  if (m != nullptr) finish_packet(m, s);
+}
+
+// A class C or class A responder error (IBTA 9.9.3): NAK, complete the receive
+// WQE in progress with its status, QP to ERR.
+void Qp::responder_error(NakCode code, WcStatus status, uint32_t psn, Nanos now,
+                         AsyncEventType event) {
+  if (type_ == QpType::kRc) {
+    send_ack(nak_syndrome(code), psn, now);
+    ++counters_.err_naks_sent;
+  }
+  if (have_recv_) {
+    post_recv_cqe(status, WcOpcode::kRecv, recv_off_, 0, 0, 0, false);
+    have_recv_ = false;
+  }
+  dev_->raise_event({event, qpn_});
+  enter_error();
+}
+
+bool Qp::take_recv_wqe() {
+  if (have_recv_) return true;
+  const RecvWqe* w = nullptr;
+  if (srq_ != nullptr) {
+    w = srq_->take(recv_copy_.get(), recv_copy_size_);
+  } else if (rq_->completed() != rq_->published()) {
+    const uint32_t idx = rq_->completed();
+    std::memcpy(recv_copy_.get(), rq_->slot(idx), recv_copy_size_);
+    rq_->retire(idx + 1);
+    w = reinterpret_cast<const RecvWqe*>(recv_copy_.get());
+  }
+  if (w == nullptr) return false;
+  have_recv_ = true;
+  recv_off_ = 0;
+  return true;
+}
+
+// Scatters payload into the receive WQE at recv_off_. Returns the status to
+// complete with on failure (length or protection), kSuccess otherwise.
+WcStatus Qp::scatter_recv(const uint8_t* src, uint32_t len) {
+  const RecvWqe& w = *reinterpret_cast<const RecvWqe*>(recv_copy_.get());
+  if (uint64_t(recv_off_) + len > w.length) return WcStatus::kLocLenErr;
+  uint32_t off = recv_off_;
+  uint32_t i = 0;
+  const Sge* sge = w.sges();
+  while (i < w.num_sge && off >= sge[i].length) off -= sge[i++].length;
+  uint32_t left = len;
+  while (left > 0 && i < w.num_sge) {
+    const uint32_t n = std::min(left, sge[i].length - off);
+    uint8_t* host;
+    if (dev_->mrs().check(sge[i].lkey, pd_, sge[i].addr + off, n, kAccessLocalWrite, &host) !=
+        MrCheck::kOk) {
+      DROCE_DEBUG("qp %u: receive WQE %lu: local key 0x%x not valid for writing", qpn_,
+                  (unsigned long)w.wr_id, sge[i].lkey);
+      return WcStatus::kLocProtErr;
+    }
+    std::memcpy(host, src, n);
+    src += n;
+    left -= n;
+    off = 0;
+    ++i;
+  }
+  recv_off_ += len;
+  return WcStatus::kSuccess;
+}
+
+void Qp::handle_request(const RxPacket& pkt) {
+  const wire::PacketView& v = *pkt.v;
+  const QpState st = state();
+  if (st == QpState::kReset || st == QpState::kInit || st == QpState::kErr) {
+    ++counters_.drops;
+    return;
+  }
+  ++counters_.rx_packets;
+  counters_.rx_bytes += v.payload_len;
+  if (type_ == QpType::kUd) {
+    handle_ud_send(pkt);
+    return;
+  }
+  const uint32_t psn = v.bth().psn();
+  const int32_t d = psn_diff(psn, epsn_);
+  if (type_ == QpType::kUc) {
+    // UC (IBTA 9.8.3): a gap loses the rest of the message; no NAKs, no ACKs.
+    if (d != 0) {
+      ++counters_.out_of_sequence;
+      in_msg_ = InMsg::kNone;
+      recv_off_ = 0;  // a receive WQE in progress is reused by the next message
+      write_resid_ = 0;
+    }
+    epsn_ = psn_add(psn, 1);
+    execute_request(pkt);
+    return;
+  }
+  if (d > 0) {
+    // Class B (9.9.2): one NAK sequence error carrying the expected PSN, then silence.
+    ++counters_.out_of_sequence;
+    if (!seq_nak_sent_) {
+      send_ack(nak_syndrome(NakCode::kPsnSeqError), epsn_, pkt.now);
+      seq_nak_sent_ = true;
+      ++counters_.seq_naks_sent;
+    }
+    return;
+  }
+  if (d < 0) {
+    ++counters_.duplicates;
+    replay_duplicate(pkt);
+    return;
+  }
+  seq_nak_sent_ = false;
+  execute_request(pkt);
+}
+
+void Qp::execute_request(const RxPacket& pkt) {
+  const wire::PacketView& v = *pkt.v;
+  const wire::OpcodeInfo& info = *v.op;
+  const uint32_t psn = v.bth().psn();
+  const bool rc = type_ == QpType::kRc;
+  const uint32_t mtu = attrs_.path_mtu;
+
+  // Drops a UC message, or fails an RC QP (class C).
+  auto reject = [&](NakCode code, WcStatus status, AsyncEventType ev, const char* why) {
+    DROCE_DEBUG("qp %u: request PSN 0x%x (%s) rejected: %s", qpn_, psn, info.name, why);
+    if (!rc) {
+      ++counters_.drops;
+      in_msg_ = InMsg::kNone;
+      recv_off_ = 0;
+      return;
+    }
+    responder_error(code, status, psn, pkt.now, ev);
+  };
+
+  // Opcode sequence (C9-34, rxe check_op_seq).
+  const bool cont = info.has(wire::kOpMiddle) || info.has(wire::kOpLast);
+  if (in_msg_ == InMsg::kSend && !(cont && info.has(wire::kOpSend))) {
+    return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
+                  "SEND message interrupted");
+  }
+  if (in_msg_ == InMsg::kWrite && !(cont && info.has(wire::kOpWrite))) {
+    return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
+                  "RDMA WRITE message interrupted");
+  }
+  if (in_msg_ == InMsg::kNone && cont) {
+    if (!rc) {  // UC: the rest of a message whose start was lost
+      ++counters_.drops;
+      return;
+    }
+    return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
+                  "MIDDLE or LAST without FIRST");
+  }
+  // Opcode valid for this QP (C9-? rxe check_op_valid): remote rights granted.
+  if ((info.has(wire::kOpWrite) && !(attrs_.access & kAccessRemoteWrite)) ||
+      (info.has(wire::kOpRead) && !(attrs_.access & kAccessRemoteRead)) ||
+      (info.has(wire::kOpAtomic) && !(attrs_.access & kAccessRemoteAtomic))) {
+    return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
+                  "operation not enabled on this QP (access flags)");
+  }
+  // Length (C9-92, C9-94).
+  if (info.has(wire::kOpPayload) && !length_ok(info, v.payload_len, mtu)) {
+    return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
+                  "payload length breaks the path MTU rules");
+  }
+
+  if (info.has(wire::kOpSend)) {
+    if (info.has(wire::kOpStart) && !take_recv_wqe()) {
+      if (rc) {
+        // Class B: RNR NAK; the requester retries after the timer (9.7.5.2.8).
+        send_ack(wire::Aeth::make_syndrome(AethType::kRnrNak, attrs_.min_rnr_timer), psn, pkt.now);
+        ++counters_.rnr_naks_sent;
+      } else {
+        ++counters_.drops;
+        in_msg_ = InMsg::kNone;
+      }
+      return;
+    }
+    const WcStatus st = scatter_recv(v.payload(), v.payload_len);
+    if (st != WcStatus::kSuccess) {
+      const NakCode code = st == WcStatus::kLocLenErr ? NakCode::kInvalidRequest : NakCode::kRemoteOpError;
+      if (!rc) {  // UC: the WQE completes in error, the QP goes on
+        post_recv_cqe(st, WcOpcode::kRecv, recv_off_, 0, 0, 0, false);
+        have_recv_ = false;
+        in_msg_ = InMsg::kNone;
+        return;
+      }
+      return responder_error(code, st, psn, pkt.now, AsyncEventType::kQpFatal);
+    }
+    in_msg_ = info.has(wire::kOpEnd) ? InMsg::kNone : InMsg::kSend;
+    if (info.has(wire::kOpEnd)) {
+      uint8_t flags = 0;
+      uint32_t extra = 0;
+      if (info.has(wire::kOpImm)) {
+        flags |= kWcWithImm;
+        extra = v.immdt().imm.raw();
+      }
+      if (info.has(wire::kOpIeth)) {
+        // Remote invalidate (IBTA 9.4.1.2.3): only memory windows and
+        // fast-register MRs can be invalidated; droce has neither, so a
+        // SEND with invalidate fails as a class J error, as rxe's does for
+        // ibv_reg_mr regions.
+        return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr,
+                      AsyncEventType::kQpReqErr, "rkey to invalidate is not a memory window");
+      }
+      post_recv_cqe(WcStatus::kSuccess, WcOpcode::kRecv, recv_off_, flags, extra, 0,
+                    v.bth().se());
+      have_recv_ = false;
+      msn_ = psn_add(msn_, 1);
+    }
+  } else if (info.has(wire::kOpWrite)) {
+    if (info.has(wire::kOpStart)) {
+      const wire::Reth& reth = v.reth();
+      const uint32_t len = reth.dma_length.get();
+      if (len > kMaxMessageBytes) {
+        return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
+                      "DMA length above 2^31");
+      }
+      uint8_t* host = nullptr;
+      const MrCheck c = dev_->mrs().check(reth.rkey.get(), pd_, reth.va.get(), len,
+                                          kAccessRemoteWrite, &host);
+      if (c != MrCheck::kOk) {
+        DROCE_DEBUG("qp %u: RDMA WRITE rkey 0x%x [0x%lx, +%u): %s", qpn_, reth.rkey.get(),
+                    (unsigned long)reth.va.get(), len, mr_check_name(c));
+        return reject(NakCode::kRemoteAccessError, WcStatus::kRemAccessErr,
+                      AsyncEventType::kQpAccessErr, "bad rkey or range");
+      }
+      write_host_ = host;
+      write_resid_ = len;
+      write_len_ = len;
+    }
+    if (v.payload_len > write_resid_ ||
+        (info.has(wire::kOpEnd) && v.payload_len != write_resid_)) {
+      return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
+                    "payload does not match the RETH DMA length");
+    }
+    if (info.has(wire::kOpImm) && !take_recv_wqe()) {
+      if (rc) {
+        send_ack(wire::Aeth::make_syndrome(AethType::kRnrNak, attrs_.min_rnr_timer), psn, pkt.now);
+        ++counters_.rnr_naks_sent;
+      } else {
+        ++counters_.drops;
+        in_msg_ = InMsg::kNone;
+      }
+      return;
+    }
+    if (v.payload_len > 0) {
+      std::memcpy(write_host_, v.payload(), v.payload_len);
+      write_host_ += v.payload_len;
+      write_resid_ -= v.payload_len;
+    }
+    in_msg_ = info.has(wire::kOpEnd) ? InMsg::kNone : InMsg::kWrite;
+    if (info.has(wire::kOpEnd)) {
+      if (info.has(wire::kOpImm)) {
+        post_recv_cqe(WcStatus::kSuccess, WcOpcode::kRecvRdmaImm, write_len_, kWcWithImm,
+                      v.immdt().imm.raw(), 0, v.bth().se());
+        have_recv_ = false;
+      }
+      msn_ = psn_add(msn_, 1);
+    }
+  } else if (info.has(wire::kOpRead)) {
+    const wire::Reth& reth = v.reth();
+    const uint32_t len = reth.dma_length.get();
+    uint8_t* host = nullptr;
+    const MrCheck c = len > kMaxMessageBytes
+                          ? MrCheck::kOutOfBounds
+                          : dev_->mrs().check(reth.rkey.get(), pd_, reth.va.get(), len,
+                                              kAccessRemoteRead, &host);
+    if (c != MrCheck::kOk) {
+      DROCE_DEBUG("qp %u: RDMA READ rkey 0x%x [0x%lx, +%u): %s", qpn_, reth.rkey.get(),
+                  (unsigned long)reth.va.get(), len, mr_check_name(c));
+      return reject(NakCode::kRemoteAccessError, WcStatus::kRemAccessErr,
+                    AsyncEventType::kQpAccessErr, "bad rkey or range");
+    }
+    RespResource& r = alloc_resource();
+    r.kind = RespResource::Kind::kRead;
+    r.first_psn = psn;
+    r.last_psn = psn_add(psn, psns_for(len) - 1);
+    r.va = reth.va.get();
+    r.rkey = reth.rkey.get();
+    r.length = len;
+    r.cur_psn = psn;
+    r.cur_off = 0;
+    r.sending = true;
+    msn_ = psn_add(msn_, 1);  // C9-148: at the request
+    epsn_ = psn_add(r.last_psn, 1);
+    mark_active();
+    return;
+  } else if (info.has(wire::kOpAtomic)) {
+    const wire::AtomicEth& a = v.atomic_eth();
+    const uint64_t va = a.va.get();
+    if (va & 7) {
+      return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
+                    "atomic address not 8-byte aligned");
+    }
+    uint8_t* host = nullptr;
+    const MrCheck c = dev_->mrs().check(a.rkey.get(), pd_, va, 8, kAccessRemoteAtomic, &host);
+    if (c != MrCheck::kOk) {
+      return reject(NakCode::kRemoteAccessError, WcStatus::kRemAccessErr,
+                    AsyncEventType::kQpAccessErr, "bad rkey or range for atomic");
+    }
+    // The 64-bit value in host order (as rxe); atomic against other QPs and
+    // against the host's own atomics on the same word.
+    auto* word = reinterpret_cast<uint64_t*>(host);
+    uint64_t orig;
+    if (v.bth().opcode == op::kCmpSwap) {
+      orig = a.compare.get();
+      __atomic_compare_exchange_n(word, &orig, a.swap_add.get(), false, __ATOMIC_SEQ_CST,
+                                  __ATOMIC_SEQ_CST);
+    } else {
+      orig = __atomic_fetch_add(word, a.swap_add.get(), __ATOMIC_SEQ_CST);
+    }
+    RespResource& r = alloc_resource();
+    r.kind = RespResource::Kind::kAtomic;
+    r.first_psn = r.last_psn = psn;
+    r.atomic_orig = orig;
+    r.sending = false;
+    msn_ = psn_add(msn_, 1);
+    epsn_ = psn_add(psn, 1);
+    send_atomic_ack(r, pkt.now);
+    return;
+  }
+
+  epsn_ = psn_add(psn, 1);
+  if (rc && v.bth().ackreq()) send_ack(kAckSyndrome, psn, pkt.now);
+}
+
+void Qp::send_atomic_ack(const RespResource& r, Nanos now) {
+  wire::MacAddr mac;
+  if (resolve_peer(now, &mac) != ResolveResult::kResolved) return;
+  wire::PacketSpec s;
+  s.opcode = op::kAtomicAck;
+  s.dest_qp = attrs_.dest_qpn;
+  s.psn = r.first_psn;
+  s.aeth_syndrome = kAckSyndrome;
+  s.aeth_msn = msn_;
+  s.atomic_ack_orig = r.atomic_orig;
+  uint8_t* payload;
+  rte_mbuf* m = build_packet(s, mac, attrs_.av.dst_ip, &payload);
+  if (m != nullptr) finish_packet(m, s);
+}
+
+void Qp::replay_duplicate(const RxPacket& pkt) {
+  const wire::PacketView& v = *pkt.v;
+  const wire::OpcodeInfo& info = *v.op;
+  const uint32_t psn = v.bth().psn();
+  if (info.has(wire::kOpRead)) {
+    // C9-105: answer again from memory, from the PSN asked for.
+    for (uint32_t i = 0; i < res_count_; ++i) {
+      RespResource& r = res_[i];
+      if (r.kind != RespResource::Kind::kRead) continue;
+      if (psn_before(psn, r.first_psn) || psn_after(psn, r.last_psn)) continue;
+      const uint32_t off = uint32_t(psn_diff(psn, r.first_psn)) * attrs_.path_mtu;
+      if (v.reth().va.get() != r.va + off || v.reth().rkey.get() != r.rkey) return;
+      r.cur_psn = psn;
+      r.cur_off = off;
+      r.sending = true;
+      mark_active();
+      return;
+    }
+    return;  // resource already reused: the requester will time out
+  }
+  if (info.has(wire::kOpAtomic)) {
+    for (uint32_t i = 0; i < res_count_; ++i) {
+      const RespResource& r = res_[i];
+      if (r.kind == RespResource::Kind::kAtomic && r.first_psn == psn) {
+        send_atomic_ack(r, pkt.now);  // the stored result, never executed again
+        return;
+      }
+    }
+    return;
+  }
+  // SEND / WRITE: acknowledge again up to the last PSN received (rxe: epsn - 1).
+  send_ack(kAckSyndrome, psn_sub(epsn_, 1), pkt.now);
+}
+
+RespResource& Qp::alloc_resource() {
+  // A ring of max_dest_rd_atomic entries; the oldest is reused.
+  const uint32_t cap = std::max<uint32_t>(1, attrs_.max_dest_rd_atomic);
+  RespResource& r = res_[res_next_ % cap];
+  res_next_ = (res_next_ + 1) % cap;
+  if (res_count_ < cap) ++res_count_;
+  r = RespResource{};
+  return r;
+}
+
+// Streams READ responses for the resources that have some to send.
+bool Qp::send_resp_resources(Nanos now) {
+  bool more = false;
+  for (uint32_t i = 0; i < res_count_; ++i) {
+    RespResource& r = res_[i];
+    if (r.kind != RespResource::Kind::kRead || !r.sending) continue;
+    wire::MacAddr mac;
+    if (resolve_peer(now, &mac) != ResolveResult::kResolved) return true;
+    const uint32_t mtu = attrs_.path_mtu;
+    const bool single = r.first_psn == r.last_psn;
+    for (int budget = kPktsPerPoll; budget > 0 && r.sending; --budget) {
+      wire::PacketSpec s;
+      const bool first = r.cur_psn == r.first_psn;
+      const bool last = r.cur_psn == r.last_psn;
+      s.opcode = single  ? op::kReadRespOnly
+                 : first ? op::kReadRespFirst
+                 : last  ? op::kReadRespLast
+                         : op::kReadRespMiddle;
+      s.dest_qp = attrs_.dest_qpn;
+      s.psn = r.cur_psn;
+      s.aeth_syndrome = kAckSyndrome;
+      s.aeth_msn = msn_;
+      s.payload_len = std::min(mtu, r.length - r.cur_off);
+      uint8_t* host = nullptr;
+      if (s.payload_len > 0 &&
+          dev_->mrs().check(r.rkey, pd_, r.va + r.cur_off, s.payload_len, kAccessRemoteRead,
+                            &host) != MrCheck::kOk) {
+        // The region went away under the READ: remote access error (class C).
+        r.sending = false;
+        send_ack(nak_syndrome(NakCode::kRemoteAccessError), r.cur_psn, now);
+        ++counters_.err_naks_sent;
+        break;
+      }
+      uint8_t* payload;
+      rte_mbuf* m = build_packet(s, mac, attrs_.av.dst_ip, &payload);
+      if (m == nullptr) return true;
+      if (s.payload_len > 0) std::memcpy(payload, host, s.payload_len);
+      finish_packet(m, s);
+      r.cur_off += s.payload_len;
+      if (last) {
+        r.sending = false;
+      } else {
+        r.cur_psn = psn_add(r.cur_psn, 1);
+      }
+    }
+    more |= r.sending;
+  }
+  return more;
+}
+
+void Qp::handle_ud_send(const RxPacket& pkt) {
+  const wire::PacketView& v = *pkt.v;
+  const wire::Deth& deth = v.deth();
+  if (deth.qkey.get() != attrs_.qkey) {
+    ++counters_.drops;  // IBTA 10.2.5: Q_Key mismatch, silently dropped
+    return;
+  }
+  if (!take_recv_wqe()) {
+    ++counters_.drops;  // UD: no receive WQE, the datagram is lost
+    return;
+  }
+  // The first 40 bytes of the buffer hold the GRH: for IPv4, 20 zero bytes
+  // and the IPv4 header (as rxe and mlx5 do).
+  uint8_t grh[40] = {};
+  if (v.ipv6) {
+    std::memcpy(grh, v.frame + v.l3_off, 40);
+  } else {
+    std::memcpy(grh + 20, v.frame + v.l3_off, 20);
+  }
+  WcStatus st = scatter_recv(grh, sizeof(grh));
+  if (st == WcStatus::kSuccess) st = scatter_recv(v.payload(), v.payload_len);
+  uint8_t flags = kWcGrh;
+  uint32_t imm = 0;
+  if (v.op->has(wire::kOpImm)) {
+    flags |= kWcWithImm;
+    imm = v.immdt().imm.raw();
+  }
+  post_recv_cqe(st, WcOpcode::kRecv, recv_off_, flags, imm, deth.src_qp(), v.bth().se());
+  have_recv_ = false;
+}
+
+}  // namespace droce::nic
