@@ -2,8 +2,8 @@
 // BTH / extension headers from the opcode table / payload / pad / ICRC.
 #include <cstring>
 
-#include "nic/wire/builder.h"
 #include "nic/wire/bth.h"
+#include "nic/wire/builder.h"
 #include "nic/wire/icrc.h"
 #include "nic/wire/ipv4.h"
 #include "nic/wire/udp.h"
@@ -32,8 +32,7 @@ H& at(uint8_t* p) {
 }  // namespace
 
 size_t header_len(const PacketSpec& s) {
-  return l2_len(s) + sizeof(Ipv4Hdr) + sizeof(UdpHdr) + sizeof(Bth) +
-         opcode_info(s.opcode).ext_len;
+  return l2_len(s) + sizeof(Ipv4Hdr) + sizeof(UdpHdr) + sizeof(Bth) + opcode_info(s.opcode).ext_len;
 }
 
 size_t frame_len(const PacketSpec& s) { return l2_len(s) + ip_total(s); }
@@ -110,7 +109,8 @@ size_t write_headers(uint8_t* buf, size_t cap, const PacketSpec& s) {
     a.swap_add = Be64(s.atomic_swap_add);
     a.compare = Be64(s.atomic_compare);
   }
-  if (op.has(kOpAtomicAck)) at<AtomicAckEth>(ext + op.atomic_ack_off).orig = Be64(s.atomic_ack_orig);
+  if (op.has(kOpAtomicAck))
+    at<AtomicAckEth>(ext + op.atomic_ack_off).orig = Be64(s.atomic_ack_orig);
   if (op.has(kOpImm)) at<ImmDt>(ext + op.imm_off).imm.set_raw(s.imm_raw);
   if (op.has(kOpIeth)) at<Ieth>(ext + op.ieth_off).rkey = Be32(s.ieth_rkey);
   if (op.has(kOpCnpBody)) std::memset(ext + op.ext_len - sizeof(CnpBody), 0, sizeof(CnpBody));

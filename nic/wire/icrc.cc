@@ -77,7 +77,7 @@ constexpr Masks make_masks() {
   m.v4[kV4Tos] = m.v4[kV4Ttl] = m.v4[kV4Csum] = m.v4[kV4Csum + 1] = 0xFF;
   m.v4[v4_udp + kUdpCsum] = m.v4[v4_udp + kUdpCsum + 1] = 0xFF;
   m.v4[v4_udp + sizeof(UdpHdr) + kBthByte4] = 0xFF;
-  m.v6[0] = 0x0F;  // traffic class (low nibble of byte 0) ...
+  m.v6[0] = 0x0F;                      // traffic class (low nibble of byte 0) ...
   m.v6[1] = m.v6[2] = m.v6[3] = 0xFF;  // ... and flow label
   m.v6[kV6Hop] = 0xFF;
   m.v6[v6_udp + kUdpCsum] = m.v6[v6_udp + kUdpCsum + 1] = 0xFF;
@@ -160,7 +160,7 @@ uint32_t icrc_xmm(uint8_t* l3, size_t len, const uint8_t* mask) {
 
 // AVX-512 machines, len >= 64: one 64-byte masked store, restored afterwards.
 __attribute__((target("avx512f,avx512bw"))) uint32_t icrc_zmm(uint8_t* l3, size_t len,
-                                                                const uint8_t* mask) {
+                                                              const uint8_t* mask) {
   const __m512i saved = _mm512_loadu_si512(l3);
   _mm512_storeu_si512(l3, _mm512_or_si512(saved, _mm512_load_si512(mask)));
   const uint32_t crc = crc32_gzip_refl(kIcrcSeed, l3, len);
@@ -171,9 +171,9 @@ __attribute__((target("avx512f,avx512bw"))) uint32_t icrc_zmm(uint8_t* l3, size_
 
 // AVX-512 machines, len < 64: a masked copy on the stack; the frame is only read.
 __attribute__((target("avx512f,avx512bw"))) uint32_t icrc_zmm_copy(const uint8_t* l3, size_t len,
-                                                                     const uint8_t* mask) {
+                                                                   const uint8_t* mask) {
   alignas(64) uint8_t copy[64];
-  const __mmask64 k = (__mmask64(1) << len) - 1;  // len < 64
+  const __mmask64 k = (__mmask64(1) << len) - 1;        // len < 64
   const __m512i data = _mm512_maskz_loadu_epi8(k, l3);  // bytes past len are not read
   _mm512_store_si512(copy, _mm512_or_si512(data, _mm512_load_si512(mask)));
   const uint32_t crc = crc32_gzip_refl(kIcrcSeed, copy, len);
@@ -187,17 +187,20 @@ __attribute__((target("avx512f,avx512bw"))) uint32_t icrc_zmm_copy(const uint8_t
 bool icrc_path_supported(IcrcPath p) {
   switch (p) {
     case Path::kAuto:
-    case Path::kBytes: return true;
-    case Path::kXmm: return kPath == Path::kXmm || (kPath == Path::kZmm && crc32_gzip_refl_by8 != nullptr);
-    case Path::kZmm: return kPath == Path::kZmm;
+    case Path::kBytes:
+      return true;
+    case Path::kXmm:
+      return kPath == Path::kXmm || (kPath == Path::kZmm && crc32_gzip_refl_by8 != nullptr);
+    case Path::kZmm:
+      return kPath == Path::kZmm;
   }
   return false;
 }
 
 uint32_t icrc_compute_with(IcrcPath path, uint8_t* l3, size_t len, bool ipv6) {
   if (path == Path::kAuto || !icrc_path_supported(path)) path = kPath;
-  const size_t hdrs = (ipv6 ? sizeof(Ipv6Hdr) : size_t(l3[0] & 0x0F) * 4) + sizeof(UdpHdr) +
-                      sizeof(Bth);
+  const size_t hdrs =
+      (ipv6 ? sizeof(Ipv6Hdr) : size_t(l3[0] & 0x0F) * 4) + sizeof(UdpHdr) + sizeof(Bth);
   // Callers (parser, builder) guarantee len covers IP + UDP + BTH; without that
   // nothing is masked, so a wrong caller still touches no byte past len.
   if (len < hdrs) return crc32_gzip_refl(kIcrcSeed, l3, len);
@@ -205,7 +208,8 @@ uint32_t icrc_compute_with(IcrcPath path, uint8_t* l3, size_t len, bool ipv6) {
   // The fixed layouts: IPv6, or IPv4 without options (IHL 5).
   if (ipv6 || l3[0] == 0x45) {
     const uint8_t* mask = ipv6 ? kMasks.v6 : kMasks.v4;
-    if (path == Path::kZmm) return len >= 64 ? icrc_zmm(l3, len, mask) : icrc_zmm_copy(l3, len, mask);
+    if (path == Path::kZmm)
+      return len >= 64 ? icrc_zmm(l3, len, mask) : icrc_zmm_copy(l3, len, mask);
     if (path == Path::kXmm && len >= 64) {
       return ipv6 ? icrc_xmm<4>(l3, len, mask) : icrc_xmm<3>(l3, len, mask);
     }
@@ -229,8 +233,8 @@ void icrc_write(uint8_t* l3, size_t len, bool ipv6) {
 
 bool icrc_verify(uint8_t* l3, size_t len, bool ipv6) {
   const uint8_t* p = l3 + len;
-  const uint32_t wire = uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 |
-                        uint32_t(p[3]) << 24;
+  const uint32_t wire =
+      uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
   return icrc_compute(l3, len, ipv6) == wire;
 }
 

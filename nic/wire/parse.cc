@@ -9,26 +9,46 @@ namespace droce::wire {
 
 const char* parse_error_name(ParseError e) {
   switch (e) {
-    case ParseError::kOk: return "ok";
-    case ParseError::kTooShortEth: return "too short for Ethernet";
-    case ParseError::kNotIp: return "not IP";
-    case ParseError::kNotUdp: return "not UDP";
-    case ParseError::kNotRocePort: return "not UDP port 4791";
-    case ParseError::kIpFragment: return "IP fragment";
-    case ParseError::kTooShortIp: return "too short for IP header";
-    case ParseError::kBadIpVersion: return "bad IP version";
-    case ParseError::kBadIpHeaderLen: return "bad IP header length";
-    case ParseError::kBadIpLength: return "bad IP length";
-    case ParseError::kTooShortUdp: return "too short for UDP header";
-    case ParseError::kBadUdpLength: return "bad UDP length";
-    case ParseError::kTooShortBth: return "too short for BTH";
-    case ParseError::kUnknownOpcode: return "unknown opcode";
-    case ParseError::kBadTver: return "bad BTH transport version";
-    case ParseError::kHeaderLength: return "too short for extension headers";
-    case ParseError::kPadBeyondPayload: return "pad count beyond payload";
-    case ParseError::kPayloadNotAllowed: return "payload on opcode without payload";
-    case ParseError::kBadIcrc: return "bad ICRC";
-    case ParseError::kCount: break;
+    case ParseError::kOk:
+      return "ok";
+    case ParseError::kTooShortEth:
+      return "too short for Ethernet";
+    case ParseError::kNotIp:
+      return "not IP";
+    case ParseError::kNotUdp:
+      return "not UDP";
+    case ParseError::kNotRocePort:
+      return "not UDP port 4791";
+    case ParseError::kIpFragment:
+      return "IP fragment";
+    case ParseError::kTooShortIp:
+      return "too short for IP header";
+    case ParseError::kBadIpVersion:
+      return "bad IP version";
+    case ParseError::kBadIpHeaderLen:
+      return "bad IP header length";
+    case ParseError::kBadIpLength:
+      return "bad IP length";
+    case ParseError::kTooShortUdp:
+      return "too short for UDP header";
+    case ParseError::kBadUdpLength:
+      return "bad UDP length";
+    case ParseError::kTooShortBth:
+      return "too short for BTH";
+    case ParseError::kUnknownOpcode:
+      return "unknown opcode";
+    case ParseError::kBadTver:
+      return "bad BTH transport version";
+    case ParseError::kHeaderLength:
+      return "too short for extension headers";
+    case ParseError::kPadBeyondPayload:
+      return "pad count beyond payload";
+    case ParseError::kPayloadNotAllowed:
+      return "payload on opcode without payload";
+    case ParseError::kBadIcrc:
+      return "bad ICRC";
+    case ParseError::kCount:
+      break;
   }
   return "unknown parse error";
 }

@@ -121,8 +121,12 @@ void structured(Input& in) {
   for (int i = 0, n = in.u8() % 9; i < n; ++i) {
     const size_t pos = in.u16() % len;
     switch (in.u8() % 3) {
-      case 0: f[pos] ^= uint8_t(1u << (in.u8() % 8)); break;
-      case 1: f[pos] = in.u8(); break;
+      case 0:
+        f[pos] ^= uint8_t(1u << (in.u8() % 8));
+        break;
+      case 1:
+        f[pos] = in.u8();
+        break;
       default: {  // a 16-bit length-like field
         const uint16_t v = in.u16();
         f[pos] = uint8_t(v >> 8);

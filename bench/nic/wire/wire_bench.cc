@@ -96,7 +96,8 @@ void parse_bench(benchmark::State& state, bool verify, const PacketSpec& s) {
   build_frame(frame.data(), frame.size(), s, nullptr);
   PacketView v;
   for (auto _ : state) {
-    const ParseError r = parse_frame(frame.data(), frame.size(), &v, ParseOptions{.verify_icrc = verify});
+    const ParseError r =
+        parse_frame(frame.data(), frame.size(), &v, ParseOptions{.verify_icrc = verify});
     if (r != ParseError::kOk) {
       state.SkipWithError("frame did not parse");
       break;
@@ -111,7 +112,9 @@ void parse_bench(benchmark::State& state, bool verify, const PacketSpec& s) {
 void BM_ParseFrame(benchmark::State& state) { parse_bench(state, true, write_only_spec(1024)); }
 BENCHMARK(BM_ParseFrame);
 
-void BM_ParseFrame_NoIcrc(benchmark::State& state) { parse_bench(state, false, write_only_spec(1024)); }
+void BM_ParseFrame_NoIcrc(benchmark::State& state) {
+  parse_bench(state, false, write_only_spec(1024));
+}
 BENCHMARK(BM_ParseFrame_NoIcrc);
 
 // A 62-byte RC ACKNOWLEDGE (44 bytes under the ICRC): the smallest common frame.

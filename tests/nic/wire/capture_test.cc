@@ -13,7 +13,7 @@ namespace {
 
 struct Expected {
   const char* file;
-  size_t frames;                    // all frames in the file
+  size_t frames;                      // all frames in the file
   std::map<uint8_t, size_t> opcodes;  // BTH opcode -> frames with UDP dst 4791
 };
 
@@ -35,12 +35,12 @@ const Expected kExpected[] = {
     {"rping.pcap", 65, {{4, 20}, {10, 5}, {12, 5}, {16, 5}, {17, 25}, {100, 5}}},
 };
 
-#define REQUIRE_CAPTURES(dir)                                                                   \
-  const auto dir = test::captures_dir();                                                       \
-  if (!dir) GTEST_SKIP() << "DROCE_TEST_DATA/rxe-captures not found (DROCE_TEST_DATA="         \
-                         << (std::getenv("DROCE_TEST_DATA") ? std::getenv("DROCE_TEST_DATA")   \
-                                                            : "unset")                         \
-                         << "): real-capture checks skipped"
+#define REQUIRE_CAPTURES(dir)                                                                 \
+  const auto dir = test::captures_dir();                                                      \
+  if (!dir)                                                                                   \
+  GTEST_SKIP() << "DROCE_TEST_DATA/rxe-captures not found (DROCE_TEST_DATA="                  \
+               << (std::getenv("DROCE_TEST_DATA") ? std::getenv("DROCE_TEST_DATA") : "unset") \
+               << "): real-capture checks skipped"
 
 // True when the frame is UDP to port 4791, decided without the parser.
 bool is_udp_4791(const test::Frame& f) {

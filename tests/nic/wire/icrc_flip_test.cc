@@ -28,10 +28,16 @@ std::vector<Sample> samples() {
     uint32_t payload;
     bool vlan;
   } kBuilt[] = {
-      {op::kSendOnly, 0, false},     {op::kSendOnly, 5, false},  {op::kWriteOnlyImm, 3, true},
-      {op::kReadRequest, 0, false},  {op::kAck, 0, false},       {op::kAtomicAck, 0, true},
-      {op::kCmpSwap, 0, false},      {op::kSendOnlyInv, 64, false},
-      {op::kUd | op::kSendOnlyImm, 2, false},                   {op::kCnp, 0, false},
+      {op::kSendOnly, 0, false},
+      {op::kSendOnly, 5, false},
+      {op::kWriteOnlyImm, 3, true},
+      {op::kReadRequest, 0, false},
+      {op::kAck, 0, false},
+      {op::kAtomicAck, 0, true},
+      {op::kCmpSwap, 0, false},
+      {op::kSendOnlyInv, 64, false},
+      {op::kUd | op::kSendOnlyImm, 2, false},
+      {op::kCnp, 0, false},
       {op::kUc | op::kWriteFirst, 256, false},
   };
   for (const auto& b : kBuilt) {
@@ -82,9 +88,9 @@ Region region(const PacketView& v, size_t i) {
   const size_t bth = v.bth_off;
   const size_t r = i - l3;
   if (v.ipv6) {
-    if (r == 0) return Region::kStructure;  // version; the caller treats the TC nibble
+    if (r == 0) return Region::kStructure;         // version; the caller treats the TC nibble
     if (r < 4 || r == 7) return Region::kVariant;  // TC + flow label, hop limit
-    if (r < 7) return Region::kStructure;  // payload length, next header
+    if (r < 7) return Region::kStructure;          // payload length, next header
   } else {
     if (r == 1 || r == 8 || r == 10 || r == 11) return Region::kVariant;
     if (r == 0 || r == 2 || r == 3 || r == 6 || r == 7 || r == 9) return Region::kStructure;
@@ -195,8 +201,10 @@ TEST(WireIcrcFlip, MatchesIndependentComputation) {
     PacketView v;
     ASSERT_EQ(parse_frame(f.data(), f.size(), &v), ParseError::kOk);
     const size_t len = v.icrc_off - v.l3_off;
-    EXPECT_EQ(test::reference_icrc(f.data() + v.l3_off, len, v.ipv6), test::load_icrc(f.data() + v.icrc_off));
-    EXPECT_EQ(icrc_compute(f.data() + v.l3_off, len, v.ipv6), test::load_icrc(f.data() + v.icrc_off));
+    EXPECT_EQ(test::reference_icrc(f.data() + v.l3_off, len, v.ipv6),
+              test::load_icrc(f.data() + v.icrc_off));
+    EXPECT_EQ(icrc_compute(f.data() + v.l3_off, len, v.ipv6),
+              test::load_icrc(f.data() + v.icrc_off));
   }
 }
 

@@ -18,7 +18,8 @@ namespace {
 
 std::vector<uint8_t> from_hex(const std::string& hex) {
   std::vector<uint8_t> out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(uint8_t(std::stoul(hex.substr(i, 2), nullptr, 16)));
+  for (size_t i = 0; i + 1 < hex.size(); i += 2)
+    out.push_back(uint8_t(std::stoul(hex.substr(i, 2), nullptr, 16)));
   return out;
 }
 
@@ -136,7 +137,8 @@ TEST(WireIcrcPaths, AllPathsAgreeWithReference) {
           }
           ASSERT_EQ(icrc_compute_with(path, l3, n, ipv6), want)
               << "path " << int(path) << " layout " << layout << " len " << n << " align " << align;
-          ASSERT_TRUE(std::equal(before.begin(), before.end(), l3)) << "frame not restored, len " << n;
+          ASSERT_TRUE(std::equal(before.begin(), before.end(), l3))
+              << "frame not restored, len " << n;
           ++checked;
         }
       }

@@ -23,25 +23,26 @@ constexpr uint32_t kHeaderFlags =
 // roce-wire.md 6.3, "headers after BTH", per opcode that droce implements.
 const std::map<uint8_t, uint32_t> kExpectedHeaders = [] {
   std::map<uint8_t, uint32_t> m;
-  const uint32_t rc_uc[12] = {0, 0, 0, kOpImm, 0, kOpImm, kOpReth, 0, 0, kOpImm, kOpReth, kOpReth | kOpImm};
+  const uint32_t rc_uc[12] = {0,       0, 0, kOpImm, 0,       kOpImm,
+                              kOpReth, 0, 0, kOpImm, kOpReth, kOpReth | kOpImm};
   for (int i = 0; i < 12; ++i) {
     m[uint8_t(0x00 + i)] = rc_uc[i];
     m[uint8_t(0x20 + i)] = rc_uc[i];
   }
-  m[0x0C] = kOpReth;                   // RDMA_READ_REQUEST
-  m[0x0D] = kOpAeth;                   // READ_RESPONSE_FIRST
-  m[0x0E] = 0;                         // READ_RESPONSE_MIDDLE
-  m[0x0F] = kOpAeth;                   // READ_RESPONSE_LAST
-  m[0x10] = kOpAeth;                   // READ_RESPONSE_ONLY
-  m[0x11] = kOpAeth;                   // ACKNOWLEDGE
-  m[0x12] = kOpAeth | kOpAtomicAck;    // ATOMIC_ACKNOWLEDGE
-  m[0x13] = kOpAtomicEth;              // COMPARE_SWAP
-  m[0x14] = kOpAtomicEth;              // FETCH_ADD
-  m[0x16] = kOpIeth;                   // SEND_LAST_WITH_INVALIDATE
-  m[0x17] = kOpIeth;                   // SEND_ONLY_WITH_INVALIDATE
-  m[0x64] = kOpDeth;                   // UD SEND_ONLY
-  m[0x65] = kOpDeth | kOpImm;          // UD SEND_ONLY_WITH_IMMEDIATE
-  m[0x81] = kOpCnpBody;                // CNP: 16 reserved bytes
+  m[0x0C] = kOpReth;                 // RDMA_READ_REQUEST
+  m[0x0D] = kOpAeth;                 // READ_RESPONSE_FIRST
+  m[0x0E] = 0;                       // READ_RESPONSE_MIDDLE
+  m[0x0F] = kOpAeth;                 // READ_RESPONSE_LAST
+  m[0x10] = kOpAeth;                 // READ_RESPONSE_ONLY
+  m[0x11] = kOpAeth;                 // ACKNOWLEDGE
+  m[0x12] = kOpAeth | kOpAtomicAck;  // ATOMIC_ACKNOWLEDGE
+  m[0x13] = kOpAtomicEth;            // COMPARE_SWAP
+  m[0x14] = kOpAtomicEth;            // FETCH_ADD
+  m[0x16] = kOpIeth;                 // SEND_LAST_WITH_INVALIDATE
+  m[0x17] = kOpIeth;                 // SEND_ONLY_WITH_INVALIDATE
+  m[0x64] = kOpDeth;                 // UD SEND_ONLY
+  m[0x65] = kOpDeth | kOpImm;        // UD SEND_ONLY_WITH_IMMEDIATE
+  m[0x81] = kOpCnpBody;              // CNP: 16 reserved bytes
   return m;
 }();
 
@@ -65,11 +66,21 @@ TEST(WireOpcodes, TransportSets) {
   std::set<int> rc, uc, ud, cnp;
   for (int i = 0; i < 256; ++i) {
     switch (opcode_info(uint8_t(i)).transport) {
-      case Transport::kRc: rc.insert(i); break;
-      case Transport::kUc: uc.insert(i); break;
-      case Transport::kUd: ud.insert(i); break;
-      case Transport::kCnp: cnp.insert(i); break;
-      case Transport::kNone: EXPECT_FALSE(opcode_info(uint8_t(i)).valid()) << i; break;
+      case Transport::kRc:
+        rc.insert(i);
+        break;
+      case Transport::kUc:
+        uc.insert(i);
+        break;
+      case Transport::kUd:
+        ud.insert(i);
+        break;
+      case Transport::kCnp:
+        cnp.insert(i);
+        break;
+      case Transport::kNone:
+        EXPECT_FALSE(opcode_info(uint8_t(i)).valid()) << i;
+        break;
     }
   }
   std::set<int> want_rc;

@@ -45,7 +45,8 @@ const Case kCases[] = {
        set16(f, 12, kEtherTypeVlan);
        f.resize(17);
      }},
-    {"ARP", ParseError::kNotIp, op::kSendOnly, 0, [](test::Frame& f) { set16(f, 12, kEtherTypeArp); }},
+    {"ARP", ParseError::kNotIp, op::kSendOnly, 0,
+     [](test::Frame& f) { set16(f, 12, kEtherTypeArp); }},
     {"LLDP behind a VLAN tag", ParseError::kNotIp, op::kSendOnly, 0,
      [](test::Frame& f) {
        set16(f, 12, kEtherTypeVlan);
@@ -61,8 +62,10 @@ const Case kCases[] = {
      }},
     {"more fragments", ParseError::kIpFragment, op::kSendOnly, 0,
      [](test::Frame& f) { set16(f, kL3 + 6, kIpv4FlagDf | kIpv4FlagMf); }},
-    {"fragment offset", ParseError::kIpFragment, op::kSendOnly, 0, [](test::Frame& f) { set16(f, kL3 + 6, 0x0010); }},
-    {"IPv4 cut at 19 bytes", ParseError::kTooShortIp, op::kSendOnly, 0, [](test::Frame& f) { f.resize(kL3 + 19); }},
+    {"fragment offset", ParseError::kIpFragment, op::kSendOnly, 0,
+     [](test::Frame& f) { set16(f, kL3 + 6, 0x0010); }},
+    {"IPv4 cut at 19 bytes", ParseError::kTooShortIp, op::kSendOnly, 0,
+     [](test::Frame& f) { f.resize(kL3 + 19); }},
     {"IHL 15 beyond the frame", ParseError::kTooShortIp, op::kSendOnly, 0,
      [](test::Frame& f) {
        f[kL3] = 0x4F;
@@ -95,19 +98,23 @@ const Case kCases[] = {
      [](test::Frame& f) { set16(f, kL4 + 4, uint16_t(f.size() - kL4 - 1)); }},
     {"UDP payload of 15 bytes", ParseError::kTooShortBth, op::kSendOnly, 0,
      [](test::Frame& f) { cut(f, kBth + 15); }},
-    {"UDP payload of 0 bytes", ParseError::kTooShortBth, op::kSendOnly, 0, [](test::Frame& f) { cut(f, kBth); }},
+    {"UDP payload of 0 bytes", ParseError::kTooShortBth, op::kSendOnly, 0,
+     [](test::Frame& f) { cut(f, kBth); }},
     {"reserved opcode 0x15", ParseError::kUnknownOpcode, op::kSendOnly, 0,
      [](test::Frame& f) { f[kBth] = 0x15; }},
     {"FLUSH (outside droce's table)", ParseError::kUnknownOpcode, op::kSendOnly, 0,
      [](test::Frame& f) { f[kBth] = 0x1C; }},
-    {"RD opcode", ParseError::kUnknownOpcode, op::kSendOnly, 0, [](test::Frame& f) { f[kBth] = 0x44; }},
+    {"RD opcode", ParseError::kUnknownOpcode, op::kSendOnly, 0,
+     [](test::Frame& f) { f[kBth] = 0x44; }},
     {"TVer 1", ParseError::kBadTver, op::kSendOnly, 0, [](test::Frame& f) { f[kBth + 1] |= 1; }},
     {"ACK relabelled WRITE_ONLY (needs a RETH)", ParseError::kHeaderLength, op::kAck, 0,
      [](test::Frame& f) { f[kBth] = op::kWriteOnly; }},
     {"ACK cut inside its AETH", ParseError::kHeaderLength, op::kAck, 0,
      [](test::Frame& f) { cut(f, kBth + 12 + 3 + 4); }},
     {"pad 1 with no payload", ParseError::kPadBeyondPayload, op::kSendOnly, 0,
-     [](test::Frame& f) { f[kBth + 1] = uint8_t((f[kBth + 1] & ~Bth::kPadMask) | 1 << Bth::kPadShift); }},
+     [](test::Frame& f) {
+       f[kBth + 1] = uint8_t((f[kBth + 1] & ~Bth::kPadMask) | 1 << Bth::kPadShift);
+     }},
     {"pad 3 with 2 bytes of payload + pad", ParseError::kPadBeyondPayload, op::kSendOnly, 1,
      [](test::Frame& f) {
        f[kBth + 1] = uint8_t(f[kBth + 1] | Bth::kPadMask);
@@ -131,8 +138,10 @@ const Case kCases[] = {
        cut(f, n);
        reicrc(f);
      }},
-    {"payload bit flipped", ParseError::kBadIcrc, op::kSendOnly, 8, [](test::Frame& f) { f[f.size() - 6] ^= 0x10; }},
-    {"ICRC bit flipped", ParseError::kBadIcrc, op::kSendOnly, 0, [](test::Frame& f) { f.back() ^= 0x80; }},
+    {"payload bit flipped", ParseError::kBadIcrc, op::kSendOnly, 8,
+     [](test::Frame& f) { f[f.size() - 6] ^= 0x10; }},
+    {"ICRC bit flipped", ParseError::kBadIcrc, op::kSendOnly, 0,
+     [](test::Frame& f) { f.back() ^= 0x80; }},
     {"PSN changed", ParseError::kBadIcrc, op::kAck, 0, [](test::Frame& f) { f[kBth + 11] ^= 1; }},
 };
 
@@ -218,7 +227,8 @@ TEST(WireParse, WithoutIcrcCheckAFrameWithBadIcrcParses) {
   f.back() ^= 1;
   PacketView v;
   EXPECT_EQ(parse_frame(f.data(), f.size(), &v), ParseError::kBadIcrc);
-  EXPECT_EQ(parse_frame(f.data(), f.size(), &v, ParseOptions{.verify_icrc = false}), ParseError::kOk);
+  EXPECT_EQ(parse_frame(f.data(), f.size(), &v, ParseOptions{.verify_icrc = false}),
+            ParseError::kOk);
   EXPECT_EQ(v.payload_len, 4u);
 }
 

@@ -57,7 +57,8 @@ inline std::vector<Frame> read_pcap(const std::filesystem::path& file, std::stri
 inline std::vector<std::filesystem::path> capture_files(const std::filesystem::path& dir) {
   std::vector<std::filesystem::path> files;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    if (e.path().extension() == ".pcap" || e.path().extension() == ".pcapng") files.push_back(e.path());
+    if (e.path().extension() == ".pcap" || e.path().extension() == ".pcapng")
+      files.push_back(e.path());
   }
   std::sort(files.begin(), files.end());
   return files;
