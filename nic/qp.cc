@@ -266,6 +266,7 @@ void Qp::reset_queues() {
   have_recv_ = false;
   recv_off_ = write_resid_ = write_len_ = 0;
   res_count_ = res_next_ = 0;
+  ack_held_ = false;
   for (uint32_t i = 0; i < res_cap_; ++i) res_[i] = RespResource{};
   attrs_ = QpAttrs{};
   attrs_.cap = caps_;

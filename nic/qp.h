@@ -219,6 +219,7 @@ class Qp {
   RespResource& alloc_resource();
   void send_atomic_ack(const RespResource& r, Nanos now);
   bool send_resp_resources(Nanos now);
+  bool responses_owed() const;
 
   // qp_completer.cc
   void ack_up_to(uint32_t psn, Nanos now);
@@ -276,6 +277,8 @@ class Qp {
   uint32_t res_cap_ = 0;
   uint32_t res_count_ = 0;
   uint32_t res_next_ = 0;
+  bool ack_held_ = false;      // an ACK waits behind owed READ responses
+  uint32_t held_ack_psn_ = 0;
   bool error_entered_ = false;
 };
 

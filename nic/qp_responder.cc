@@ -361,15 +361,26 @@ void Qp::execute_request(const RxPacket& pkt) {
     r.kind = RespResource::Kind::kAtomic;
     r.first_psn = r.last_psn = psn;
     r.atomic_orig = orig;
-    r.sending = false;
     msn_ = psn_add(msn_, 1);
     epsn_ = psn_add(psn, 1);
-    send_atomic_ack(r, pkt.now);
+    if (responses_owed()) {
+      r.sending = true;  // after the READ responses before it
+    } else {
+      send_atomic_ack(r, pkt.now);
+    }
     return;
   }
 
   epsn_ = psn_add(psn, 1);
-  if (rc && v.bth().ackreq()) send_ack(kAckSyndrome, psn, pkt.now);
+  if (rc && v.bth().ackreq()) {
+    if (responses_owed()) {
+      // An ACK now would overtake READ responses still owed (and imply them).
+      ack_held_ = true;
+      held_ack_psn_ = psn;
+    } else {
+      send_ack(kAckSyndrome, psn, pkt.now);
+    }
+  }
 }
 
 void Qp::send_atomic_ack(const RespResource& r, Nanos now) {
@@ -431,17 +442,25 @@ RespResource& Qp::alloc_resource() {
   return r;
 }
 
-// Streams READ responses for the resources that have some to send.
+// Sends what the responder resources owe, oldest first, so responses leave in
+// PSN order (IBTA 9.7.5.1.3): READ response streams, then atomic replies
+// queued behind them, then an ACK that was held back while they were owed.
 bool Qp::send_resp_resources(Nanos now) {
-  bool more = false;
-  for (uint32_t i = 0; i < res_count_; ++i) {
-    RespResource& r = res_[i];
-    if (r.kind != RespResource::Kind::kRead || !r.sending) continue;
+  const uint32_t cap = std::max<uint32_t>(1, attrs_.max_dest_rd_atomic);
+  int budget = kPktsPerPoll;
+  for (uint32_t k = 0; k < res_count_; ++k) {
+    RespResource& r = res_[(res_next_ + cap - res_count_ + k) % cap];
+    if (!r.sending) continue;
     wire::MacAddr mac;
     if (resolve_peer(now, &mac) != ResolveResult::kResolved) return true;
+    if (r.kind == RespResource::Kind::kAtomic) {
+      send_atomic_ack(r, now);
+      r.sending = false;
+      continue;
+    }
     const uint32_t mtu = attrs_.path_mtu;
     const bool single = r.first_psn == r.last_psn;
-    for (int budget = kPktsPerPoll; budget > 0 && r.sending; --budget) {
+    for (; budget > 0 && r.sending; --budget) {
       wire::PacketSpec s;
       const bool first = r.cur_psn == r.first_psn;
       const bool last = r.cur_psn == r.last_psn;
@@ -476,9 +495,20 @@ bool Qp::send_resp_resources(Nanos now) {
         r.cur_psn = psn_add(r.cur_psn, 1);
       }
     }
-    more |= r.sending;
+    if (r.sending) return true;  // budget spent: go on next poll, in order
   }
-  return more;
+  if (ack_held_) {
+    ack_held_ = false;
+    send_ack(kAckSyndrome, held_ack_psn_, now);
+  }
+  return false;
+}
+
+bool Qp::responses_owed() const {
+  for (uint32_t i = 0; i < res_count_; ++i) {
+    if (res_[i].sending) return true;
+  }
+  return false;
 }
 
 void Qp::handle_ud_send(const RxPacket& pkt) {
