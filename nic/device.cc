@@ -381,8 +381,18 @@ void Device::tx_enqueue(rte_mbuf* m) {
 
 void Device::tx_flush() {
   if (tx_n_ == 0) return;
-  port_->transmit(tx_, tx_n_);
+  if (faults_) {
+    faults_->transmit(*port_, tx_, tx_n_, fault_now_);
+  } else {
+    port_->transmit(tx_, tx_n_);
+  }
   tx_n_ = 0;
+}
+
+void Device::set_faults(std::unique_ptr<FaultShim> shim) {
+  auto lock = lock_engine();
+  tx_flush();
+  faults_ = std::move(shim);
 }
 
 void Device::dispatch(const wire::PacketView& v, Nanos now) {
@@ -417,6 +427,7 @@ void Device::dispatch(const wire::PacketView& v, Nanos now) {
 
 void Device::poll(Nanos now) {
   ++counters_.polls;
+  fault_now_ = now;
   if (!removed_) {
     rte_mbuf* mbufs[kRxBurst];
     wire::PacketView views[kRxBurst];
@@ -431,6 +442,7 @@ void Device::poll(Nanos now) {
     qp->run_requester(now);
   }
   tx_flush();
+  if (faults_) faults_->poll(*port_, now);  // delayed / reordered frames that are due
 }
 
 bool Device::progress() {

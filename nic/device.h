@@ -20,6 +20,7 @@
 #include "nic/base/clock.h"
 #include "nic/base/status.h"
 #include "nic/cq.h"
+#include "nic/fault.h"
 #include "nic/mr.h"
 #include "nic/port.h"
 #include "nic/qp.h"
@@ -124,6 +125,9 @@ class Device {
   Status destroy_ah(uint32_t ah);
   // Port removal: every QP to ERR and flushed, then kDeviceFatal.
   void remove();
+  // Puts a fault shim (nic/fault.h) between the engine and the port's
+  // transmit; nullptr removes it (held frames are freed).
+  void set_faults(std::unique_ptr<FaultShim> shim);
 
   // --- progress ---
   // One engine iteration; the caller holds the lock (engine thread, progress(), tests).
@@ -182,6 +186,9 @@ class Device {
   rte_mbuf* tx_[kTxBurst];
   uint16_t tx_n_ = 0;
   uint16_t ip_id_ = 1;
+  // Fault shim on the transmit side (engine lock), and the time of the current poll for it.
+  std::unique_ptr<FaultShim> faults_;
+  Nanos fault_now_ = 0;
 
   std::mutex async_mu_;  // guards async_
   std::deque<AsyncEvent> async_;

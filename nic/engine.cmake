@@ -9,4 +9,5 @@ set(NIC_ENGINE_SRCS
   qp_responder.cc
   qp_completer.cc
   srq.cc
+  fault.cc
 )
