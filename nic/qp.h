@@ -132,6 +132,7 @@ struct QpCounters {
   uint64_t duplicates = 0;          // duplicate requests answered
   uint64_t out_of_sequence = 0;     // requests dropped while a seq NAK is outstanding
   uint64_t drops = 0;               // packets dropped for this QP (state, qkey, opcode)
+  uint64_t stale_naks = 0;          // seq NAKs ignored: a go-back-N to that PSN is under way
 };
 
 enum class ResolveResult : uint8_t { kResolved, kPending, kFailed };
@@ -260,6 +261,10 @@ class Qp {
   bool need_retry_ = false;  // implicit NAK seen: retry from retry_psn_
   uint32_t retry_psn_ = 0;
   bool sq_drained_sent_ = false;
+  // A go-back-N (NAK, implicit NAK or RNR) started and no progress since:
+  // further sequence NAKs for the same PSN come from the earlier round
+  // (rxe's comp.started_retry). Cleared when comp_psn_ advances.
+  bool retry_started_ = false;
 
   // Responder (rxe_resp.c).
   uint32_t epsn_ = 0;

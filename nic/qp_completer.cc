@@ -51,6 +51,7 @@ void Qp::ack_up_to(uint32_t psn, Nanos now) {
   if (progress) {
     retry_left_ = attrs_.retry_cnt;
     rnr_left_ = attrs_.rnr_retry;
+    retry_started_ = false;
   }
   retire_sends();
   // Timer: off when nothing is outstanding, else restarted on progress.
@@ -108,15 +109,27 @@ void Qp::handle_response(const RxPacket& pkt) {
         rnr_until_ = pkt.now + rnr_timer_ns(aeth.value());
         retransmit_at_ = 0;
         restart_from(psn);
+        // Packets behind the RNR-NAKed one draw a sequence NAK for the same PSN.
+        retry_started_ = true;
         return;
       }
       case AethType::kNak: {
         if (psn_before(psn, comp_psn_)) return;
+        const bool implied_ack = psn_after(psn, comp_psn_);
         ack_up_to(psn_sub(psn, 1), pkt.now);
         const NakCode code = NakCode(aeth.value());
         if (code == NakCode::kPsnSeqError) {
           ++counters_.seq_naks_received;
+          if (!implied_ack && (retry_started_ || rnr_until_ != 0)) {
+            // We already went back to this PSN (RNR wait, or a retry with no
+            // progress since): the NAK answers a packet of the earlier round.
+            // Going back again would only burn a retry; a real loss of the
+            // resent packet is caught by the retransmit timer (rxe: started_retry).
+            ++counters_.stale_naks;
+            return;
+          }
           retry(pkt.now, false, psn);
+          retry_started_ = true;
           return;
         }
         ++counters_.err_naks_received;
@@ -210,6 +223,7 @@ void Qp::handle_response(const RxPacket& pkt) {
     }
     comp_psn_ = psn_add(psn, 1);
     retry_left_ = attrs_.retry_cnt;
+    retry_started_ = false;
     if (last) {
       m.done = true;
       if (rd_atomic_inflight_ > 0) --rd_atomic_inflight_;
@@ -231,6 +245,7 @@ void Qp::handle_response(const RxPacket& pkt) {
     }
     comp_psn_ = psn_add(psn, 1);
     retry_left_ = attrs_.retry_cnt;
+    retry_started_ = false;
     m.done = true;
     if (rd_atomic_inflight_ > 0) --rd_atomic_inflight_;
   }
@@ -263,6 +278,7 @@ void Qp::run_timers(Nanos now) {
   if (need_retry_) {
     need_retry_ = false;
     retry(now, false, retry_psn_);
+    retry_started_ = true;
     return;
   }
   if (retransmit_at_ != 0 && now >= retransmit_at_) {

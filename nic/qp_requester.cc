@@ -60,10 +60,10 @@ bool Qp::start_wqe(uint32_t index, Nanos now) {
   // Fence (IBTA 10.8.3.3): wait until every earlier READ / atomic completed.
   if ((w.flags & kSendFence) && rd_atomic_inflight_ > 0) return false;
   if (w.opcode == WrOpcode::kLocalInv) {
-    // Executed locally, no packet. User MRs cannot be invalidated (as in rxe:
-    // only memory windows and fast-register MRs can), so this completes in error.
-    const MrEntry* e = dev_->mrs().find(w.imm_or_inv);
-    complete_send_now(index, e == nullptr ? WcStatus::kLocProtErr : WcStatus::kLocQpOpErr);
+    // Executed locally, no packet. Only memory windows and fast-register MRs
+    // can be invalidated, and droce has neither: an ibv_reg_mr key or an
+    // unknown key completes with LOC_QP_OP_ERR, as rxe_do_local_ops does.
+    complete_send_now(index, WcStatus::kLocQpOpErr);
     return false;
   }
   // Local SGEs: every lkey, PD and range checked before one byte is read.
