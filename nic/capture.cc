@@ -44,6 +44,8 @@ Result<std::unique_ptr<Capture>> Capture::open(const std::string& path, uint32_t
                                        rte_strerror(rte_errno));
   }
 
+  c->prime_clock();
+
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
     return Status(Errc::kIo, "DROCE_CAPTURE: cannot open '" + path + "': " + std::strerror(errno));
@@ -59,6 +61,22 @@ Result<std::unique_ptr<Capture>> Capture::open(const std::string& path, uint32_t
                                  "': " + rte_strerror(err));
   }
   return c;
+}
+
+// rte_pcapng (22.11) converts TSC cycles to time with a process-wide base it
+// takes lazily inside the first rte_pcapng_copy(). A timestamp read before
+// that base (as every caller's is) wraps around and shifts every later
+// timestamp by centuries. One copy stamped slightly in the future sets the
+// base first; later stamps are all after it.
+void Capture::prime_clock() {
+  rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+  if (m == nullptr) return;
+  if (rte_pktmbuf_append(m, 1) != nullptr) {
+    const uint64_t ahead = rte_get_tsc_cycles() + rte_get_tsc_hz() / 100;  // 10 ms
+    rte_mbuf* c = rte_pcapng_copy(0, 0, m, pool_, 1, ahead, RTE_PCAPNG_DIRECTION_UNKNOWN);
+    rte_pktmbuf_free(c);
+  }
+  rte_pktmbuf_free(m);
 }
 
 Capture::~Capture() {

@@ -19,7 +19,8 @@ namespace droce::nic {
 // it records. Frames are copied into its own mempool (no heap allocation per
 // frame) and written with one writev per burst.
 // Threading: not thread-safe; one thread records (ports that share a Capture
-// are driven by the same thread).
+// are driven by the same thread). rte_pcapng's clock is process-wide and
+// unsynchronised, so record from one thread per process.
 class Capture {
  public:
   enum class Direction : uint8_t { kIn, kOut };
@@ -47,6 +48,7 @@ class Capture {
 
  private:
   Capture() = default;
+  void prime_clock();
 
   std::string path_;
   rte_pcapng* writer_ = nullptr;

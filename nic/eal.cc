@@ -5,8 +5,11 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -35,6 +38,7 @@ struct EalState {
   Status status;
   std::vector<std::string> args;
   std::string owned_runtime_dir;  // removed at cleanup/exit: a prefix droce generated
+  pid_t owner = 0;                // the process that initialised EAL (not a forked child)
 };
 
 EalState& state() {
@@ -69,8 +73,28 @@ void remove_runtime_dir(const std::string& dir) {
 void remove_runtime_dir_at_exit() {
   EalState& s = state();
   std::lock_guard<std::mutex> lock(s.mu);
+  if (getpid() != s.owner) return;  // a forked child exiting: not its directory
   remove_runtime_dir(s.owned_runtime_dir);
   s.owned_runtime_dir.clear();
+}
+
+// Removes runtime directories of default prefixes ("droce-<pid>-...") whose
+// process is gone: a process that crashed or was killed never ran its exit
+// handler. Live (or unknown) pids are left alone.
+void sweep_stale_runtime_dirs(const std::string& own_dir) {
+  const size_t slash = own_dir.rfind('/');
+  if (slash == std::string::npos) return;
+  const std::string base = own_dir.substr(0, slash);
+  DIR* d = opendir(base.c_str());
+  if (d == nullptr) return;
+  while (dirent* e = readdir(d)) {
+    int pid = 0;
+    char rest[64];
+    if (std::sscanf(e->d_name, "droce-%d-%63s", &pid, rest) != 2 || pid <= 0) continue;
+    if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+    remove_runtime_dir(base + "/" + e->d_name);
+  }
+  closedir(d);
 }
 
 }  // namespace
@@ -158,7 +182,9 @@ Status eal_init() {
   s.status = Status::ok();
   if (!from_env) {
     s.owned_runtime_dir = rte_eal_get_runtime_dir();
+    s.owner = getpid();
     std::atexit(remove_runtime_dir_at_exit);
+    sweep_stale_runtime_dirs(s.owned_runtime_dir);
   }
   DROCE_DEBUG("EAL ready: %s", join(s.args).c_str());
   return s.status;

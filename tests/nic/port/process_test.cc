@@ -1,0 +1,308 @@
+// Separate processes (tests/nic/port/port_peer): EAL argument errors reported
+// without an abort; two processes exchanging frames over net_memif; two
+// processes on net_tap devices joined by a Linux bridge inside a network
+// namespace the test creates (and always removes), resolving each other by ARP.
+#include <gtest/gtest.h>
+
+#include <glob.h>
+#include <unistd.h>
+
+#include <functional>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "tests/nic/port/spawn.h"
+
+namespace droce::nic {
+namespace {
+
+using test::Child;
+using test::read_file;
+using test::shell;
+using test::spawn;
+using test::TempDir;
+using test::tests_dir;
+using test::wait_child;
+
+constexpr int kPeerTimeoutMs = 15000;  // each peer gives up by itself after this
+constexpr int kWaitMs = kPeerTimeoutMs + 5000;
+
+std::string peer_path() { return tests_dir() + "/port_peer"; }
+
+std::string eal_args(const std::string& prefix, const std::string& vdev) {
+  return "--no-huge --no-pci -m 128 --file-prefix " + prefix +
+         " --no-telemetry --log-level=*:warning --vdev " + vdev;
+}
+
+// Value of ` key=` in the peer's result line, or -1.
+long field(const std::string& out, const std::string& key) {
+  const size_t line = out.find("port_peer: result=");
+  if (line == std::string::npos) return -1;
+  const size_t eol = out.find('\n', line);
+  const size_t at = out.find(" " + key + "=", line);
+  if (at == std::string::npos || at > eol) return -1;
+  const char* p = out.c_str() + at + key.size() + 2;
+  if (*p < '0' || *p > '9') return -1;
+  return std::strtol(p, nullptr, 10);
+}
+
+bool runtime_dirs_left(pid_t pid) {
+  glob_t g{};
+  const std::string pat = "/var/run/dpdk/droce-" + std::to_string(pid) + "-*";
+  const bool left = glob(pat.c_str(), 0, nullptr, &g) == 0 && g.gl_pathc > 0;
+  globfree(&g);
+  return left;
+}
+
+bool wait_for(const std::function<bool()>& cond, int timeout_ms) {
+  for (int waited = 0; waited < timeout_ms; waited += 20) {
+    if (cond()) return true;
+    usleep(20 * 1000);
+  }
+  return cond();
+}
+
+// Kills the children still running when a test ends early.
+class Reaper {
+ public:
+  ~Reaper() {
+    for (Child* c : children_) test::kill_child(c);
+  }
+  void track(Child* c) { children_.push_back(c); }
+
+ private:
+  std::vector<Child*> children_;
+};
+
+// The MAC the peer printed when its port started, or "".
+std::string peer_mac(const std::string& out) {
+  const size_t at = out.find(" mac=");
+  if (at == std::string::npos || out.size() < at + 5 + 17) return "";
+  return out.substr(at + 5, 17);
+}
+
+// ---------------------------------------------------------------------------
+// EAL
+
+Child run_check_eal(const TempDir& dir, const std::string& args, const std::string& name) {
+  Child c;
+  EXPECT_TRUE(spawn({peer_path(), "--check-eal"}, {{"DROCE_EAL_ARGS", args}},
+                    dir.path() + "/" + name + ".out", &c));
+  EXPECT_TRUE(wait_child(&c, 20000)) << "EAL init must not hang";
+  return c;
+}
+
+TEST(PortEalTest, UnknownOptionIsAClearErrorNotAnAbort) {
+  TempDir dir;
+  Child c = run_check_eal(dir, "--no-huge --no-pci --definitely-not-an-eal-option", "bad");
+  const std::string out = read_file(c.output_path);
+  EXPECT_EQ(c.exit_code, 3) << out;  // returned an error: no abort (134), no crash
+  EXPECT_NE(out.find("eal: error: DPDK EAL initialisation failed"), std::string::npos) << out;
+  EXPECT_NE(out.find("DROCE_EAL_ARGS=\"--no-huge --no-pci --definitely-not-an-eal-option\""),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("Invalid argument"), std::string::npos) << out;
+  EXPECT_NE(out.find("eal again: same"), std::string::npos) << "second call, same status\n"
+                                                           << out;
+  EXPECT_NE(out.find("open: DPDK EAL initialisation failed"), std::string::npos) << out;
+}
+
+TEST(PortEalTest, UnknownDeviceIsAClearErrorNotAnAbort) {
+  TempDir dir;
+  const std::string prefix = "droce-t" + std::to_string(getpid()) + "-nodev";
+  Child c = run_check_eal(dir, eal_args(prefix, "net_no_such_pmd0"), "nodev");
+  test::remove_dpdk_runtime_dir(prefix);
+  const std::string out = read_file(c.output_path);
+  EXPECT_EQ(c.exit_code, 3) << out;
+  EXPECT_NE(out.find("DROCE_EAL_ARGS="), std::string::npos) << out;
+  EXPECT_NE(out.find("net_no_such_pmd0"), std::string::npos) << out;
+}
+
+TEST(PortEalTest, DefaultArgumentsWorkAndLeaveNoRuntimeDirectory) {
+  TempDir dir;
+  Child c;
+  ASSERT_TRUE(spawn({peer_path(), "--check-eal"}, {{"DROCE_EAL_ARGS", ""}},
+                    dir.path() + "/default.out", &c));
+  const pid_t pid = c.pid;
+  ASSERT_TRUE(wait_child(&c, 20000));
+  const std::string out = read_file(c.output_path);
+  EXPECT_EQ(c.exit_code, 0) << out;
+  EXPECT_NE(out.find("eal: ok"), std::string::npos) << out;
+  EXPECT_FALSE(runtime_dirs_left(pid)) << "droce-" << pid << "-* left in /var/run/dpdk";
+}
+
+TEST(PortEalTest, DefaultArgumentsWorkUnprivileged) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to switch to user nobody";
+  if (shell("command -v setpriv >/dev/null") != 0) GTEST_SKIP() << "setpriv not installed";
+  if (shell("setpriv --reuid=65534 --regid=65534 --clear-groups test -x '" + peer_path() +
+            "'") != 0) {
+    GTEST_SKIP() << "user nobody cannot run " << peer_path();
+  }
+  TempDir dir;
+  Child c;
+  ASSERT_TRUE(spawn({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                     peer_path(), "--check-eal"},
+                    {{"DROCE_EAL_ARGS", ""}, {"XDG_RUNTIME_DIR", ""}, {"HOME", "/tmp"}},
+                    dir.path() + "/nobody.out", &c));
+  ASSERT_TRUE(wait_child(&c, 20000));
+  const std::string out = read_file(c.output_path);
+  EXPECT_EQ(c.exit_code, 0) << out;
+  EXPECT_NE(out.find("eal: ok"), std::string::npos) << out;
+}
+
+// ---------------------------------------------------------------------------
+// memif: two processes, no kernel in the path
+
+TEST(PortMemifTest, TwoProcessesResolveByArpAndExchangeFramesBothWays) {
+  TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const std::string sock = dir.path() + "/memif.sock";
+  const std::string tag = "droce-t" + std::to_string(getpid());
+  const std::string vdev = "net_memif0,socket=" + sock + ",socket-abstract=no,role=";
+  const std::string count = "300";
+  Child server, client;
+  Reaper reaper;
+  reaper.track(&server);
+  reaper.track(&client);
+  ASSERT_TRUE(spawn({peer_path(), "--port", "net_memif0", "--peer", "10.77.1.2", "--count",
+                     count, "--timeout-ms", std::to_string(kPeerTimeoutMs)},
+                    {{"DROCE_EAL_ARGS", eal_args(tag + "-srv", vdev + "server")},
+                     {"DROCE_IPV4", "10.77.1.1"}},
+                    dir.path() + "/server.out", &server));
+  // A memif client's start fails while no server listens: the server's socket
+  // exists once its port has started (it prints its MAC).
+  ASSERT_TRUE(wait_for([&] { return !peer_mac(read_file(server.output_path)).empty(); }, 10000))
+      << read_file(server.output_path);
+  ASSERT_TRUE(spawn({peer_path(), "--port", "net_memif0", "--peer", "10.77.1.1", "--count",
+                     count, "--timeout-ms", std::to_string(kPeerTimeoutMs)},
+                    {{"DROCE_EAL_ARGS", eal_args(tag + "-cli", vdev + "client")},
+                     {"DROCE_IPV4", "10.77.1.2"}},
+                    dir.path() + "/client.out", &client));
+  const bool server_done = wait_child(&server, kWaitMs);
+  const bool client_done = wait_child(&client, kWaitMs);
+  test::remove_dpdk_runtime_dir(tag + "-srv");
+  test::remove_dpdk_runtime_dir(tag + "-cli");
+  const std::string so = read_file(server.output_path), co = read_file(client.output_path);
+  ASSERT_TRUE(server_done && client_done) << "server:\n" << so << "client:\n" << co;
+  EXPECT_EQ(server.exit_code, 0) << so;
+  EXPECT_EQ(client.exit_code, 0) << co;
+  for (const std::string* out : {&so, &co}) {
+    EXPECT_EQ(field(*out, "resolved"), 1) << *out;
+    EXPECT_EQ(field(*out, "sent"), 300) << *out;
+    EXPECT_EQ(field(*out, "received"), 300) << *out;
+    EXPECT_EQ(field(*out, "in_order"), 1) << *out;
+    EXPECT_EQ(field(*out, "bad_payload"), 0) << *out;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// net_tap: two processes through a kernel bridge in a namespace of our own
+
+// Creates namespace `name`; on destruction kills the children still running
+// and deletes the namespace, whatever happened in between.
+class NetnsGuard {
+ public:
+  explicit NetnsGuard(std::string name) : name_(std::move(name)) {
+    created_ = shell("ip netns add " + name_ + " 2>/dev/null") == 0;
+  }
+  ~NetnsGuard() {
+    for (Child* c : children_) test::kill_child(c);
+    if (created_) shell("ip netns del " + name_ + " 2>/dev/null");
+  }
+  bool created() const { return created_; }
+  void track(Child* c) { children_.push_back(c); }
+  int ip(const std::string& args) const {
+    return shell("ip -n " + name_ + " " + args + " >/dev/null 2>&1");
+  }
+  std::string exec_prefix() const { return "ip netns exec " + name_ + " "; }
+
+ private:
+  std::string name_;
+  bool created_ = false;
+  std::vector<Child*> children_;
+};
+
+TEST(PortTapTest, TwoProcessesResolveByArpAndExchangeFramesThroughAKernelBridge) {
+  const std::string pid = std::to_string(getpid());
+  const std::string ns = "droce-" + pid;
+  NetnsGuard guard(ns);
+  if (!guard.created()) {
+    GTEST_SKIP() << "cannot create network namespace " << ns
+                 << " (needs root and netns support): net_tap test not run";
+  }
+  TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  ASSERT_EQ(guard.ip("link set lo up"), 0);
+  ASSERT_EQ(guard.ip("link add br0 type bridge"), 0);
+  ASSERT_EQ(guard.ip("addr add 10.77.2.254/24 dev br0"), 0);
+  ASSERT_EQ(guard.ip("link set br0 up"), 0);
+
+  const std::string suffix = pid.substr(pid.size() > 6 ? pid.size() - 6 : 0);
+  const std::string tap[2] = {"dta" + suffix, "dtb" + suffix};
+  const std::string ip[2] = {"10.77.2.1", "10.77.2.2"};
+  const std::string tag = "droce-t" + pid;
+  Child peers[2];
+  for (int i = 0; i < 2; ++i) {
+    guard.track(&peers[i]);
+    ASSERT_TRUE(spawn({"/usr/bin/ip", "netns", "exec", ns, peer_path(), "--port", "net_tap0",
+                       "--peer", ip[1 - i], "--count", "200", "--min-junk", "1", "--timeout-ms",
+                       std::to_string(kPeerTimeoutMs)},
+                      {{"DROCE_EAL_ARGS", eal_args(tag + "-tap" + std::to_string(i),
+                                                   "net_tap0,iface=" + tap[i])},
+                       {"DROCE_IPV4", ip[i]}},
+                      dir.path() + "/peer" + std::to_string(i) + ".out", &peers[i]));
+  }
+  // Once a peer's port has started (it prints its MAC), join its tap to the
+  // bridge. The tap PMD gives the kernel side of the tap the DPDK port's own
+  // MAC (again when the port starts); a bridge treats its ports' addresses as
+  // local and would deliver frames for droce to the host instead of
+  // forwarding them, so the kernel side gets an address of its own first.
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(wait_for([&] { return !peer_mac(read_file(peers[i].output_path)).empty(); },
+                         10000))
+        << "peer " << i << " did not start\n" << read_file(peers[i].output_path);
+    ASSERT_EQ(guard.ip("link show " + tap[i]), 0) << tap[i];
+    ASSERT_EQ(guard.ip("link set " + tap[i] + " address 02:00:00:00:99:0" + std::to_string(i)), 0);
+    ASSERT_EQ(guard.ip("link set " + tap[i] + " master br0"), 0);
+    ASSERT_EQ(guard.ip("link set " + tap[i] + " up"), 0);
+  }
+  // The kernel talks to peer 0 too: it resolves 10.77.2.1 by ARP (droce
+  // answers) and sends it a UDP datagram to port 9 (droce counts it as not
+  // RoCEv2 and drops it).
+  const std::string mac0 = peer_mac(read_file(peers[0].output_path));
+  EXPECT_EQ(shell(guard.exec_prefix() + "bash -c 'echo junk > /dev/udp/10.77.2.1/9'"), 0);
+  std::string neigh;
+  wait_for(
+      [&] {
+        neigh.clear();
+        FILE* f = popen(("ip -n " + ns + " neigh show 10.77.2.1 2>&1").c_str(), "r");
+        char buf[512];
+        while (f != nullptr && fgets(buf, sizeof(buf), f) != nullptr) neigh += buf;
+        if (f != nullptr) pclose(f);
+        return neigh.find(mac0) != std::string::npos;
+      },
+      3000);
+  EXPECT_NE(neigh.find(mac0), std::string::npos)
+      << "the kernel learned droce's MAC " << mac0 << " by ARP: " << neigh;
+
+  bool done[2];
+  for (int i = 0; i < 2; ++i) done[i] = wait_child(&peers[i], kWaitMs);
+  test::remove_dpdk_runtime_dir(tag + "-tap0");
+  test::remove_dpdk_runtime_dir(tag + "-tap1");
+  const std::string out[2] = {read_file(peers[0].output_path), read_file(peers[1].output_path)};
+  ASSERT_TRUE(done[0] && done[1]) << "peer0:\n" << out[0] << "peer1:\n" << out[1];
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(peers[i].exit_code, 0) << out[i];
+    EXPECT_EQ(field(out[i], "resolved"), 1) << out[i];
+    EXPECT_EQ(field(out[i], "sent"), 200) << out[i];
+    EXPECT_EQ(field(out[i], "received"), 200) << out[i];
+    EXPECT_EQ(field(out[i], "in_order"), 1) << out[i];
+    EXPECT_GE(field(out[i], "junk"), 1) << "kernel traffic counted and dropped\n" << out[i];
+  }
+  EXPECT_NE(out[0].find("parse[not UDP port 4791]=1"), std::string::npos)
+      << "the kernel's datagram to port 9 was counted and dropped\n" << out[0];
+}
+
+}  // namespace
+}  // namespace droce::nic
