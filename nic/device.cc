@@ -23,6 +23,10 @@ constexpr uint32_t kSpinPolls = 2000;
 constexpr uint32_t kYieldPolls = 4000;
 constexpr int kSleepUs = 50;
 
+// After removal nothing new can be created or brought up, as with a
+// disassociated kernel device (EIO); destroying and moving to ERR/RESET work.
+Status removed_status() { return Status(Errc::kIo, "device removed (port stopped or unplugged)"); }
+
 bool is_v4_mapped(const uint8_t gid[16]) {
   static const uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
   return std::memcmp(gid, kPrefix, 12) == 0;
@@ -87,6 +91,7 @@ std::unique_lock<std::mutex> Device::lock_engine() {
 
 Result<uint32_t> Device::alloc_pd() {
   auto lock = lock_engine();
+  if (removed_) return removed_status();
   for (uint32_t pd = 1; pd < pd_users_.size(); ++pd) {
     if (pd_users_[pd] == 0) {
       pd_users_[pd] = 1;
@@ -109,6 +114,7 @@ Status Device::dealloc_pd(uint32_t pd) {
 Result<uint32_t> Device::reg_mr(uint32_t pd, void* addr, uint64_t iova, uint64_t length,
                                 uint32_t access) {
   auto lock = lock_engine();
+  if (removed_) return removed_status();
   if (pd == 0 || pd >= pd_users_.size() || pd_users_[pd] == 0) {
     return Status(Errc::kInvalidArgument, "no such protection domain");
   }
@@ -135,6 +141,7 @@ Result<CompletionQueue*> Device::create_cq(uint32_t cqe) {
     return Status(Errc::kInvalidArgument, "CQ size must be 1.." + std::to_string(attr_.max_cqe));
   }
   auto lock = lock_engine();
+  if (removed_) return removed_status();
   if (cqs_.size() >= attr_.max_cq) return Status(Errc::kNoMemory, "too many CQs");
   auto cq = CompletionQueue::create(cqe);
   if (!cq) return cq.status();
@@ -162,6 +169,7 @@ Result<Srq*> Device::create_srq(uint32_t pd, uint32_t max_wr, uint32_t max_sge) 
     return Status(Errc::kInvalidArgument, "SRQ size or SGE count beyond the device limits");
   }
   auto lock = lock_engine();
+  if (removed_) return removed_status();
   if (pd == 0 || pd >= pd_users_.size() || pd_users_[pd] == 0) {
     return Status(Errc::kInvalidArgument, "no such protection domain");
   }
@@ -210,6 +218,7 @@ Result<Qp*> Device::create_qp(const QpInitAttr& in) {
   c.max_send_sge = std::max<uint32_t>(c.max_send_sge, 1);
   c.max_recv_sge = std::max<uint32_t>(c.max_recv_sge, 1);
   auto lock = lock_engine();
+  if (removed_) return removed_status();
   if (init.pd == 0 || init.pd >= pd_users_.size() || pd_users_[init.pd] == 0) {
     return Status(Errc::kInvalidArgument, "no such protection domain");
   }
@@ -257,7 +266,7 @@ Status Device::modify_qp(Qp* qp, const QpAttrs& attrs, uint32_t mask) {
   auto lock = lock_engine();
   if (removed_ && has_attr(mask, QpAttr::kState) && attrs.state != QpState::kErr &&
       attrs.state != QpState::kReset) {
-    return Status(Errc::kIo, "device removed");
+    return removed_status();
   }
   return qp->modify(attrs, mask);
 }
@@ -294,6 +303,7 @@ Result<uint32_t> Device::create_ah(uint32_t pd, const AddressVector& av) {
     return Status(Errc::kInvalidArgument, "destination GID is not an IPv4-mapped RoCEv2 GID");
   }
   auto lock = lock_engine();
+  if (removed_) return removed_status();
   if (pd == 0 || pd >= pd_users_.size() || pd_users_[pd] == 0) {
     return Status(Errc::kInvalidArgument, "no such protection domain");
   }

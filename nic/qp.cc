@@ -264,6 +264,7 @@ void Qp::reset_queues() {
   seq_nak_sent_ = false;
   in_msg_ = InMsg::kNone;
   have_recv_ = false;
+  overrun_recv_pending_ = false;
   recv_off_ = write_resid_ = write_len_ = 0;
   res_count_ = res_next_ = 0;
   ack_held_ = false;
@@ -277,13 +278,36 @@ void Qp::reset_queues() {
 bool Qp::push_cqe(CompletionQueue* cq, const Cqe& cqe, bool solicited) {
   const bool was_overflowed = cq->overflowed();
   if (cq->push(cqe, solicited)) return true;
-  // CQ overflow (IBTA 11.4.2.1 class G): CQ error event, QPs on it to ERR.
+  // CQ overrun (IBTA 11.4.2.1 class G): CQ error event, the QP to ERR. The
+  // caller keeps the CQE; the flush delivers it, in order, once the consumer
+  // has made room, so even an overrun loses no completion (DESIGN.md
+  // section 4: every signaled WQE completes exactly once). Only the state
+  // changes here: flushing now would re-enter the caller's retire loop.
   if (!was_overflowed) dev_->raise_event({AsyncEventType::kCqErr, 0, cq});
-  if (state() != QpState::kErr) {
+  if (attrs_.state != QpState::kErr) {
     dev_->raise_event({AsyncEventType::kQpFatal, qpn_});
-    enter_error();
+    mark_error();
   }
   return false;
+}
+
+bool Qp::push_owed(CompletionQueue* cq, const Cqe& cqe, bool solicited) {
+  // The engine is the CQ's only producer, so room seen here is room for the push.
+  return cq->free_slots() != 0 && cq->push(cqe, solicited);
+}
+
+Cqe Qp::send_cqe(uint32_t index, WcStatus status) {
+  const SendWqe& w = wqe_at(index);
+  Cqe c{};
+  c.wr_id = w.wr_id;
+  c.status = status;
+  c.opcode = wc_opcode_for(w.opcode);
+  c.byte_len = status != WcStatus::kWrFlushErr &&
+                       (w.opcode == WrOpcode::kRdmaRead || is_atomic(w.opcode))
+                   ? w.length
+                   : 0;
+  c.qp_num = qpn_;
+  return c;
 }
 
 void Qp::complete_send_now(uint32_t index, WcStatus status, bool fatal) {
@@ -305,13 +329,8 @@ void Qp::retire_sends() {
     if (!m.started || !m.done) break;
     const SendWqe& w = wqe_at(sq_comp_);
     if (sq_sig_all_ || (w.flags & kSendSignaled) || m.status != WcStatus::kSuccess) {
-      Cqe c{};
-      c.wr_id = w.wr_id;
-      c.status = m.status;
-      c.opcode = wc_opcode_for(w.opcode);
-      c.byte_len = w.opcode == WrOpcode::kRdmaRead || is_atomic(w.opcode) ? w.length : 0;
-      c.qp_num = qpn_;
-      push_cqe(send_cq_, c, false);
+      // CQ overrun: the WQE stays, done, for the flush to complete it.
+      if (!push_cqe(send_cq_, send_cqe(sq_comp_, m.status), false)) break;
     }
     m = SendMeta{};
     ++sq_comp_;
@@ -336,20 +355,29 @@ void Qp::post_recv_cqe(WcStatus status, WcOpcode opcode, uint32_t byte_len, uint
   c.imm_or_inv = imm_or_inv;
   c.qp_num = qpn_;
   c.src_qp = src_qp;
-  push_cqe(recv_cq_, c, solicited);
+  if (!push_cqe(recv_cq_, c, solicited) && !overrun_recv_pending_) {
+    // CQ overrun: kept for the flush (the QP is in ERR now, so no other
+    // receive completes before it). The caller goes on as if delivered.
+    overrun_recv_cqe_ = c;
+    overrun_recv_solicited_ = solicited;
+    overrun_recv_pending_ = true;
+  }
 }
 
 // ---- error state and flush (DESIGN.md section 4) ----
 
-void Qp::enter_error() {
+void Qp::mark_error() {
   if (attrs_.state != QpState::kErr) set_state(QpState::kErr);
-  if (!error_entered_) {
-    error_entered_ = true;
-    retransmit_at_ = rnr_until_ = 0;
-    need_retry_ = false;
-    for (uint32_t i = 0; i < res_cap_; ++i) res_[i].sending = false;
-    if (srq_ != nullptr) dev_->raise_event({AsyncEventType::kQpLastWqeReached, qpn_});
-  }
+  if (error_entered_) return;
+  error_entered_ = true;
+  retransmit_at_ = rnr_until_ = 0;
+  need_retry_ = false;
+  for (uint32_t i = 0; i < res_cap_; ++i) res_[i].sending = false;
+  if (srq_ != nullptr) dev_->raise_event({AsyncEventType::kQpLastWqeReached, qpn_});
+}
+
+void Qp::enter_error() {
+  mark_error();
   flush_send_queue();
   flush_recv_queue();
 }
@@ -357,6 +385,8 @@ void Qp::enter_error() {
 void Qp::flush_send_queue() {
   // Every WQE not yet completed, and every one posted later, in order: its
   // own status if it already finished, WR_FLUSH_ERR otherwise, signaled or not.
+  // A full CQ pauses the flush (rxe drops the CQEs instead): the rest waits
+  // in the queue and the next poll goes on once the consumer made room.
   const uint32_t end = sq_->published();
   while (sq_comp_ != end) {
     SendMeta& m = meta_at(sq_comp_);
@@ -364,12 +394,7 @@ void Qp::flush_send_queue() {
     const bool finished = m.started && m.done;
     const WcStatus st = finished ? m.status : WcStatus::kWrFlushErr;
     if (!finished || sq_sig_all_ || (w.flags & kSendSignaled) || st != WcStatus::kSuccess) {
-      Cqe c{};
-      c.wr_id = w.wr_id;
-      c.status = st;
-      c.opcode = wc_opcode_for(w.opcode);
-      c.qp_num = qpn_;
-      send_cq_->push(c, false);  // a full CQ drops flush CQEs (as rxe); the queue still empties
+      if (!push_owed(send_cq_, send_cqe(sq_comp_, st), false)) break;
     }
     m = SendMeta{};
     ++sq_comp_;
@@ -381,29 +406,39 @@ void Qp::flush_send_queue() {
 }
 
 void Qp::flush_recv_queue() {
+  // In order: a completion kept on CQ overrun, the receive in progress, then
+  // every posted receive. A full CQ pauses the flush, as for the SQ.
   auto flush_cqe = [&](uint64_t wr_id) {
     Cqe c{};
     c.wr_id = wr_id;
     c.status = WcStatus::kWrFlushErr;
     c.opcode = WcOpcode::kRecv;
     c.qp_num = qpn_;
-    recv_cq_->push(c, false);
+    return push_owed(recv_cq_, c, false);
   };
+  if (overrun_recv_pending_) {
+    if (!push_owed(recv_cq_, overrun_recv_cqe_, overrun_recv_solicited_)) return;
+    overrun_recv_pending_ = false;
+  }
   if (have_recv_) {
-    flush_cqe(reinterpret_cast<const RecvWqe*>(recv_copy_.get())->wr_id);
+    if (!flush_cqe(reinterpret_cast<const RecvWqe*>(recv_copy_.get())->wr_id)) return;
     have_recv_ = false;
   }
   if (rq_ == nullptr) return;  // an SRQ is not flushed by its QPs (IBTA 10.2.9.5)
   const uint32_t end = rq_->published();
-  for (uint32_t i = rq_->completed(); i != end; ++i) {
-    flush_cqe(reinterpret_cast<const RecvWqe*>(rq_->slot(i))->wr_id);
+  uint32_t i = rq_->completed();
+  for (; i != end; ++i) {
+    if (!flush_cqe(reinterpret_cast<const RecvWqe*>(rq_->slot(i))->wr_id)) break;
   }
-  rq_->retire(end);
+  rq_->retire(i);
 }
 
 bool Qp::needs_service() const {
   if (sq_comp_ != sq_->published()) return true;  // to send, in flight, or to flush
-  if (attrs_.state == QpState::kErr && rq_ && rq_->completed() != rq_->published()) return true;
+  if (attrs_.state == QpState::kErr &&
+      ((rq_ && rq_->completed() != rq_->published()) || have_recv_ || overrun_recv_pending_)) {
+    return true;  // receives to flush
+  }
   if (rnr_until_ != 0 || need_retry_) return true;
   for (uint32_t i = 0; i < res_count_; ++i) {
     if (res_[i].sending) return true;

@@ -184,6 +184,13 @@ class Qp {
   void reset_queues();
   void flush_send_queue();
   void flush_recv_queue();
+  // ERR without the flush: state, timers off, LAST_WQE_REACHED once. Safe
+  // inside a completion push (push_cqe); the next poll flushes.
+  void mark_error();
+  // A CQE the QP owes (flush, or one kept on CQ overrun): pushed only when
+  // the CQ has room, never counted as an overflow. False: try again later.
+  bool push_owed(CompletionQueue* cq, const Cqe& cqe, bool solicited);
+  Cqe send_cqe(uint32_t index, WcStatus status);
   // Marks a WQE finished now (local work, UC/UD, errors); an error is fatal
   // to the QP unless said otherwise.
   void complete_send_now(uint32_t index, WcStatus status, bool fatal = true);
@@ -285,6 +292,11 @@ class Qp {
   bool ack_held_ = false;      // an ACK waits behind owed READ responses
   uint32_t held_ack_psn_ = 0;
   bool error_entered_ = false;
+  // A receive completion that found its CQ full (CQ overrun): kept, and
+  // delivered first by the flush once the consumer has made room.
+  Cqe overrun_recv_cqe_{};
+  bool overrun_recv_pending_ = false;
+  bool overrun_recv_solicited_ = false;
 };
 
 }  // namespace droce::nic
