@@ -309,15 +309,21 @@ bool Port::handle_arp(rte_mbuf* m, Nanos now, rte_mbuf** replies, uint16_t* n_re
     rte_pktmbuf_free(m);
     return true;
   }
-  // Answer in place: the request's buffer becomes the reply.
+  // Answer in place: the request's buffer becomes the reply, exactly
+  // kArpFrameLen bytes long. A buffer too small for that (never from a
+  // droce pool) is swapped for one of ours.
   const wire::MacAddr requester = arp->sha;
-  write_arp_frame(p, kArpOpReply, requester, mac_, cfg_.ipv4, requester, spa);
-  if (m->data_len < kArpFrameLen) {
-    // Never shorter than the minimum frame; the request was at least 42 bytes.
-    if (rte_pktmbuf_append(m, uint16_t(kArpFrameLen - m->data_len)) == nullptr) {
-      m->data_len = m->pkt_len = uint32_t(sizeof(wire::EthHdr) + sizeof(ArpHdr));
-    }
+  if (m->data_len > kArpFrameLen) {
+    rte_pktmbuf_trim(m, uint16_t(m->data_len - kArpFrameLen));
+  } else if (m->data_len < kArpFrameLen &&
+             rte_pktmbuf_append(m, uint16_t(kArpFrameLen - m->data_len)) == nullptr) {
+    rte_pktmbuf_free(m);
+    m = alloc_mbuf();
+    if (m == nullptr) return true;  // counted as kMbufAllocFailed
+    rte_pktmbuf_append(m, kArpFrameLen);
   }
+  write_arp_frame(rte_pktmbuf_mtod(m, uint8_t*), kArpOpReply, requester, mac_, cfg_.ipv4,
+                  requester, spa);
   replies[(*n_replies)++] = m;
   return true;
 }

@@ -152,7 +152,9 @@ class Port {
 // (net_ring via rte_eth_from_rings): what a sends, b receives, and the other
 // way round. Unique names, so any number of pairs can exist at once.
 // Destruction drains the rings, closes both ports, then frees the rings.
-// If both configs name the same capture file, both ports write to it.
+// If both configs name the same capture file, both ports write to it (and
+// must then be driven by one thread). Otherwise a and b may be driven by two
+// threads: each ring has one producer and one consumer.
 class PortPair {
  public:
   PortPair(PortPair&&) noexcept;

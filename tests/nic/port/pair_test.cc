@@ -308,6 +308,45 @@ TEST(PortPairTest, ArpReplyToUsIsLearnedAndOthersAreNot) {
   EXPECT_EQ(mac, third);
 }
 
+// A request for b's address, short (42 bytes, unpadded) or long (with a
+// trailer), gets a 60-byte reply with the RFC 826 fields swapped.
+TEST(PortPairTest, ArpRequestsGetWellFormedReplies) {
+  auto pair = make_pair_or_die();
+  Port& a = pair.a();
+  Port& b = pair.b();
+  const wire::MacAddr asker = {0x02, 0x44, 0x44, 0x44, 0x44, 0x44};
+  const uint32_t asker_ip = 0x0A4D0044;
+  for (size_t len : {size_t(42), size_t(60), size_t(90)}) {
+    std::vector<uint8_t> req(kArpFrameLen);
+    write_arp_frame(req.data(), kArpOpRequest, kBroadcastMac, asker, asker_ip, {}, b.ipv4());
+    req.resize(len, 0xEE);
+    rte_mbuf* m = raw_mbuf(a, req);
+    ASSERT_EQ(a.transmit(&m, 1), 1);
+    receive_frames(b, 1, nullptr, 5);
+    // Take b's answer off the ring raw, without a's classification.
+    rte_mbuf* got[4];
+    uint16_t n = 0;
+    for (int i = 0; i < 100 && n == 0; ++i) n = rte_eth_rx_burst(a.port_id(), 0, got, 4);
+    ASSERT_EQ(n, 1) << len;
+    const auto bytes = test::mbuf_bytes(got[0]);
+    rte_pktmbuf_free(got[0]);
+    ASSERT_EQ(bytes.size(), kArpFrameLen) << len;
+    const ArpHdr* r = parse_arp_frame(bytes.data(), bytes.size());
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(std::memcmp(bytes.data(), asker.data(), 6), 0) << "unicast to the asker";
+    EXPECT_EQ(std::memcmp(bytes.data() + 6, b.mac().data(), 6), 0);
+    EXPECT_EQ(r->oper.get(), kArpOpReply);
+    EXPECT_EQ(r->sha, b.mac());
+    EXPECT_EQ(r->spa.get(), b.ipv4());
+    EXPECT_EQ(r->tha, asker);
+    EXPECT_EQ(r->tpa.get(), asker_ip);
+  }
+  EXPECT_EQ(b.counters().arp_rx, 3u);
+  EXPECT_EQ(b.counters().arp_tx, 3u);
+  ASSERT_NE(b.neighbors().find(asker_ip), nullptr) << "the asker was learned";
+  EXPECT_EQ(b.neighbors().find(asker_ip)->mac, asker);
+}
+
 TEST(PortPairTest, FullTxRingDropsAndCountsWithoutBlocking) {
   PortConfig ca = test_config("10.77.0.1"), cb = test_config("10.77.0.2");
   ca.rx_desc = cb.rx_desc = 64;  // rings of 64 slots (63 usable)

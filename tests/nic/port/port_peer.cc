@@ -9,6 +9,8 @@
 //
 // Own address from DROCE_IPV4, EAL from DROCE_EAL_ARGS. Exit 0 on success,
 // 1 on timeout or bad data, 2 on usage, 3 on EAL/port errors.
+#include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -47,8 +49,16 @@ int usage() {
 
 uint8_t pattern(uint32_t psn, uint32_t k) { return uint8_t(psn * 13 + k); }
 
+int cpus_allowed() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  return pthread_getaffinity_np(pthread_self(), sizeof(set), &set) == 0 ? CPU_COUNT(&set) : -1;
+}
+
 int check_eal() {
+  const int cpus_before = cpus_allowed();
   const Status first = eal_init();
+  std::printf("affinity: before=%d after=%d\n", cpus_before, cpus_allowed());
   const Status again = eal_init();
   std::printf("eal: %s%s\n", first.is_ok() ? "ok" : "error: ", first.message().c_str());
   std::printf("eal again: %s\n", again.is_ok() == first.is_ok() &&

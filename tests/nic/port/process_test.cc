@@ -130,6 +130,11 @@ TEST(PortEalTest, DefaultArgumentsWorkAndLeaveNoRuntimeDirectory) {
   EXPECT_EQ(c.exit_code, 0) << out;
   EXPECT_NE(out.find("eal: ok"), std::string::npos) << out;
   EXPECT_FALSE(runtime_dirs_left(pid)) << "droce-" << pid << "-* left in /var/run/dpdk";
+  // EAL pins its main thread to one CPU; eal_init() gives the caller its CPUs back.
+  const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  EXPECT_NE(out.find("affinity: before=" + std::to_string(ncpu) + " after=" + std::to_string(ncpu)),
+            std::string::npos)
+      << out;
 }
 
 TEST(PortEalTest, DefaultArgumentsWorkUnprivileged) {
