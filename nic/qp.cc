@@ -227,6 +227,8 @@ Status Qp::modify(const QpAttrs& a, uint32_t mask) {
       sq_drained_sent_ = false;
     }
     set_state(next);
+    // Already drained: the event now, as rxe's completer does on its next run.
+    if (next == QpState::kSqd) check_sq_drained();
   }
   return Status::ok();
 }
@@ -234,7 +236,7 @@ Status Qp::modify(const QpAttrs& a, uint32_t mask) {
 QpAttrs Qp::query() const {
   QpAttrs a = attrs_;
   a.cur_state = attrs_.state;  // the real state (rxe left it unset until Linux 6.13)
-  a.sq_draining = attrs_.state == QpState::kSqd && sq_comp_ != sq_send_;
+  a.sq_draining = attrs_.state == QpState::kSqd && !sq_drained();
   return a;
 }
 
@@ -336,8 +338,18 @@ void Qp::retire_sends() {
     ++sq_comp_;
   }
   sq_->retire(sq_comp_);
-  if (attrs_.state == QpState::kSqd && !sq_drained_sent_ && sq_comp_ == sq_send_ &&
-      attrs_.en_sqd_async_notify) {
+  check_sq_drained();
+}
+
+bool Qp::sq_drained() const {
+  // sq_send_ may hold a WQE that started but is only partly sent.
+  return sq_comp_ == sq_send_ &&
+         (sq_send_ == sq_->published() || !meta_[sq_send_ & (sq_->capacity() - 1)].started);
+}
+
+void Qp::check_sq_drained() {
+  if (attrs_.state == QpState::kSqd && !sq_drained_sent_ && attrs_.en_sqd_async_notify &&
+      sq_drained()) {
     sq_drained_sent_ = true;
     dev_->raise_event({AsyncEventType::kSqDrained, qpn_});
   }
@@ -373,7 +385,28 @@ void Qp::mark_error() {
   retransmit_at_ = rnr_until_ = 0;
   need_retry_ = false;
   for (uint32_t i = 0; i < res_cap_; ++i) res_[i].sending = false;
+  // In ERR nothing more is received: no message is in progress.
+  in_msg_ = InMsg::kNone;
+  write_host_ = nullptr;
+  write_resid_ = 0;
   if (srq_ != nullptr) dev_->raise_event({AsyncEventType::kQpLastWqeReached, qpn_});
+}
+
+void Qp::on_mr_deregistered(const uint8_t* host, uint64_t length) {
+  if (in_msg_ != InMsg::kWrite || write_resid_ == 0 || write_host_ == nullptr) return;
+  if (write_host_ < host || write_host_ >= host + length) return;
+  if (type_ == QpType::kRc) {
+    // Class C (IBTA 9.9.3): NAK remote access error at the next PSN expected,
+    // which lies inside the WRITE, so the requester completes it in error.
+    responder_error(wire::NakCode::kRemoteAccessError, WcStatus::kRemAccessErr, epsn_,
+                    monotonic_now(), AsyncEventType::kQpAccessErr);
+  } else {
+    // UC: the rest of the message is dropped, as after a lost FIRST.
+    in_msg_ = InMsg::kNone;
+    write_host_ = nullptr;
+    write_resid_ = 0;
+    ++counters_.drops;
+  }
 }
 
 void Qp::enter_error() {

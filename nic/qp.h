@@ -167,6 +167,10 @@ class Qp {
   // Moves the QP to ERR and flushes (a fatal completion, a remote error, a
   // CQ overflow, device removal). Idempotent: a second call completes nothing twice.
   void enter_error();
+  // dereg_mr of [host, host + length): a WRITE in progress into it caches
+  // where its next packet lands, so the message fails now (remote access
+  // error, as its next packet would) and the engine never touches the region.
+  void on_mr_deregistered(const uint8_t* host, uint64_t length);
 
   // Engine entry points.
   void handle_request(const RxPacket& pkt);   // qp_responder.cc
@@ -191,6 +195,10 @@ class Qp {
   // the CQ has room, never counted as an overflow. False: try again later.
   bool push_owed(CompletionQueue* cq, const Cqe& cqe, bool solicited);
   Cqe send_cqe(uint32_t index, WcStatus status);
+  // No send WQE is in progress: every started one is completed (SQD, IBTA
+  // 10.3.1: WQEs not yet started wait; a half-sent one still counts).
+  bool sq_drained() const;
+  void check_sq_drained();
   // Marks a WQE finished now (local work, UC/UD, errors); an error is fatal
   // to the QP unless said otherwise.
   void complete_send_now(uint32_t index, WcStatus status, bool fatal = true);

@@ -2,6 +2,7 @@
 // issue 4 sections 1, 4 and 7): removal with work outstanding, busy objects,
 // limits, posting errors, the async event fd, and the engine thread.
 #include <poll.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <thread>
@@ -26,6 +27,7 @@ class DeviceTest : public EngineTest {
  protected:
   int post_write(Qp* qp, Ledger& l, uint64_t wr_id, bool signaled, const Buffer& src,
                  const Buffer& dst, uint32_t len = 64) {
+    EXPECT_LE(len, src.bytes.size());
     SendWqe w = wqe(WrOpcode::kRdmaWrite, wr_id, signaled ? kSendSignaled : 0);
     Sge s{src.addr(), len, src.key};
     w.num_sge = 1;
@@ -310,6 +312,174 @@ TEST_F(DeviceTest, DeregBadKeys) {
   EXPECT_EQ(a_.dev->dealloc_pd(pd).code(), Errc::kBusy);
   ASSERT_TRUE(a_.dev->dereg_mr(k2).is_ok());
   EXPECT_TRUE(a_.dev->dealloc_pd(pd).is_ok());
+}
+
+// "When dereg_mr returns, the engine never touches that memory again"
+// (docs/engine.md), even in the middle of a multi-packet WRITE into it: the
+// rest of the message fails with a remote access error instead of landing.
+TEST_F(DeviceTest, DeregMidWriteNeverTouchesTheRegionAgain) {
+  Qp* qa = make_qp(a_, QpType::kRc);
+  Qp* qb = make_qp(b_, QpType::kRc);
+  connect(a_, qa, b_, qb);
+  connect(b_, qb, a_, qa);
+  Buffer src = make_buffer(a_, 64 * 1024, kAll, 0x11);
+  Buffer dst = make_buffer(b_, 64 * 1024, kAll, 0);
+  Ledger l;
+  ASSERT_EQ(post_write(qa, l, 1, true, src, dst, 8), 0);  // resolves ARP both ways
+  l.on_cqes(wait_cqes(a_.scq, 1));
+  drain_events(*b_.dev);
+  ASSERT_EQ(post_write(qa, l, 2, true, src, dst, 40 * 1024), 0);  // 40 packets
+  poll_once(*a_.dev);  // 32 leave
+  poll_once(*b_.dev);  // 32 land: the WRITE is in progress
+  ASSERT_EQ(dst.bytes[32 * 1024 - 1], 0x11);
+  ASSERT_EQ(dst.bytes[32 * 1024], 0);
+  ASSERT_TRUE(b_.dev->dereg_mr(dst.key).is_ok());
+  std::fill(dst.bytes.begin(), dst.bytes.end(), 0xEE);  // the application reuses its memory
+  auto sc = wait_cqes(a_.scq, 1);
+  expect_cqes(sc, {{2, WcStatus::kRemAccessErr}}, qa->qpn(), "WRITE into a deregistered MR");
+  l.on_cqes(sc);
+  EXPECT_EQ(l.in_flight(), 0);
+  size_t touched = 0;
+  for (uint8_t b : dst.bytes) touched += b != 0xEE;
+  EXPECT_EQ(touched, 0u);
+  EXPECT_EQ(qb->state(), QpState::kErr);
+  bool access_err = false;
+  for (const AsyncEvent& e : drain_events(*b_.dev)) {
+    access_err |= e.type == AsyncEventType::kQpAccessErr && e.qpn == qb->qpn();
+  }
+  EXPECT_TRUE(access_err);
+}
+
+TEST_F(DeviceTest, DeregMidUcWriteDropsTheRestOfTheMessage) {
+  Qp* qa = make_qp(a_, QpType::kUc);
+  Qp* qb = make_qp(b_, QpType::kUc);
+  connect(a_, qa, b_, qb);
+  connect(b_, qb, a_, qa);
+  Buffer src = make_buffer(a_, 64 * 1024, kAll, 0x11);
+  Buffer dst = make_buffer(b_, 64 * 1024, kAll, 0);
+  Buffer dst2 = make_buffer(b_, 64, kAll, 0);
+  Ledger l;
+  ASSERT_EQ(post_write(qa, l, 1, true, src, dst, 8), 0);
+  ASSERT_TRUE(pump([&] { return dst.bytes[7] == 0x11; }));
+  l.on_cqes(wait_cqes(a_.scq, 1));
+  ASSERT_EQ(post_write(qa, l, 2, true, src, dst, 40 * 1024), 0);
+  poll_once(*a_.dev);
+  poll_once(*b_.dev);
+  ASSERT_EQ(dst.bytes[32 * 1024 - 1], 0x11);
+  ASSERT_TRUE(b_.dev->dereg_mr(dst.key).is_ok());
+  std::fill(dst.bytes.begin(), dst.bytes.end(), 0xEE);
+  l.on_cqes(wait_cqes(a_.scq, 1));  // UC completes once sent
+  EXPECT_EQ(l.in_flight(), 0);
+  pump([] { return false; }, 5 * kNanosPerMs);
+  size_t touched = 0;
+  for (uint8_t b : dst.bytes) touched += b != 0xEE;
+  EXPECT_EQ(touched, 0u);
+  // UC has no connection to break: the next message lands.
+  EXPECT_EQ(qb->state(), QpState::kRts);
+  ASSERT_EQ(post_write(qa, l, 3, true, src, dst2, 64), 0);
+  l.on_cqes(wait_cqes(a_.scq, 1));
+  ASSERT_TRUE(pump([&] { return dst2.bytes[63] == 0x11; }));
+}
+
+// ---- SRQ limit, CQ events, AH ----
+
+TEST_F(DeviceTest, SrqLimitEventFiresOnceBelowTheLimit) {
+  Srq* srq = b_.dev->create_srq(b_.pd, 8, 1).value();
+  EXPECT_EQ(b_.dev->modify_srq(srq, 9).code(), Errc::kInvalidArgument);  // above capacity
+  ASSERT_TRUE(b_.dev->modify_srq(srq, 3).is_ok());
+  QpInitAttr init;
+  init.type = QpType::kRc;
+  init.pd = b_.pd;
+  init.send_cq = b_.scq;
+  init.recv_cq = b_.rcq;
+  init.srq = srq;
+  init.cap.max_send_wr = 8;
+  Qp* qb = b_.dev->create_qp(init).value();
+  Qp* qa = make_qp(a_, QpType::kRc);
+  connect(a_, qa, b_, qb);
+  connect(b_, qb, a_, qa);
+  Buffer rb = make_buffer(b_, 64, kAll);
+  for (uint64_t i = 0; i < 6; ++i) {
+    Sge s{rb.addr(), 64, rb.key};
+    ASSERT_EQ(srq->post_recv(i, &s, 1), 0);
+  }
+  drain_events(*b_.dev);
+  auto count_limit = [&] {
+    int n = 0;
+    for (const AsyncEvent& e : drain_events(*b_.dev)) {
+      if (e.type == AsyncEventType::kSrqLimitReached) {
+        EXPECT_EQ(e.srq, srq);
+        ++n;
+      }
+    }
+    return n;
+  };
+  for (uint64_t i = 0; i < 3; ++i) {
+    SendWqe w = wqe(WrOpcode::kSend, 10 + i);
+    ASSERT_EQ(qa->post_send(w, nullptr, nullptr), 0);
+  }
+  ASSERT_EQ(wait_cqes(b_.rcq, 3).size(), 3u);
+  EXPECT_EQ(count_limit(), 0);  // 3 left: not below 3
+  SendWqe w = wqe(WrOpcode::kSend, 13);
+  ASSERT_EQ(qa->post_send(w, nullptr, nullptr), 0);
+  ASSERT_EQ(wait_cqes(b_.rcq, 1).size(), 1u);
+  EXPECT_EQ(count_limit(), 1);  // 2 left
+  EXPECT_EQ(srq->limit(), 0u);  // disarmed
+  w.wr_id = 14;
+  ASSERT_EQ(qa->post_send(w, nullptr, nullptr), 0);
+  ASSERT_EQ(wait_cqes(b_.rcq, 1).size(), 1u);
+  EXPECT_EQ(count_limit(), 0);  // once
+  wait_cqes(a_.scq, 5);
+}
+
+TEST_F(DeviceTest, CqEventFdFiresForArmedCompletionsAndFlushErrors) {
+  Qp* qa = make_qp(a_, QpType::kRc);
+  Qp* qb = make_qp(b_, QpType::kRc);
+  connect(a_, qa, b_, qb);
+  connect(b_, qb, a_, qa);
+  CompletionQueue* cq = b_.rcq;
+  const int fd = cq->event_fd();
+  for (uint64_t i = 0; i < 5; ++i) ASSERT_EQ(qb->post_recv(i, nullptr, 0), 0);
+  EXPECT_FALSE(fd_readable(fd));
+  EXPECT_FALSE(cq->arm(false));
+  SendWqe w = wqe(WrOpcode::kSend, 100);
+  ASSERT_EQ(qa->post_send(w, nullptr, nullptr), 0);
+  ASSERT_TRUE(pump([&] { return fd_readable(fd); }));
+  uint64_t v;
+  ASSERT_EQ(::read(fd, &v, 8), 8);
+  EXPECT_EQ(drain(cq).size(), 1u);
+  // Solicited only: a plain SEND does not wake, a solicited one does.
+  EXPECT_FALSE(cq->arm(true));
+  w.wr_id = 101;
+  ASSERT_EQ(qa->post_send(w, nullptr, nullptr), 0);
+  ASSERT_EQ(wait_cqes(a_.scq, 2).size(), 2u);
+  EXPECT_FALSE(fd_readable(fd));
+  w = wqe(WrOpcode::kSend, 102, kSendSignaled | kSendSolicited);
+  ASSERT_EQ(qa->post_send(w, nullptr, nullptr), 0);
+  ASSERT_TRUE(pump([&] { return fd_readable(fd); }));
+  ASSERT_EQ(::read(fd, &v, 8), 8);
+  EXPECT_EQ(drain(cq).size(), 2u);
+  // Solicited only also wakes on an unsuccessful completion: the flush.
+  EXPECT_FALSE(cq->arm(true));
+  to_state(b_, qb, QpState::kErr);
+  EXPECT_TRUE(fd_readable(fd));
+  const auto flushed = drain(cq);
+  expect_cqes(flushed, {{3, kFlush}, {4, kFlush}}, qb->qpn(), "flush wakes");
+}
+
+TEST_F(DeviceTest, AddressHandles) {
+  AddressVector av = av_to(b_);
+  const uint32_t ah = a_.dev->create_ah(a_.pd, av).value();
+  EXPECT_NE(a_.dev->ah(ah), nullptr);
+  EXPECT_EQ(a_.dev->ah(ah)->dst_ip, b_.dev->port().ipv4());
+  AddressVector bad = av;
+  bad.dgid[10] = 0;
+  EXPECT_EQ(a_.dev->create_ah(a_.pd, bad).status().code(), Errc::kInvalidArgument);
+  EXPECT_EQ(a_.dev->create_ah(999, av).status().code(), Errc::kInvalidArgument);
+  ASSERT_TRUE(a_.dev->destroy_ah(ah).is_ok());
+  EXPECT_EQ(a_.dev->ah(ah), nullptr);
+  EXPECT_EQ(a_.dev->destroy_ah(ah).code(), Errc::kInvalidArgument);
+  EXPECT_EQ(a_.dev->destroy_ah(0).code(), Errc::kInvalidArgument);
 }
 
 // ---- limits ----

@@ -476,5 +476,103 @@ TEST_F(ModifyValueTest, RtsAttributeChangeInPlaceKeepsWorking) {
   EXPECT_EQ(rc[0].status, WcStatus::kSuccess);
 }
 
+// ---- SQD: the send queue drains (IBTA 10.3.1, 11.2.4.2) ----
+
+class SqdTest : public ModifyTest {
+ protected:
+  void to_sqd(Qp* qp, bool notify) {
+    QpAttrs a;
+    a.state = QpState::kSqd;
+    a.en_sqd_async_notify = notify;
+    ASSERT_TRUE(a_.dev->modify_qp(qp, a, QpAttr::kState | QpAttr::kEnSqdAsyncNotify).is_ok());
+  }
+  int sq_drained_events(uint32_t qpn) {
+    int n = 0;
+    for (const AsyncEvent& e : drain_events(*a_.dev)) {
+      n += e.type == AsyncEventType::kSqDrained && e.qpn == qpn;
+    }
+    return n;
+  }
+  int post_write(Qp* qp, uint64_t wr_id, const Buffer& src, const Buffer& dst, uint32_t len) {
+    SendWqe w = wqe(WrOpcode::kRdmaWrite, wr_id);
+    Sge s{src.addr(), len, src.key};
+    w.num_sge = 1;
+    w.remote_addr = dst.addr();
+    w.rkey = dst.key;
+    return qp->post_send(w, &s, nullptr);
+  }
+};
+
+TEST_F(SqdTest, InProgressWqeFinishesNewOnesWaitThenSqDrained) {
+  constexpr uint32_t kAll = kAccessLocalWrite | kAccessRemoteWrite;
+  Qp* qa = make_qp(a_, QpType::kRc);
+  Qp* qb = make_qp(b_, QpType::kRc);
+  connect(a_, qa, b_, qb);
+  connect(b_, qb, a_, qa);
+  Buffer src = make_buffer(a_, 64 * 1024, kAll, 7);
+  Buffer dst = make_buffer(b_, 64 * 1024, kAll);
+  ASSERT_EQ(post_write(qa, 1, src, dst, 64), 0);  // resolves ARP
+  ASSERT_EQ(wait_cqes(a_.scq, 1).size(), 1u);
+  drain_events(*a_.dev);
+
+  ASSERT_EQ(post_write(qa, 2, src, dst, 40 * 1024), 0);  // 40 packets
+  ASSERT_EQ(post_write(qa, 3, src, dst, 100), 0);
+  ASSERT_EQ(post_write(qa, 4, src, dst, 100), 0);
+  poll_once(*a_.dev);  // 32 packets of WQE 2 leave; 3 and 4 wait
+  const uint64_t tx_partial = qa->counters().tx_packets;
+  to_sqd(qa, true);
+  EXPECT_TRUE(a_.dev->query_qp(qa).sq_draining);  // WQE 2 is half sent
+  EXPECT_EQ(sq_drained_events(qa->qpn()), 0);
+  auto sc = wait_cqes(a_.scq, 1);
+  ASSERT_EQ(sc.size(), 1u);
+  EXPECT_EQ(sc[0].wr_id, 2u);
+  EXPECT_EQ(sc[0].status, WcStatus::kSuccess);
+  EXPECT_EQ(qa->counters().tx_packets - tx_partial, 8u);  // the rest of 2, nothing of 3 and 4
+  EXPECT_EQ(std::memcmp(src.bytes.data(), dst.bytes.data(), 40 * 1024), 0);
+  pump([] { return false; }, 10 * kNanosPerMs);
+  EXPECT_TRUE(drain(a_.scq).empty());
+  EXPECT_FALSE(a_.dev->query_qp(qa).sq_draining);
+  EXPECT_EQ(sq_drained_events(qa->qpn()), 1);
+  // Posting in SQD is allowed; the WQE waits too.
+  ASSERT_EQ(post_write(qa, 5, src, dst, 100), 0);
+  pump([] { return false; }, 5 * kNanosPerMs);
+  EXPECT_TRUE(drain(a_.scq).empty());
+  EXPECT_EQ(sq_drained_events(qa->qpn()), 0);  // once
+
+  QpAttrs a;
+  a.state = QpState::kRts;
+  ASSERT_TRUE(a_.dev->modify_qp(qa, a, uint32_t(QpAttr::kState)).is_ok());
+  sc = wait_cqes(a_.scq, 3);
+  ASSERT_EQ(sc.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(sc[i].wr_id, 3 + i);
+    EXPECT_EQ(sc[i].status, WcStatus::kSuccess);
+  }
+}
+
+TEST_F(SqdTest, NothingOutstandingRaisesSqDrainedAtOnce) {
+  Qp* qa = make_qp(a_, QpType::kRc);
+  Qp* qb = make_qp(b_, QpType::kRc);
+  connect(a_, qa, b_, qb);
+  connect(b_, qb, a_, qa);
+  drain_events(*a_.dev);
+  to_sqd(qa, true);
+  EXPECT_FALSE(a_.dev->query_qp(qa).sq_draining);
+  pump([] { return false; }, 2 * kNanosPerMs);
+  EXPECT_EQ(sq_drained_events(qa->qpn()), 1);
+  // Without the notify flag: no event.
+  Qp* qc = make_qp(a_, QpType::kUd);
+  Qp* qd = make_qp(b_, QpType::kUd);
+  connect(a_, qc, b_, qd);
+  to_sqd(qc, false);
+  pump([] { return false; }, 2 * kNanosPerMs);
+  EXPECT_EQ(sq_drained_events(qc->qpn()), 0);
+  // SQD -> SQD and back to RTS.
+  QpAttrs a;
+  a.state = QpState::kRts;
+  ASSERT_TRUE(a_.dev->modify_qp(qa, a, uint32_t(QpAttr::kState)).is_ok());
+  EXPECT_EQ(a_.dev->query_qp(qa).state, QpState::kRts);
+}
+
 }  // namespace
 }  // namespace droce::nic::test
