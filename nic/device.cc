@@ -241,7 +241,8 @@ Result<Qp*> Device::create_qp(const QpInitAttr& in) {
   while (slot < qps_.size() && qps_[slot]) ++slot;
   if (slot == qps_.size()) return Status(Errc::kNoMemory, "too many QPs");
 
-  auto sq = WorkQueue::create(c.max_send_wr, WorkQueue::send_stride(c.max_send_sge, c.max_inline_data));
+  auto sq =
+      WorkQueue::create(c.max_send_wr, WorkQueue::send_stride(c.max_send_sge, c.max_inline_data));
   if (!sq) return sq.status();
   std::unique_ptr<WorkQueue> rq;
   if (init.srq == nullptr) {
@@ -255,8 +256,8 @@ Result<Qp*> Device::create_qp(const QpInitAttr& in) {
   }
   c.max_send_wr = sq.value()->capacity();
   // Inline room the slot really has (reported back, as providers do).
-  c.max_inline_data = std::max(c.max_inline_data,
-                               std::min<uint32_t>(attr_.max_inline_data, sq.value()->stride() - 64));
+  c.max_inline_data = std::max(
+      c.max_inline_data, std::min<uint32_t>(attr_.max_inline_data, sq.value()->stride() - 64));
   auto qp = std::make_unique<Qp>(this, kFirstQpn + uint32_t(slot), init, std::move(sq.value()),
                                  std::move(rq));
   Qp* raw = qp.get();
@@ -286,7 +287,8 @@ QpAttrs Device::query_qp(Qp* qp) {
 Status Device::destroy_qp(Qp* qp) {
   auto lock = lock_engine();
   const uint32_t slot = qp->qpn() - kFirstQpn;
-  if (slot >= qps_.size() || qps_[slot].get() != qp) return Status(Errc::kInvalidArgument, "no such QP");
+  if (slot >= qps_.size() || qps_[slot].get() != qp)
+    return Status(Errc::kInvalidArgument, "no such QP");
   live_.erase(std::find(live_.begin(), live_.end(), qp));
   for (size_t i = 0; i < cqs_.size(); ++i) {
     if (cqs_[i].get() == qp->send_cq()) --cq_users_[i];
@@ -331,7 +333,8 @@ Result<uint32_t> Device::create_ah(uint32_t pd, const AddressVector& av) {
 
 Status Device::destroy_ah(uint32_t ah) {
   auto lock = lock_engine();
-  if (ah == 0 || ah >= ahs_.size() || !ahs_[ah].used) return Status(Errc::kInvalidArgument, "no such AH");
+  if (ah == 0 || ah >= ahs_.size() || !ahs_[ah].used)
+    return Status(Errc::kInvalidArgument, "no such AH");
   ahs_[ah].used = false;
   --pd_users_[ahs_[ah].pd];
   return Status::ok();

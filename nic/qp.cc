@@ -162,27 +162,37 @@ Status Qp::modify(const QpAttrs& a, uint32_t mask) {
                                               " above the port's " +
                                               std::to_string(dev_->port().path_mtu()));
   }
-  if (has_attr(mask, QpAttr::kTimeout) && a.timeout > 31) return Status(Errc::kInvalidArgument, "timeout > 31");
-  if (has_attr(mask, QpAttr::kRetryCnt) && a.retry_cnt > 7) return Status(Errc::kInvalidArgument, "retry_cnt > 7");
-  if (has_attr(mask, QpAttr::kRnrRetry) && a.rnr_retry > 7) return Status(Errc::kInvalidArgument, "rnr_retry > 7");
-  if (has_attr(mask, QpAttr::kMinRnrTimer) && a.min_rnr_timer > 31) return Status(Errc::kInvalidArgument, "min_rnr_timer > 31");
-  if (has_attr(mask, QpAttr::kPort) && a.port_num != 1) return Status(Errc::kInvalidArgument, "port must be 1");
-  if (has_attr(mask, QpAttr::kPkeyIndex) && a.pkey_index != 0) return Status(Errc::kInvalidArgument, "P_Key index must be 0");
+  if (has_attr(mask, QpAttr::kTimeout) && a.timeout > 31)
+    return Status(Errc::kInvalidArgument, "timeout > 31");
+  if (has_attr(mask, QpAttr::kRetryCnt) && a.retry_cnt > 7)
+    return Status(Errc::kInvalidArgument, "retry_cnt > 7");
+  if (has_attr(mask, QpAttr::kRnrRetry) && a.rnr_retry > 7)
+    return Status(Errc::kInvalidArgument, "rnr_retry > 7");
+  if (has_attr(mask, QpAttr::kMinRnrTimer) && a.min_rnr_timer > 31)
+    return Status(Errc::kInvalidArgument, "min_rnr_timer > 31");
+  if (has_attr(mask, QpAttr::kPort) && a.port_num != 1)
+    return Status(Errc::kInvalidArgument, "port must be 1");
+  if (has_attr(mask, QpAttr::kPkeyIndex) && a.pkey_index != 0)
+    return Status(Errc::kInvalidArgument, "P_Key index must be 0");
   if (has_attr(mask, QpAttr::kAccessFlags) &&
-      (a.access & ~(kAccessLocalWrite | kAccessRemoteWrite | kAccessRemoteRead | kAccessRemoteAtomic))) {
+      (a.access &
+       ~(kAccessLocalWrite | kAccessRemoteWrite | kAccessRemoteRead | kAccessRemoteAtomic))) {
     return Status(Errc::kInvalidArgument, "unsupported QP access flags");
   }
-  if (has_attr(mask, QpAttr::kMaxQpRdAtomic) && a.max_rd_atomic > dev_->attr().max_qp_init_rd_atom) {
+  if (has_attr(mask, QpAttr::kMaxQpRdAtomic) &&
+      a.max_rd_atomic > dev_->attr().max_qp_init_rd_atom) {
     return Status(Errc::kInvalidArgument, "max_rd_atomic above the device limit");
   }
-  if (has_attr(mask, QpAttr::kMaxDestRdAtomic) && a.max_dest_rd_atomic > dev_->attr().max_qp_rd_atom) {
+  if (has_attr(mask, QpAttr::kMaxDestRdAtomic) &&
+      a.max_dest_rd_atomic > dev_->attr().max_qp_rd_atom) {
     return Status(Errc::kInvalidArgument, "max_dest_rd_atomic above the device limit");
   }
   if (has_attr(mask, QpAttr::kAv)) {
     static const uint8_t kV4Prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
     if (std::memcmp(a.av.dgid, kV4Prefix, 12) != 0) {
       return Status(Errc::kInvalidArgument,
-                    "destination GID is not an IPv4-mapped RoCEv2 GID (::ffff:a.b.c.d); IPv6 is not supported yet");
+                    "destination GID is not an IPv4-mapped RoCEv2 GID (::ffff:a.b.c.d); IPv6 is "
+                    "not supported yet");
     }
     if (a.av.sgid_index != 0) return Status(Errc::kInvalidArgument, "source GID index must be 0");
   }
@@ -304,10 +314,10 @@ Cqe Qp::send_cqe(uint32_t index, WcStatus status) {
   c.wr_id = w.wr_id;
   c.status = status;
   c.opcode = wc_opcode_for(w.opcode);
-  c.byte_len = status != WcStatus::kWrFlushErr &&
-                       (w.opcode == WrOpcode::kRdmaRead || is_atomic(w.opcode))
-                   ? w.length
-                   : 0;
+  c.byte_len =
+      status != WcStatus::kWrFlushErr && (w.opcode == WrOpcode::kRdmaRead || is_atomic(w.opcode))
+          ? w.length
+          : 0;
   c.qp_num = qpn_;
   return c;
 }

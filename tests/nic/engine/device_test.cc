@@ -81,10 +81,11 @@ TEST_F(DeviceTest, RemoveFlushesEveryQpThenRaisesDeviceFatal) {
   Qp* init = make_qp(a_, QpType::kUc, 8);
   QpAttrs ia;
   ia.state = QpState::kInit;
-  ASSERT_TRUE(a_.dev->modify_qp(init, ia,
-                                QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort |
-                                    QpAttr::kAccessFlags)
-                  .is_ok());
+  ASSERT_TRUE(
+      a_.dev
+          ->modify_qp(init, ia,
+                      QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort | QpAttr::kAccessFlags)
+          .is_ok());
   Srq* srq = a_.dev->create_srq(a_.pd, 8, 1).value();
   QpInitAttr si;
   si.type = QpType::kRc;
@@ -186,11 +187,12 @@ TEST_F(DeviceTest, RemoveFlushesEveryQpThenRaisesDeviceFatal) {
   to_state(a_, rc1, QpState::kReset);
   EXPECT_TRUE(drain(a_.scq).empty());
   a.state = QpState::kInit;
-  EXPECT_EQ(a_.dev->modify_qp(rc1, a,
-                              QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort |
-                                  QpAttr::kAccessFlags)
-                .code(),
-            Errc::kIo);
+  EXPECT_EQ(
+      a_.dev
+          ->modify_qp(rc1, a,
+                      QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort | QpAttr::kAccessFlags)
+          .code(),
+      Errc::kIo);
   EXPECT_EQ(rc1->state(), QpState::kReset);
   EXPECT_FALSE(a_.dev->alloc_pd().is_ok());
   EXPECT_FALSE(a_.dev->create_cq(16).is_ok());
@@ -329,7 +331,7 @@ TEST_F(DeviceTest, DeregMidWriteNeverTouchesTheRegionAgain) {
   l.on_cqes(wait_cqes(a_.scq, 1));
   drain_events(*b_.dev);
   ASSERT_EQ(post_write(qa, l, 2, true, src, dst, 40 * 1024), 0);  // 40 packets
-  poll_once(*a_.dev);  // 32 leave
+  poll_once(*a_.dev);                                             // 32 leave
   poll_once(*b_.dev);  // 32 land: the WRITE is in progress
   ASSERT_EQ(dst.bytes[32 * 1024 - 1], 0x11);
   ASSERT_EQ(dst.bytes[32 * 1024], 0);
@@ -586,7 +588,8 @@ TEST_F(DeviceTest, PostingErrors) {
   EXPECT_EQ(q.cap.max_send_wr, 4u);
   EXPECT_GE(q.cap.max_inline_data, 32u);
 
-  Sge sge[3] = {{buf.addr(), 8, buf.key}, {buf.addr() + 8, 8, buf.key}, {buf.addr() + 16, 8, buf.key}};
+  Sge sge[3] = {
+      {buf.addr(), 8, buf.key}, {buf.addr() + 8, 8, buf.key}, {buf.addr() + 16, 8, buf.key}};
   SendWqe send = wqe(WrOpcode::kSend, 1);
   send.num_sge = 1;
   // States that cannot send.
@@ -595,24 +598,26 @@ TEST_F(DeviceTest, PostingErrors) {
   QpAttrs a;
   a.state = QpState::kInit;
   a.access = kAccessRemoteWrite;
-  ASSERT_TRUE(a_.dev->modify_qp(qa, a,
-                                QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort |
-                                    QpAttr::kAccessFlags)
-                  .is_ok());
+  ASSERT_TRUE(
+      a_.dev
+          ->modify_qp(qa, a,
+                      QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort | QpAttr::kAccessFlags)
+          .is_ok());
   EXPECT_EQ(qa->post_send(send, sge, nullptr), EINVAL) << "INIT";
   a.state = QpState::kRtr;
   a.av = av_to(b_);
   a.dest_qpn = qb->qpn();
-  ASSERT_TRUE(a_.dev->modify_qp(qa, a,
-                                QpAttr::kState | QpAttr::kAv | QpAttr::kPathMtu |
-                                    QpAttr::kDestQpn | QpAttr::kRqPsn |
-                                    QpAttr::kMaxDestRdAtomic | QpAttr::kMinRnrTimer)
+  ASSERT_TRUE(a_.dev
+                  ->modify_qp(qa, a,
+                              QpAttr::kState | QpAttr::kAv | QpAttr::kPathMtu | QpAttr::kDestQpn |
+                                  QpAttr::kRqPsn | QpAttr::kMaxDestRdAtomic | QpAttr::kMinRnrTimer)
                   .is_ok());
   EXPECT_EQ(qa->post_send(send, sge, nullptr), EINVAL) << "RTR";
   a.state = QpState::kRts;
-  ASSERT_TRUE(a_.dev->modify_qp(qa, a,
-                                QpAttr::kState | QpAttr::kTimeout | QpAttr::kRetryCnt |
-                                    QpAttr::kRnrRetry | QpAttr::kSqPsn | QpAttr::kMaxQpRdAtomic)
+  ASSERT_TRUE(a_.dev
+                  ->modify_qp(qa, a,
+                              QpAttr::kState | QpAttr::kTimeout | QpAttr::kRetryCnt |
+                                  QpAttr::kRnrRetry | QpAttr::kSqPsn | QpAttr::kMaxQpRdAtomic)
                   .is_ok());
   EXPECT_EQ(qa->sq().outstanding(), 0u);  // none of the refused posts left a WQE
 
@@ -702,10 +707,11 @@ TEST_F(DeviceTest, AsyncEventFdIsReadableWhileEventsAreQueued) {
   QpAttrs a;
   a.state = QpState::kInit;
   for (Qp* q : {q1, q2}) {
-    ASSERT_TRUE(a_.dev->modify_qp(q, a,
-                                  QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort |
-                                      QpAttr::kAccessFlags)
-                    .is_ok());
+    ASSERT_TRUE(
+        a_.dev
+            ->modify_qp(q, a,
+                        QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort | QpAttr::kAccessFlags)
+            .is_ok());
   }
   EXPECT_FALSE(fd_readable(fd));
   a.state = QpState::kErr;
@@ -797,7 +803,7 @@ TEST_F(ThreadedDeviceTest, RcSendRoundTripWithoutInlineProgress) {
     expect_cqes(await(a_.scq, 1), {{uint64_t(300 + round), kOk}}, qa->qpn(), "ping sent");
     expect_cqes(await(b_.scq, 1), {{uint64_t(400 + round), kOk}}, qb->qpn(), "pong sent");
   }
-  EXPECT_EQ(bb.bytes[0], 0x11);     // the pings' bytes arrived
+  EXPECT_EQ(bb.bytes[0], 0x11);  // the pings' bytes arrived
   EXPECT_EQ(bb.bytes[4999], 0x11);
   EXPECT_EQ(bb.bytes[5000], 0x22);  // and nothing past them
   // A 1 MiB WRITE lands while the target application does nothing.

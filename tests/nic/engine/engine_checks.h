@@ -146,8 +146,8 @@ inline std::string describe(const std::vector<Cqe>& got) {
   return o.str();
 }
 
-inline void expect_cqes(const std::vector<Cqe>& got, const std::vector<Want>& want,
-                        uint32_t qpn, const char* what) {
+inline void expect_cqes(const std::vector<Cqe>& got, const std::vector<Want>& want, uint32_t qpn,
+                        const char* what) {
   ASSERT_EQ(got.size(), want.size()) << what << ": got " << describe(got);
   for (size_t i = 0; i < want.size(); ++i) {
     EXPECT_EQ(got[i].wr_id, want[i].wr_id) << what << " #" << i << ": got " << describe(got);

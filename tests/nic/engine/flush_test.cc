@@ -227,18 +227,20 @@ TEST_F(FlushTest, ReceivesPostedBeforeRtsAreFlushed) {
     QpAttrs a;
     a.state = QpState::kInit;
     a.access = kAccessRemoteWrite;
-    ASSERT_TRUE(a_.dev->modify_qp(qa, a,
-                                  QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort |
-                                      QpAttr::kAccessFlags)
-                    .is_ok());
+    ASSERT_TRUE(
+        a_.dev
+            ->modify_qp(qa, a,
+                        QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort | QpAttr::kAccessFlags)
+            .is_ok());
     if (s == QpState::kRtr) {
       a.state = QpState::kRtr;
       a.av = av_to(b_);
       a.dest_qpn = qb->qpn();
-      ASSERT_TRUE(a_.dev->modify_qp(qa, a,
-                                    QpAttr::kState | QpAttr::kAv | QpAttr::kPathMtu |
-                                        QpAttr::kDestQpn | QpAttr::kRqPsn |
-                                        QpAttr::kMaxDestRdAtomic | QpAttr::kMinRnrTimer)
+      ASSERT_TRUE(a_.dev
+                      ->modify_qp(qa, a,
+                                  QpAttr::kState | QpAttr::kAv | QpAttr::kPathMtu |
+                                      QpAttr::kDestQpn | QpAttr::kRqPsn | QpAttr::kMaxDestRdAtomic |
+                                      QpAttr::kMinRnrTimer)
                       .is_ok());
     }
     Ledger l;
@@ -273,8 +275,7 @@ TEST_F(FlushTest, RemoteAccessErrorThenFlush) {
   ASSERT_EQ(write(qa, la, 3, false), 0);
   ASSERT_EQ(read(qa, la, 4, true), 0);
   auto sc = wait_cqes(a_.scq, 5);
-  expect_cqes(sc,
-              {{0, kOk}, {1, WcStatus::kRemAccessErr}, {2, kFlush}, {3, kFlush}, {4, kFlush}},
+  expect_cqes(sc, {{0, kOk}, {1, WcStatus::kRemAccessErr}, {2, kFlush}, {3, kFlush}, {4, kFlush}},
               qa->qpn(), "requester");
   la.on_cqes(sc);
   EXPECT_EQ(qa->state(), QpState::kErr);
@@ -313,7 +314,7 @@ TEST_F(FlushTest, LocalProtectionErrorBehindWqeInFlight) {
   warm.on_cqes(wait_cqes(a_.scq, 1));
   Ledger la;
   ASSERT_EQ(write(qa, la, 0, true), 0);
-  SendWqe w = wqe(WrOpcode::kSend, 1, 0);  // unsignaled, bad lkey
+  SendWqe w = wqe(WrOpcode::kSend, 1, 0);       // unsignaled, bad lkey
   Sge bad{src_.addr(), 64, src_.key + 0x1000};  // no such MR
   w.num_sge = 1;
   ASSERT_EQ(qa->post_send(w, &bad, nullptr), 0);
@@ -345,8 +346,8 @@ TEST_F(FlushTest, ReceiveInProgressFlushesFirst) {
   lb.on_cqes(wait_cqes(b_.rcq, 1));
   for (uint64_t i = 1; i <= 3; ++i) ASSERT_EQ(recv(qb, lb, 200 + i, b_rbuf_), 0);
   ASSERT_EQ(send(qa, la, 1, true, 40 * 1024), 0);  // 40 packets
-  poll_once(*a_.dev);                               // 32 of them leave
-  poll_once(*b_.dev);                               // qb takes them: WQE 201 in progress
+  poll_once(*a_.dev);                              // 32 of them leave
+  poll_once(*b_.dev);                              // qb takes them: WQE 201 in progress
   EXPECT_TRUE(drain(b_.rcq).empty());
   EXPECT_EQ(qb->counters().rx_packets, 33u);
   to_state(b_, qb, QpState::kErr);

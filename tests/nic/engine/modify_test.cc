@@ -82,9 +82,8 @@ class ModifyTest : public EngineTest {
     const QpAttrs b = base_attrs(t);
     const QpState path[] = {QpState::kInit, QpState::kRtr, QpState::kRts};
     QpState cur = QpState::kReset;
-    const QpState target = s == QpState::kSqd || s == QpState::kSqe || s == QpState::kErr
-                               ? QpState::kRts
-                               : s;
+    const QpState target =
+        s == QpState::kSqd || s == QpState::kSqe || s == QpState::kErr ? QpState::kRts : s;
     for (QpState next : path) {
       if (cur == target) break;
       QpAttrs a = b;
@@ -172,7 +171,8 @@ class ModifyTest : public EngineTest {
     const Status st = a_.dev->modify_qp(qp, a, mask);
     ASSERT_FALSE(st.is_ok()) << ctx << " mask 0x" << std::hex << mask << " was accepted";
     EXPECT_EQ(st.code(), Errc::kInvalidArgument) << ctx << ": " << st.message();
-    EXPECT_EQ(diff_attrs(a_.dev->query_qp(qp), before), "") << ctx << " mask 0x" << std::hex << mask;
+    EXPECT_EQ(diff_attrs(a_.dev->query_qp(qp), before), "")
+        << ctx << " mask 0x" << std::hex << mask;
     EXPECT_EQ(qp->state(), s) << ctx;
     if (expected_post_send(s) != 0) {
       // Posting is refused in these states: still refused (no side effects).
@@ -200,8 +200,8 @@ class ModifyTest : public EngineTest {
 
   // One (type, cur, next) cell, on real QPs.
   void check_cell(QpType t, QpState cur, QpState next) {
-    const std::string ctx = std::string(qp_type_name(t)) + " " + qp_state_name(cur) + "->" +
-                            qp_state_name(next);
+    const std::string ctx =
+        std::string(qp_type_name(t)) + " " + qp_state_name(cur) + "->" + qp_state_name(next);
     SCOPED_TRACE(ctx);
     const QpTransition tr = qp_transition(t, cur, next);
     const QpAttrs a = cell_attrs(cur, next);
@@ -222,8 +222,7 @@ class ModifyTest : public EngineTest {
           expect_refused(qp, a, (state_bit | tr.required) & ~bit,
                          ctx + " without " + qp_attr_name(bit));
         } else if ((kKnownBits & bit) && !((tr.optional | state_bit) & bit)) {
-          expect_refused(qp, a, state_bit | tr.required | bit,
-                         ctx + " with " + qp_attr_name(bit));
+          expect_refused(qp, a, state_bit | tr.required | bit, ctx + " with " + qp_attr_name(bit));
         }
       }
       for (uint32_t bit : kUnknownBits) {
@@ -289,7 +288,8 @@ TEST_F(ModifyTest, UsualConnectionPathsAndWhatTheyRequire) {
   Qp* rc = make_qp(a_, QpType::kRc);
   QpAttrs a = base_attrs(QpType::kRc);
   a.state = QpState::kInit;
-  const uint32_t to_init = QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort | QpAttr::kAccessFlags;
+  const uint32_t to_init =
+      QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort | QpAttr::kAccessFlags;
   EXPECT_FALSE(a_.dev->modify_qp(rc, a, to_init & ~uint32_t(QpAttr::kAccessFlags)).is_ok());
   ASSERT_TRUE(a_.dev->modify_qp(rc, a, to_init).is_ok());
   a.state = QpState::kRtr;
@@ -415,7 +415,8 @@ TEST_F(ModifyValueTest, SqdToSqdValidTimeoutWithBadPortKeepsTimeout) {
   refuse_value(qp, a, QpAttr::kState | QpAttr::kTimeout | QpAttr::kPkeyIndex, "pkey index 7");
   EXPECT_EQ(a_.dev->query_qp(qp).timeout, 14);
   a.pkey_index = 0;
-  expect_accepted(qp, a, QpAttr::kState | QpAttr::kTimeout | QpAttr::kPort, QpState::kSqd, "port 1");
+  expect_accepted(qp, a, QpAttr::kState | QpAttr::kTimeout | QpAttr::kPort, QpState::kSqd,
+                  "port 1");
   EXPECT_EQ(a_.dev->query_qp(qp).timeout, 3);
 }
 
