@@ -1,0 +1,55 @@
+// Test helper: runs unmodified programs (Debian's ibverbs-utils) on the
+// drop-in libibverbs: posix_spawn with extra environment, output to a file,
+// bounded waits, and the paths those tests need.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace droce::verbs::test {
+
+struct Process {
+  pid_t pid = -1;
+  std::string output_path;  // stdout and stderr
+  int exit_code = -1;       // after wait: exit status, or 128 + signal
+};
+
+// Starts argv (argv[0] a path) with the current environment plus env
+// (an empty value removes the variable); output goes to output_path.
+bool start(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+           const std::string& output_path, Process* p);
+// Waits up to timeout_ms, then kills (SIGKILL). True when it exited by itself.
+bool wait_for(Process* p, int timeout_ms);
+void kill_and_reap(Process* p);
+
+std::string read_file(const std::string& path);
+
+// The build's drop-in directory ($DROCE_BUILD_DIR/lib), or "" when unknown.
+std::string dropin_lib_dir();
+// True when this test binary is built with AddressSanitizer: so is the
+// drop-in, which then cannot be loaded by an uninstrumented program.
+bool sanitized_build();
+
+// True once a TCP socket listens on port (IPv4 or IPv6), per /proc/net/tcp*.
+bool tcp_listening(int port);
+// A TCP port that was free a moment ago.
+int free_tcp_port();
+
+// A fresh directory under /tmp, removed on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Removes DPDK's runtime directory for a --file-prefix.
+void remove_dpdk_runtime_dir(const std::string& prefix);
+
+}  // namespace droce::verbs::test

@@ -1,0 +1,221 @@
+// Debian's ibverbs-utils, unmodified, on the drop-in libibverbs (issue 5
+// section 4): ibv_devices and ibv_devinfo -v with LD_LIBRARY_PATH, and
+// ibv_rc_pingpong between two processes joined by net_memif.
+// Skipped (visibly) when the binaries are absent, and in the sanitizer build:
+// there the drop-in is ASan-instrumented and an uninstrumented program
+// cannot load it.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "tests/verbs/process.h"
+
+namespace droce::verbs::test {
+namespace {
+
+constexpr int kToolTimeoutMs = 30000;
+constexpr int kPingPongTimeoutMs = 90000;
+
+bool have(const char* path) { return access(path, X_OK) == 0; }
+
+// True when some line of text, split on whitespace, matches want word by
+// word; "#" matches a number, "*" any word. (std::regex trips GCC 12's
+// -Wmaybe-uninitialized under ASan.)
+bool has_line(const std::string& text, const std::vector<std::string>& want) {
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream words(line);
+    std::vector<std::string> got;
+    for (std::string w; words >> w;) got.push_back(w);
+    if (got.size() != want.size()) continue;
+    bool ok = true;
+    for (size_t i = 0; i < got.size() && ok; ++i) {
+      if (want[i] == "*") continue;
+      if (want[i] == "#") {
+        ok = !got[i].empty() && got[i].find_first_not_of("0123456789.") == std::string::npos;
+      } else {
+        ok = got[i] == want[i];
+      }
+    }
+    if (ok) return true;
+  }
+  return false;
+}
+
+#define SKIP_UNLESS_RUNNABLE(tool)                                                          \
+  do {                                                                                      \
+    if (sanitized_build()) {                                                                \
+      GTEST_SKIP() << "sanitizer build: the ASan drop-in cannot be loaded by " tool;        \
+    }                                                                                       \
+    if (!have(tool)) GTEST_SKIP() << tool " is not installed (package ibverbs-utils)";      \
+    ASSERT_FALSE(dropin_lib_dir().empty()) << "DROCE_BUILD_DIR is not set";                 \
+  } while (0)
+
+// Runs a tool on the drop-in with the embedded default configuration.
+std::string run_tool(const std::vector<std::string>& argv, int* exit_code) {
+  TempDir dir;
+  Process p;
+  const std::map<std::string, std::string> env = {
+      {"LD_LIBRARY_PATH", dropin_lib_dir()}, {"DROCE_EAL_ARGS", ""}, {"DROCE_IPV4", ""},
+      {"DROCE_MTU", ""}, {"DROCE_CAPTURE", ""}};
+  if (!start(argv, env, dir.path() + "/out.txt", &p)) {
+    *exit_code = -1;
+    return "";
+  }
+  wait_for(&p, kToolTimeoutMs);
+  *exit_code = p.exit_code;
+  return read_file(p.output_path);
+}
+
+TEST(IbverbsUtils, DevicesListsDroce0) {
+  SKIP_UNLESS_RUNNABLE("/usr/bin/ibv_devices");
+  int rc = -1;
+  const std::string out = run_tool({"/usr/bin/ibv_devices"}, &rc);
+  EXPECT_EQ(rc, 0) << out;
+  // "    droce0          	ec3645fffeac3c34": the node GUID is the MAC's EUI-64.
+  std::istringstream lines(out);
+  bool found = false;
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::string name, guid, rest;
+    words >> name >> guid;
+    if (name == "droce0" && !(words >> rest)) {
+      found = guid.size() == 16 && guid.substr(6, 4) == "fffe" &&
+              guid.find_first_not_of("0123456789abcdef") == std::string::npos;
+    }
+  }
+  EXPECT_TRUE(found) << out;
+}
+
+TEST(IbverbsUtils, DevinfoShowsRoceV2Port) {
+  SKIP_UNLESS_RUNNABLE("/usr/bin/ibv_devinfo");
+  int rc = -1;
+  const std::string out = run_tool({"/usr/bin/ibv_devinfo", "-v"}, &rc);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("hca_id:\tdroce0"), std::string::npos) << out;
+  EXPECT_NE(out.find("transport:\t\t\tInfiniBand (0)"), std::string::npos) << out;
+  EXPECT_NE(out.find("vendor_id:\t\t\t0xffffff"), std::string::npos) << out;
+  EXPECT_NE(out.find("state:\t\t\tPORT_ACTIVE (4)"), std::string::npos) << out;
+  EXPECT_NE(out.find("active_mtu:\t\t1024 (3)"), std::string::npos) << out;
+  EXPECT_NE(out.find("link_layer:\t\tEthernet"), std::string::npos) << out;
+  EXPECT_NE(out.find("GID[  0]:\t\t::ffff:10.77.0.1, RoCE v2"), std::string::npos) << out;
+  // Only index 0 is populated.
+  EXPECT_EQ(out.find("GID[  1]"), std::string::npos) << out;
+}
+
+TEST(IbverbsUtils, DevinfoNamesABadSetting) {
+  SKIP_UNLESS_RUNNABLE("/usr/bin/ibv_devinfo");
+  TempDir dir;
+  Process p;
+  ASSERT_TRUE(start({"/usr/bin/ibv_devinfo"},
+                    {{"LD_LIBRARY_PATH", dropin_lib_dir()}, {"DROCE_IPV4", "10.0.0.300"}},
+                    dir.path() + "/out.txt", &p));
+  ASSERT_TRUE(wait_for(&p, kToolTimeoutMs));
+  const std::string out = read_file(p.output_path);
+  EXPECT_NE(p.exit_code, 0) << out;
+  EXPECT_NE(out.find("DROCE_IPV4"), std::string::npos) << out;
+  EXPECT_EQ(out.find("Aborted"), std::string::npos) << out;
+}
+
+// ---- ibv_rc_pingpong over net_memif ----
+
+struct PingPongResult {
+  bool ok = false;
+  std::string server, client;  // outputs
+};
+
+// Server first (memif role=server listens on the socket; ibv_rc_pingpong
+// listens on TCP), then the client once the server's TCP port is up.
+PingPongResult pingpong(const std::vector<std::string>& extra) {
+  PingPongResult r;
+  TempDir dir;
+  const std::string sock = dir.path() + "/memif.sock";
+  const std::string tag = std::to_string(getpid()) + "-" +
+                          std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 100000);
+  const std::string prefix_s = "droce-pp-s-" + tag, prefix_c = "droce-pp-c-" + tag;
+  const int port = free_tcp_port();
+  EXPECT_GT(port, 0);
+  auto eal = [&](const std::string& prefix, const char* role) {
+    return "--no-huge --no-pci -m 256 --no-telemetry --log-level=*:warning --file-prefix " + prefix +
+           " --vdev=net_memif0,role=" + role + ",socket=" + sock;
+  };
+  std::vector<std::string> args = {"/usr/bin/ibv_rc_pingpong", "-g", "0", "-d", "droce0", "-p",
+                                   std::to_string(port)};
+  args.insert(args.end(), extra.begin(), extra.end());
+  Process server, client;
+  EXPECT_TRUE(start(args,
+                    {{"LD_LIBRARY_PATH", dropin_lib_dir()},
+                     {"DROCE_EAL_ARGS", eal(prefix_s, "server")},
+                     {"DROCE_IPV4", "10.0.0.1"}},
+                    dir.path() + "/server.txt", &server));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!tcp_listening(port) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(tcp_listening(port)) << read_file(dir.path() + "/server.txt");
+  args.push_back("127.0.0.1");
+  EXPECT_TRUE(start(args,
+                    {{"LD_LIBRARY_PATH", dropin_lib_dir()},
+                     {"DROCE_EAL_ARGS", eal(prefix_c, "client")},
+                     {"DROCE_IPV4", "10.0.0.2"}},
+                    dir.path() + "/client.txt", &client));
+  const bool client_done = wait_for(&client, kPingPongTimeoutMs);
+  const bool server_done = wait_for(&server, client_done ? 10000 : 1000);
+  r.server = read_file(dir.path() + "/server.txt");
+  r.client = read_file(dir.path() + "/client.txt");
+  r.ok = client_done && server_done && client.exit_code == 0 && server.exit_code == 0;
+  remove_dpdk_runtime_dir(prefix_s);
+  remove_dpdk_runtime_dir(prefix_c);
+  return r;
+}
+
+// "8192000 bytes in 0.21 seconds = 312.15 Mbit/sec" and
+// "1000 iters in 0.21 seconds = 209.93 usec/iter".
+void expect_result_lines(const std::string& out, int iters) {
+  EXPECT_TRUE(has_line(out, {"#", "bytes", "in", "#", "seconds", "=", "#", "Mbit/sec"})) << out;
+  EXPECT_TRUE(has_line(out, {std::to_string(iters), "iters", "in", "#", "seconds", "=", "#", "usec/iter"}))
+      << out;
+  EXPECT_NE(out.find("GID ::ffff:10.0.0."), std::string::npos) << out;
+}
+
+class RcPingPong : public ::testing::TestWithParam<std::vector<std::string>> {};
+
+TEST_P(RcPingPong, OverMemif) {
+  SKIP_UNLESS_RUNNABLE("/usr/bin/ibv_rc_pingpong");
+  std::vector<std::string> extra = GetParam();
+  extra.push_back("-n");
+  extra.push_back("500");
+  const PingPongResult r = pingpong(extra);
+  EXPECT_TRUE(r.ok) << "server:\n" << r.server << "\nclient:\n" << r.client;
+  expect_result_lines(r.server, 500);
+  expect_result_lines(r.client, 500);
+  std::printf("server: %s\nclient: %s\n", r.server.c_str(), r.client.c_str());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Sizes, RcPingPong,
+    ::testing::Values(std::vector<std::string>{"-s", "1"}, std::vector<std::string>{"-s", "4096"},
+                      std::vector<std::string>{"-s", "1", "-c"},
+                      std::vector<std::string>{"-s", "4096", "-c"},
+                      std::vector<std::string>{"-s", "1", "-e"},
+                      std::vector<std::string>{"-s", "4096", "-e", "-c"},
+                      std::vector<std::string>{"-s", "4096", "-N"}),
+    [](const ::testing::TestParamInfo<std::vector<std::string>>& info) {
+      std::string name;
+      for (const std::string& a : info.param) {
+        for (char c : a) {
+          if (std::isalnum(static_cast<unsigned char>(c))) name += c;
+        }
+        name += '_';
+      }
+      name.pop_back();
+      return name;
+    });
+
+}  // namespace
+}  // namespace droce::verbs::test
