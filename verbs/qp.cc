@@ -110,7 +110,12 @@ int post_one_send(Qp* q, const ibv_send_wr* wr) {
     w.remote_qpn = wr->wr.ud.remote_qpn;
     w.remote_qkey = wr->wr.ud.remote_qkey;
   }
-  if (wr->send_flags & IBV_SEND_INLINE) {
+  // As rxe: the inline flag only applies to operations that carry data out.
+  const bool inline_data = (wr->send_flags & IBV_SEND_INLINE) && wr->opcode != IBV_WR_RDMA_READ &&
+                           wr->opcode != IBV_WR_ATOMIC_CMP_AND_SWP &&
+                           wr->opcode != IBV_WR_ATOMIC_FETCH_AND_ADD && wr->opcode != IBV_WR_LOCAL_INV;
+  if (!inline_data) w.flags &= uint8_t(~nic::kSendInline);
+  if (inline_data) {
     uint8_t buf[kMaxInlineStack];
     uint64_t total = 0;
     for (int i = 0; i < wr->num_sge; ++i) {
@@ -626,12 +631,16 @@ int ibv_modify_srq(ibv_srq* srq, ibv_srq_attr* srq_attr, int srq_attr_mask) {
 }
 
 int ibv_query_srq(ibv_srq* srq, ibv_srq_attr* srq_attr) {
-  Srq* s = srq_of(srq);
-  srq_attr->max_wr = s->max_wr;
-  srq_attr->max_sge = s->max_sge;
-  auto lock = s->dev->lock_engine();  // the limit is engine state
-  srq_attr->srq_limit = s->nsrq->limit();
-  return 0;
+  return guard(
+      [&] {
+        Srq* s = srq_of(srq);
+        srq_attr->max_wr = s->max_wr;
+        srq_attr->max_sge = s->max_sge;
+        auto lock = s->dev->lock_engine();  // the limit is engine state
+        srq_attr->srq_limit = s->nsrq->limit();
+        return 0;
+      },
+      ENOMEM);
 }
 
 int ibv_destroy_srq(ibv_srq* srq) { return guard([&] { return destroy_srq(srq); }, ENOMEM); }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <ostream>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -122,16 +123,16 @@ TEST(IbverbsUtils, DevinfoNamesABadSetting) {
   EXPECT_EQ(out.find("Aborted"), std::string::npos) << out;
 }
 
-// ---- ibv_rc_pingpong over net_memif ----
+// ---- the pingpong examples over net_memif ----
 
 struct PingPongResult {
   bool ok = false;
   std::string server, client;  // outputs
 };
 
-// Server first (memif role=server listens on the socket; ibv_rc_pingpong
-// listens on TCP), then the client once the server's TCP port is up.
-PingPongResult pingpong(const std::vector<std::string>& extra) {
+// Server first (memif role=server listens on the socket; the program listens
+// on TCP), then the client once the server's TCP port is up.
+PingPongResult pingpong(const std::string& program, const std::vector<std::string>& extra) {
   PingPongResult r;
   TempDir dir;
   const std::string sock = dir.path() + "/memif.sock";
@@ -144,8 +145,7 @@ PingPongResult pingpong(const std::vector<std::string>& extra) {
     return "--no-huge --no-pci -m 256 --no-telemetry --log-level=*:warning --file-prefix " + prefix +
            " --vdev=net_memif0,role=" + role + ",socket=" + sock;
   };
-  std::vector<std::string> args = {"/usr/bin/ibv_rc_pingpong", "-g", "0", "-d", "droce0", "-p",
-                                   std::to_string(port)};
+  std::vector<std::string> args = {program, "-g", "0", "-d", "droce0", "-p", std::to_string(port)};
   args.insert(args.end(), extra.begin(), extra.end());
   Process server, client;
   EXPECT_TRUE(start(args,
@@ -183,39 +183,64 @@ void expect_result_lines(const std::string& out, int iters) {
   EXPECT_NE(out.find("GID ::ffff:10.0.0."), std::string::npos) << out;
 }
 
-class RcPingPong : public ::testing::TestWithParam<std::vector<std::string>> {};
+struct PingPongCase {
+  const char* program;  // in /usr/bin
+  std::vector<std::string> args;
+  int iters;
+};
 
-TEST_P(RcPingPong, OverMemif) {
-  SKIP_UNLESS_RUNNABLE("/usr/bin/ibv_rc_pingpong");
-  std::vector<std::string> extra = GetParam();
+void PrintTo(const PingPongCase& c, std::ostream* os) {
+  *os << c.program;
+  for (const std::string& a : c.args) *os << ' ' << a;
+  *os << " -n " << c.iters;
+}
+
+class PingPong : public ::testing::TestWithParam<PingPongCase> {};
+
+TEST_P(PingPong, OverMemif) {
+  const PingPongCase& c = GetParam();
+  const std::string path = std::string("/usr/bin/") + c.program;
+  if (sanitized_build()) GTEST_SKIP() << "sanitizer build: the ASan drop-in cannot be loaded by " << path;
+  if (!have(path.c_str())) GTEST_SKIP() << path << " is not installed (package ibverbs-utils)";
+  ASSERT_FALSE(dropin_lib_dir().empty()) << "DROCE_BUILD_DIR is not set";
+  std::vector<std::string> extra = c.args;
   extra.push_back("-n");
-  extra.push_back("500");
-  const PingPongResult r = pingpong(extra);
+  extra.push_back(std::to_string(c.iters));
+  const PingPongResult r = pingpong(path, extra);
   EXPECT_TRUE(r.ok) << "server:\n" << r.server << "\nclient:\n" << r.client;
-  expect_result_lines(r.server, 500);
-  expect_result_lines(r.client, 500);
-  std::printf("server: %s\nclient: %s\n", r.server.c_str(), r.client.c_str());
+  expect_result_lines(r.server, c.iters);
+  expect_result_lines(r.client, c.iters);
+  std::printf("server:\n%s\nclient:\n%s\n", r.server.c_str(), r.client.c_str());
+}
+
+std::string case_name(const ::testing::TestParamInfo<PingPongCase>& info) {
+  std::string name = info.param.program + 4;  // without "ibv_"
+  for (const std::string& a : info.param.args) {
+    name += '_';
+    for (char c : a) {
+      if (std::isalnum(static_cast<unsigned char>(c))) name += c;
+    }
+  }
+  return name;
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    Sizes, RcPingPong,
-    ::testing::Values(std::vector<std::string>{"-s", "1"}, std::vector<std::string>{"-s", "4096"},
-                      std::vector<std::string>{"-s", "1", "-c"},
-                      std::vector<std::string>{"-s", "4096", "-c"},
-                      std::vector<std::string>{"-s", "1", "-e"},
-                      std::vector<std::string>{"-s", "4096", "-e", "-c"},
-                      std::vector<std::string>{"-s", "4096", "-N"}),
-    [](const ::testing::TestParamInfo<std::vector<std::string>>& info) {
-      std::string name;
-      for (const std::string& a : info.param) {
-        for (char c : a) {
-          if (std::isalnum(static_cast<unsigned char>(c))) name += c;
-        }
-        name += '_';
-      }
-      name.pop_back();
-      return name;
-    });
+    Debian, PingPong,
+    ::testing::Values(PingPongCase{"ibv_rc_pingpong", {"-s", "1"}, 500},
+                      PingPongCase{"ibv_rc_pingpong", {"-s", "4096"}, 500},
+                      PingPongCase{"ibv_rc_pingpong", {"-s", "1048576"}, 20},
+                      PingPongCase{"ibv_rc_pingpong", {"-s", "1", "-c"}, 500},
+                      PingPongCase{"ibv_rc_pingpong", {"-s", "4096", "-c"}, 500},
+                      PingPongCase{"ibv_rc_pingpong", {"-s", "1", "-e"}, 500},
+                      PingPongCase{"ibv_rc_pingpong", {"-s", "4096", "-e", "-c"}, 500},
+                      PingPongCase{"ibv_rc_pingpong", {"-s", "4096", "-N"}, 500},
+                      PingPongCase{"ibv_uc_pingpong", {"-s", "1"}, 500},
+                      PingPongCase{"ibv_uc_pingpong", {"-s", "4096", "-e"}, 500},
+                      PingPongCase{"ibv_ud_pingpong", {"-s", "1"}, 500},
+                      PingPongCase{"ibv_ud_pingpong", {"-s", "1024", "-e"}, 500},
+                      PingPongCase{"ibv_srq_pingpong", {"-s", "1"}, 500},
+                      PingPongCase{"ibv_srq_pingpong", {"-s", "4096", "-e"}, 500}),
+    case_name);
 
 }  // namespace
 }  // namespace droce::verbs::test
