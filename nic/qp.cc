@@ -271,13 +271,14 @@ void Qp::reset_queues() {
   send_off_ = 0;
   noack_pkts_ = rd_atomic_inflight_ = 0;
   retransmit_at_ = rnr_until_ = 0;
-  need_retry_ = false;
+  need_retry_ = retry_started_ = sq_drained_sent_ = false;
   epsn_ = msn_ = 0;
   seq_nak_sent_ = false;
   in_msg_ = InMsg::kNone;
   have_recv_ = false;
   overrun_recv_pending_ = false;
   recv_off_ = write_resid_ = write_len_ = 0;
+  write_host_ = nullptr;
   res_count_ = res_next_ = 0;
   ack_held_ = false;
   for (uint32_t i = 0; i < res_cap_; ++i) res_[i] = RespResource{};

@@ -25,6 +25,52 @@ class QpTestPeer {
     auto lock = dev.lock_engine();
     qp->set_state(s);
   }
+
+  // The engine-side state RESET must forget (IBTA 10.3.1: a QP in RESET is as
+  // created), as one comparable string; the PSNs are left out because the
+  // transitions to RTR and RTS set them again.
+  static std::string engine_state(Device& dev, Qp* qp) {
+    auto lock = dev.lock_engine();
+    std::ostringstream o;
+    o << "send_off " << qp->send_off_ << " noack " << qp->noack_pkts_ << " rd_atomic "
+      << qp->rd_atomic_inflight_ << " retransmit_at " << qp->retransmit_at_ << " rnr_until "
+      << qp->rnr_until_ << " need_retry " << qp->need_retry_ << " retry_started "
+      << qp->retry_started_ << " sq_drained_sent " << qp->sq_drained_sent_ << " msn " << qp->msn_
+      << " seq_nak_sent " << qp->seq_nak_sent_ << " in_msg " << int(qp->in_msg_) << " have_recv "
+      << qp->have_recv_ << " recv_off " << qp->recv_off_ << " write_host "
+      << static_cast<const void*>(qp->write_host_) << " write_resid " << qp->write_resid_
+      << " write_len " << qp->write_len_ << " res " << qp->res_count_ << "/" << qp->res_next_
+      << " ack_held " << qp->ack_held_ << " error_entered " << qp->error_entered_
+      << " overrun_recv " << qp->overrun_recv_pending_ << " sq_in_flight "
+      << (qp->sq_comp_ != qp->sq_send_);
+    return o.str();
+  }
+  // Sets every field engine_state() shows to a value a busy QP could have.
+  static void dirty(Device& dev, Qp* qp) {
+    auto lock = dev.lock_engine();
+    static uint8_t byte;
+    qp->send_off_ = 100;
+    qp->noack_pkts_ = 3;
+    qp->rd_atomic_inflight_ = 2;
+    qp->retransmit_at_ = 12345;
+    qp->rnr_until_ = 678;
+    qp->need_retry_ = true;
+    qp->retry_started_ = true;
+    qp->sq_drained_sent_ = true;
+    qp->msn_ = 9;
+    qp->seq_nak_sent_ = true;
+    qp->in_msg_ = Qp::InMsg::kWrite;
+    qp->have_recv_ = true;
+    qp->recv_off_ = 10;
+    qp->write_host_ = &byte;
+    qp->write_resid_ = 11;
+    qp->write_len_ = 12;
+    qp->res_count_ = 1;
+    qp->res_next_ = 1;
+    qp->ack_held_ = true;
+    qp->error_entered_ = true;
+    qp->overrun_recv_pending_ = true;
+  }
 };
 
 namespace test {

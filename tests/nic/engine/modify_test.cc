@@ -477,6 +477,27 @@ TEST_F(ModifyValueTest, RtsAttributeChangeInPlaceKeepsWorking) {
   EXPECT_EQ(rc[0].status, WcStatus::kSuccess);
 }
 
+// RESET forgets everything the engine kept for the QP, whatever state it was
+// in, so a QP taken back through INIT, RTR and RTS behaves as a new one.
+TEST_F(ModifyTest, ResetForgetsAllEngineState) {
+  for (QpType t : kTypes) {
+    for (QpState s : {QpState::kInit, QpState::kRtr, QpState::kRts, QpState::kSqd, QpState::kErr}) {
+      Qp* fresh_qp = make_qp(a_, t, 64, 2);
+      const std::string want = QpTestPeer::engine_state(*a_.dev, fresh_qp);
+      Qp* qp = fresh(t, s);
+      ASSERT_NE(qp, nullptr);
+      QpTestPeer::dirty(*a_.dev, qp);
+      QpAttrs a;
+      a.state = QpState::kReset;
+      ASSERT_TRUE(a_.dev->modify_qp(qp, a, bits(QpAttr::kState)).is_ok());
+      EXPECT_EQ(QpTestPeer::engine_state(*a_.dev, qp), want)
+          << qp_type_name(t) << " from " << qp_state_name(s);
+      destroy(qp);
+      destroy(fresh_qp);
+    }
+  }
+}
+
 // ---- SQD: the send queue drains (IBTA 10.3.1, 11.2.4.2) ----
 
 class SqdTest : public ModifyTest {
