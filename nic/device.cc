@@ -237,6 +237,10 @@ Result<Qp*> Device::create_qp(const QpInitAttr& in) {
   };
   const long scq = cq_index(init.send_cq), rcq = cq_index(init.recv_cq);
   if (scq < 0 || rcq < 0) return Status(Errc::kInvalidArgument, "CQ of another device");
+  if (init.srq != nullptr && std::none_of(srqs_.begin(), srqs_.end(),
+                                          [&](const auto& q) { return q.get() == init.srq; })) {
+    return Status(Errc::kInvalidArgument, "SRQ of another device");
+  }
   size_t slot = 0;
   while (slot < qps_.size() && qps_[slot]) ++slot;
   if (slot == qps_.size()) return Status(Errc::kNoMemory, "too many QPs");

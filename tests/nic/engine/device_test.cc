@@ -533,6 +533,9 @@ TEST_F(DeviceTest, CreateQpBeyondLimitsIsInvalid) {
   CompletionQueue* foreign = b_.dev->create_cq(4).value();
   i.recv_cq = foreign;
   expect_invalid(i, "CQ of another device");
+  i = base();
+  i.srq = b_.dev->create_srq(b_.pd, 4, 1).value();
+  expect_invalid(i, "SRQ of another device");
   // None of those left a trace: the PD and CQs are free to go.
   const uint32_t pd = a_.pd;
   EXPECT_TRUE(a_.dev->destroy_cq(a_.scq).is_ok());
