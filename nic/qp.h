@@ -133,6 +133,8 @@ struct QpCounters {
   uint64_t out_of_sequence = 0;     // requests dropped while a seq NAK is outstanding
   uint64_t drops = 0;               // packets dropped for this QP (state, qkey, opcode)
   uint64_t stale_naks = 0;          // seq NAKs ignored: a go-back-N to that PSN is under way
+  uint64_t duplicate_responses = 0; // READ responses / atomic ACKs already used (earlier round)
+  uint64_t response_gaps = 0;       // READ responses / atomic ACKs past a missing one
 };
 
 enum class ResolveResult : uint8_t { kResolved, kPending, kFailed };
@@ -239,6 +241,7 @@ class Qp {
 
   // qp_completer.cc
   void ack_up_to(uint32_t psn, Nanos now);
+  void note_progress(Nanos now);
   void complete_error_at(uint32_t psn, WcStatus status);
   void arm_retransmit(Nanos now);
   void retry(Nanos now, bool timeout, uint32_t from);

@@ -22,43 +22,58 @@ void Qp::arm_retransmit(Nanos now) {
   retransmit_at_ = t == kNeverNs ? 0 : now + t;
 }
 
-// Everything up to and including psn is acknowledged: SEND / WRITE WQEs whose
-// last PSN is covered complete. A READ or atomic that is covered but has no
-// response yet means its responses were lost (implicit NAK, C9-?): retry.
+// Everything up to and including psn is acknowledged (an ACK, or implied by a
+// NAK or by a later response, responses being in PSN order): SEND / WRITE WQEs
+// whose last PSN is covered complete. A READ or atomic reached by psn without
+// all its responses means they were lost (implicit NAK, IBTA 9.7.5.1.x; rxe
+// check_psn): nothing from its first missing response on is acknowledged, and
+// the requester goes back there.
 void Qp::ack_up_to(uint32_t psn, Nanos now) {
+  // Nothing beyond what was sent can be acknowledged.
+  if (!psn_before(psn, psn_max_sent_)) psn = psn_sub(psn_max_sent_, 1);
+  uint32_t acked_end = psn_add(psn, 1);  // becomes comp_psn_
   bool progress = false;
-  uint32_t i = sq_comp_;
-  for (; i != sq_send_ || (i == sq_send_ && meta_at(i).started && send_off_ > 0); ++i) {
-    if (i == sq_->published()) break;
+  const uint32_t end = sq_->published();
+  for (uint32_t i = sq_comp_; i != end; ++i) {
     SendMeta& m = meta_at(i);
-    if (!m.started || m.done) continue;
-    if (psn_after(m.last_psn, psn)) break;
+    if (!m.started) break;
+    if (m.done) continue;
     if (is_read_or_atomic(wqe_at(i).opcode)) {
-      // Implicit NAK: a later PSN was acknowledged, the response is missing.
-      if (!need_retry_) {
+      if (psn_before(psn, m.first_psn)) break;
+      const uint32_t missing = psn_ge(comp_psn_, m.first_psn) ? comp_psn_ : m.first_psn;
+      acked_end = missing;
+      if (!need_retry_ && !retry_started_) {
         need_retry_ = true;
-        retry_psn_ = m.first_psn;
+        retry_psn_ = missing;
       }
       break;
     }
+    if (psn_after(m.last_psn, psn)) break;
     m.done = true;
     progress = true;
   }
-  if (psn_after(psn_add(psn, 1), comp_psn_)) {
-    comp_psn_ = psn_add(psn, 1);
+  if (psn_after(acked_end, comp_psn_)) {
+    comp_psn_ = acked_end;
     progress = true;
   }
-  if (progress) {
-    retry_left_ = attrs_.retry_cnt;
-    rnr_left_ = attrs_.rnr_retry;
-    retry_started_ = false;
-  }
+  if (progress) note_progress(now);
+}
+
+// comp_psn_ moved or a WQE completed: retry budgets refill, a go-back-N that
+// lags behind the acknowledgements skips forward, done WQEs retire, and the
+// retransmit timer restarts (or stops when nothing sent is unacknowledged).
+void Qp::note_progress(Nanos now) {
+  retry_left_ = attrs_.retry_cnt;
+  rnr_left_ = attrs_.rnr_retry;
+  retry_started_ = false;
+  // After a go-back-N the send cursor can be behind what the peer has now
+  // acknowledged (an ACK or response of the earlier round): skip that part.
+  if (psn_before(psn_, comp_psn_)) restart_from(comp_psn_);
   retire_sends();
-  // Timer: off when nothing is outstanding, else restarted on progress.
-  if (sq_comp_ == sq_send_ && send_off_ == 0) {
-    retransmit_at_ = 0;
-  } else if (progress) {
+  if (psn_before(comp_psn_, psn_max_sent_)) {
     arm_retransmit(now);
+  } else {
+    retransmit_at_ = 0;
   }
 }
 
@@ -96,6 +111,10 @@ void Qp::handle_response(const RxPacket& pkt) {
       case AethType::kRnrNak: {
         ++counters_.rnr_naks_received;
         if (psn_before(psn, comp_psn_)) return;  // stale
+        if (rnr_until_ != 0 && psn == comp_psn_) {
+          ++counters_.stale_naks;  // a copy of the RNR NAK we are already waiting on
+          return;
+        }
         ack_up_to(psn_sub(psn, 1), pkt.now);
         if (!retry_is_infinite(attrs_.rnr_retry)) {
           if (rnr_left_ == 0) {
@@ -115,8 +134,9 @@ void Qp::handle_response(const RxPacket& pkt) {
       }
       case AethType::kNak: {
         if (psn_before(psn, comp_psn_)) return;
-        const bool implied_ack = psn_after(psn, comp_psn_);
+        const uint32_t comp_before = comp_psn_;
         ack_up_to(psn_sub(psn, 1), pkt.now);
+        const bool implied_ack = comp_psn_ != comp_before;
         const NakCode code = NakCode(aeth.value());
         if (code == NakCode::kPsnSeqError) {
           ++counters_.seq_naks_received;
@@ -155,49 +175,53 @@ void Qp::handle_response(const RxPacket& pkt) {
     return;
   }
 
-  // READ response or atomic acknowledge: must be the next expected PSN.
-  if (psn_before(psn, comp_psn_)) return;  // duplicate response
-  // Everything before the response is implicitly acknowledged.
-  uint32_t i = sq_comp_;
-  while (i != sq_send_) {
-    SendMeta& m = meta_at(i);
-    if (!m.done && psn_le(psn, m.last_psn) && psn_ge(psn, m.first_psn)) break;
-    ++i;
+  // READ response or atomic acknowledge.
+  if (psn_before(psn, comp_psn_)) {
+    ++counters_.duplicate_responses;  // an earlier round's response, already used
+    return;
   }
-  if (i == sq_send_) {
-    ++counters_.drops;  // response to nothing we asked
+  // The WQE it answers (WQEs after a go-back-N point keep their PSNs).
+  const uint32_t end = sq_->published();
+  uint32_t i = sq_comp_;
+  for (; i != end && meta_at(i).started; ++i) {
+    const SendMeta& m = meta_at(i);
+    if (!m.done && psn_ge(psn, m.first_psn) && psn_le(psn, m.last_psn)) break;
+  }
+  if (i == end || !meta_at(i).started) {
+    ++counters_.drops;  // a response to nothing we asked
     return;
   }
   SendMeta& m = meta_at(i);
   SendWqe& w = wqe_at(i);
   const bool want_read = w.opcode == WrOpcode::kRdmaRead;
-  if (want_read != info.has(wire::kOpReadResp) || (!want_read && !is_atomic(w.opcode))) {
+  if (want_read ? !info.has(wire::kOpReadResp) : v.bth().opcode != op::kAtomicAck) {
     ++counters_.drops;
     return;
   }
+  // Responses come in PSN order: this one implies every request before its
+  // WQE was carried out (an earlier READ / atomic without its responses is
+  // an implicit NAK, found by ack_up_to).
+  if (psn_before(comp_psn_, m.first_psn)) ack_up_to(psn_sub(m.first_psn, 1), pkt.now);
   if (psn != comp_psn_) {
-    // A gap inside or before this response: lost packets (implicit NAK).
-    if (psn_after(psn, comp_psn_) && !need_retry_ && !psn_ge(comp_psn_, m.first_psn)) {
-      // earlier WQEs' ACKs are implied by this response
+    // Response packets before this one are missing (lost, or overtaken):
+    // go back to the first missing PSN, once per round (implicit NAK).
+    ++counters_.response_gaps;
+    if (!need_retry_ && !retry_started_) {
+      need_retry_ = true;
+      retry_psn_ = comp_psn_;
     }
-    const uint32_t prev = psn_sub(m.first_psn, 1);
-    if (psn_after(psn, m.first_psn) || psn_after(comp_psn_, m.first_psn)) {
-      ack_up_to(prev, pkt.now);
-      if (!need_retry_) {
-        need_retry_ = true;
-        retry_psn_ = comp_psn_;
-      }
-      return;
-    }
+    return;
   }
-  ack_up_to(psn_sub(m.first_psn, 1), pkt.now);
 
   if (want_read) {
     const uint32_t mtu = attrs_.path_mtu;
     const uint32_t off = uint32_t(psn_diff(psn, m.first_psn)) * mtu;
     const bool last = info.has(wire::kOpEnd);
-    const uint32_t expect = std::min(mtu, w.length - std::min(off, w.length));
-    if (off >= w.length + (w.length == 0 ? 1 : 0) || (last ? v.payload_len != expect : v.payload_len != mtu)) {
+    // The last response is the one at last_psn, and carries the rest; the others a full MTU.
+    const uint32_t expect = last ? w.length - off : mtu;
+    if (last != (psn == m.last_psn) || v.payload_len != expect) {
+      DROCE_DEBUG("qp %u: READ response PSN 0x%x: %u bytes, %u expected", qpn_, psn,
+                  v.payload_len, expect);
       complete_error_at(psn, WcStatus::kBadRespErr);
       return;
     }
@@ -221,18 +245,8 @@ void Qp::handle_response(const RxPacket& pkt) {
       skip = 0;
       ++k;
     }
-    comp_psn_ = psn_add(psn, 1);
-    retry_left_ = attrs_.retry_cnt;
-    retry_started_ = false;
-    if (last) {
-      m.done = true;
-      if (rd_atomic_inflight_ > 0) --rd_atomic_inflight_;
-    }
+    if (last) m.done = true;
   } else {
-    if (v.bth().opcode != op::kAtomicAck) {
-      ++counters_.drops;
-      return;
-    }
     const uint64_t orig = v.atomic_ack().orig.get();
     if (w.num_sge > 0 && w.sges()[0].length > 0) {
       uint8_t* host;
@@ -243,18 +257,11 @@ void Qp::handle_response(const RxPacket& pkt) {
       }
       std::memcpy(host, &orig, 8);
     }
-    comp_psn_ = psn_add(psn, 1);
-    retry_left_ = attrs_.retry_cnt;
-    retry_started_ = false;
     m.done = true;
-    if (rd_atomic_inflight_ > 0) --rd_atomic_inflight_;
   }
-  retire_sends();
-  if (sq_comp_ == sq_send_ && send_off_ == 0) {
-    retransmit_at_ = 0;
-  } else {
-    arm_retransmit(pkt.now);
-  }
+  if (m.done && m.requested && rd_atomic_inflight_ > 0) --rd_atomic_inflight_;
+  comp_psn_ = psn_add(psn, 1);
+  note_progress(pkt.now);
 }
 
 // One retry of everything from `from` (go-back-N). A timeout or a PSN
@@ -282,8 +289,8 @@ void Qp::run_timers(Nanos now) {
     return;
   }
   if (retransmit_at_ != 0 && now >= retransmit_at_) {
-    if (sq_comp_ == sq_send_ && send_off_ == 0) {
-      retransmit_at_ = 0;
+    if (!psn_before(comp_psn_, psn_max_sent_)) {
+      retransmit_at_ = 0;  // everything sent is acknowledged
       return;
     }
     retry(now, true, comp_psn_);

@@ -249,34 +249,44 @@ void Qp::run_requester(Nanos now) {
   }
 }
 
+// Go-back-N (IBTA 9.7.5.2; rxe req_retry): the next packet sent is the one
+// with PSN psn, inside the first WQE not yet complete whose PSNs reach it.
+// WQEs after it keep the PSNs they were given and are sent again; a READ
+// restarts at the offset of psn, an atomic from the start.
 void Qp::restart_from(uint32_t psn) {
-  // Go-back-N: find the first unfinished WQE whose PSNs reach psn.
+  // Never past the first unacknowledged PSN: a NAK for a later PSN that
+  // could not acknowledge everything before it (a READ or atomic is still
+  // missing responses) must not skip that WQE.
+  if (psn_before(comp_psn_, psn)) psn = comp_psn_;
+  const uint32_t end = sq_->published();
   uint32_t i = sq_comp_;
-  while (i != sq_send_) {
+  uint32_t next_psn = psn_max_sent_;  // where the first WQE not yet started will begin
+  while (i != end && meta_at(i).started) {
     const SendMeta& m = meta_at(i);
     if (!m.done && psn_le(psn, m.last_psn)) break;
+    next_psn = psn_add(m.last_psn, 1);
     ++i;
   }
-  // Also a partially sent WQE at sq_send_ may contain psn.
-  if (i == sq_send_ && !meta_at(i).started) {
-    psn_ = psn_before(psn, psn_) ? psn : psn_;
-    return;
-  }
   sq_send_ = i;
-  const SendMeta& m = meta_at(i);
-  const SendWqe& w = wqe_at(i);
-  if (psn_before(psn, m.first_psn)) psn = m.first_psn;
-  send_off_ = is_atomic(w.opcode) ? 0 : uint32_t(psn_diff(psn, m.first_psn)) * attrs_.path_mtu;
-  psn_ = psn;
-  // READ / atomic requests from here on are requested again.
+  if (i == end || !meta_at(i).started) {
+    send_off_ = 0;
+    psn_ = next_psn;
+  } else {
+    const SendMeta& m = meta_at(i);
+    const SendWqe& w = wqe_at(i);
+    if (psn_before(psn, m.first_psn) || is_atomic(w.opcode)) psn = m.first_psn;
+    send_off_ = uint32_t(psn_diff(psn, m.first_psn)) * attrs_.path_mtu;
+    psn_ = psn;
+  }
+  // READ / atomic requests before the restart point still hold their
+  // initiator-depth credit; those from it on are requested again.
   rd_atomic_inflight_ = 0;
   for (uint32_t j = sq_comp_; j != sq_send_; ++j) {
-    if (is_read_or_atomic(wqe_at(j).opcode) && !meta_at(j).done) ++rd_atomic_inflight_;
+    if (is_read_or_atomic(wqe_at(j).opcode) && !meta_at(j).done && meta_at(j).requested) {
+      ++rd_atomic_inflight_;
+    }
   }
-  for (uint32_t j = sq_send_; j != sq_->published(); ++j) {
-    if (!meta_at(j).started) break;
-    meta_at(j).requested = false;
-  }
+  for (uint32_t j = sq_send_; j != end && meta_at(j).started; ++j) meta_at(j).requested = false;
   noack_pkts_ = 0;
 }
 

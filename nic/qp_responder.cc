@@ -428,8 +428,15 @@ void Qp::replay_duplicate(const RxPacket& pkt) {
     }
     return;
   }
-  // SEND / WRITE: acknowledge again up to the last PSN received (rxe: epsn - 1).
-  send_ack(kAckSyndrome, psn_sub(epsn_, 1), pkt.now);
+  // SEND / WRITE: acknowledge again up to the last PSN received (rxe: epsn - 1),
+  // behind any READ responses or atomic replies still owed (an ACK now would
+  // overtake them, and the requester would take it as an implicit NAK).
+  if (responses_owed()) {
+    ack_held_ = true;
+    held_ack_psn_ = psn_sub(epsn_, 1);
+  } else {
+    send_ack(kAckSyndrome, psn_sub(epsn_, 1), pkt.now);
+  }
 }
 
 RespResource& Qp::alloc_resource() {
