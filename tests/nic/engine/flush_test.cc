@@ -462,6 +462,61 @@ TEST_F(FlushTest, UdAndUcFlush) {
   }
 }
 
+// ERR while waiting out an RNR NAK: the SEND flushes and is never sent again,
+// even once the peer has a receive WQE.
+TEST_F(FlushTest, ErrDuringRnrWaitFlushesAndStopsRetrying) {
+  Qp* qa = make_qp(a_, QpType::kRc, 16);
+  Qp* qb = make_qp(b_, QpType::kRc, 16);
+  connect(a_, qa, b_, qb, kAccessRemoteWrite, 1024, 14, 7, 7);
+  connect(b_, qb, a_, qa);
+  Ledger la, lb;
+  ASSERT_EQ(send(qa, la, 1, true), 0);
+  ASSERT_EQ(send(qa, la, 2, false), 0);
+  ASSERT_TRUE(pump([&] { return qa->counters().rnr_naks_received > 0; }));
+  to_state(a_, qa, QpState::kErr);
+  auto sc = drain(a_.scq);
+  expect_cqes(sc, {{1, kFlush}, {2, kFlush}}, qa->qpn(), "RNR wait");
+  la.on_cqes(sc);
+  EXPECT_EQ(la.in_flight(), 0);
+  ASSERT_EQ(recv(qb, lb, 10, b_rbuf_), 0);
+  const uint64_t tx = qa->counters().tx_packets;
+  pump([] { return false; }, 50 * kNanosPerMs);
+  EXPECT_EQ(qa->counters().tx_packets, tx);
+  EXPECT_TRUE(drain(b_.rcq).empty());
+  EXPECT_TRUE(drain(a_.scq).empty());
+}
+
+// The responder fails in the middle of a READ response stream: the requester
+// sees its responses stop, retries, runs out of retries: the READ completes
+// RETRY_EXC_ERR (its real status) and the WQEs behind it flush.
+TEST_F(FlushTest, ResponderErrMidReadStreamRetryExceededThenFlush) {
+  Qp* qa = make_qp(a_, QpType::kRc, 16);
+  Qp* qb = make_qp(b_, QpType::kRc, 16);
+  connect(a_, qa, b_, qb, kAccessRemoteWrite | kAccessRemoteRead, 1024, /*timeout=*/1,
+          /*retry=*/1, 7);
+  connect(b_, qb, a_, qa, kAccessRemoteWrite | kAccessRemoteRead, 1024, 1, 1, 7);
+  Ledger la;
+  ASSERT_EQ(write(qa, la, 0, true, 8), 0);  // ARP both ways
+  la.on_cqes(wait_cqes(a_.scq, 1));
+  ASSERT_EQ(read(qa, la, 1, true, 60 * 1024), 0);  // 60 response packets
+  ASSERT_EQ(write(qa, la, 2, true), 0);
+  ASSERT_EQ(write(qa, la, 3, false), 0);
+  poll_once(*a_.dev);  // the READ request and both WRITEs
+  poll_once(*b_.dev);  // the READ starts streaming (32 packets)
+  const uint64_t streamed = qb->counters().tx_packets;
+  EXPECT_GT(streamed, 0u);
+  to_state(b_, qb, QpState::kErr);
+  drain(b_.scq);
+  drain(b_.rcq);
+  auto sc = wait_cqes(a_.scq, 3);
+  expect_cqes(sc, {{1, WcStatus::kRetryExcErr}, {2, kFlush}, {3, kFlush}}, qa->qpn(),
+              "READ cut off");
+  la.on_cqes(sc);
+  EXPECT_EQ(la.in_flight(), 0);
+  EXPECT_EQ(qa->state(), QpState::kErr);
+  EXPECT_EQ(qb->counters().tx_packets, streamed);  // b sent nothing more once in ERR
+}
+
 // ---- CQ overflow (IBTA 11.4.2.1, class G) ----
 
 // A send CQ of two entries and four signaled WRITEs: the third completion does
