@@ -5,6 +5,7 @@
 // there the drop-in is ASan-instrumented and an uninstrumented program
 // cannot load it.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -127,14 +128,17 @@ TEST(IbverbsUtils, DevinfoNamesABadSetting) {
 
 struct PingPongResult {
   bool ok = false;
-  std::string server, client;  // outputs
+  std::string server, client;  // outputs, each ending with its exit status
 };
 
 // Server first (memif role=server listens on the socket; the program listens
 // on TCP), then the client once the server's TCP port is up.
-PingPongResult pingpong(const std::string& program, const std::vector<std::string>& extra) {
+// as_nobody: both processes run as user nobody (setpriv), no capabilities.
+PingPongResult pingpong(const std::string& program, const std::vector<std::string>& extra,
+                        bool as_nobody = false) {
   PingPongResult r;
   TempDir dir;
+  if (as_nobody) chmod(dir.path().c_str(), 0777);
   const std::string sock = dir.path() + "/memif.sock";
   const std::string tag = std::to_string(getpid()) + "-" +
                           std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 100000);
@@ -145,13 +149,20 @@ PingPongResult pingpong(const std::string& program, const std::vector<std::strin
     return "--no-huge --no-pci -m 256 --no-telemetry --log-level=*:warning --file-prefix " + prefix +
            " --vdev=net_memif0,role=" + role + ",socket=" + sock;
   };
-  std::vector<std::string> args = {program, "-g", "0", "-d", "droce0", "-p", std::to_string(port)};
+  std::vector<std::string> args;
+  if (as_nobody) {
+    args = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"};
+  }
+  args.insert(args.end(), {program, "-g", "0", "-d", "droce0", "-p", std::to_string(port)});
   args.insert(args.end(), extra.begin(), extra.end());
+  // An unprivileged DPDK keeps its runtime files in $XDG_RUNTIME_DIR or /tmp.
+  const std::string xdg = as_nobody ? dir.path() : std::string();
   Process server, client;
   EXPECT_TRUE(start(args,
                     {{"LD_LIBRARY_PATH", dropin_lib_dir()},
                      {"DROCE_EAL_ARGS", eal(prefix_s, "server")},
-                     {"DROCE_IPV4", "10.0.0.1"}},
+                     {"DROCE_IPV4", "10.0.0.1"},
+                     {"XDG_RUNTIME_DIR", xdg}},
                     dir.path() + "/server.txt", &server));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (!tcp_listening(port) && std::chrono::steady_clock::now() < deadline) {
@@ -162,12 +173,15 @@ PingPongResult pingpong(const std::string& program, const std::vector<std::strin
   EXPECT_TRUE(start(args,
                     {{"LD_LIBRARY_PATH", dropin_lib_dir()},
                      {"DROCE_EAL_ARGS", eal(prefix_c, "client")},
-                     {"DROCE_IPV4", "10.0.0.2"}},
+                     {"DROCE_IPV4", "10.0.0.2"},
+                     {"XDG_RUNTIME_DIR", xdg}},
                     dir.path() + "/client.txt", &client));
   const bool client_done = wait_for(&client, kPingPongTimeoutMs);
   const bool server_done = wait_for(&server, client_done ? 10000 : 1000);
-  r.server = read_file(dir.path() + "/server.txt");
-  r.client = read_file(dir.path() + "/client.txt");
+  r.server = read_file(dir.path() + "/server.txt") + "[exit status " + std::to_string(server.exit_code) +
+             (server_done ? "]" : ", killed after the timeout]");
+  r.client = read_file(dir.path() + "/client.txt") + "[exit status " + std::to_string(client.exit_code) +
+             (client_done ? "]" : ", killed after the timeout]");
   r.ok = client_done && server_done && client.exit_code == 0 && server.exit_code == 0;
   remove_dpdk_runtime_dir(prefix_s);
   remove_dpdk_runtime_dir(prefix_c);
@@ -211,6 +225,20 @@ TEST_P(PingPong, OverMemif) {
   expect_result_lines(r.server, c.iters);
   expect_result_lines(r.client, c.iters);
   std::printf("server:\n%s\nclient:\n%s\n", r.server.c_str(), r.client.c_str());
+}
+
+// No root and no capabilities needed: the same over memif as user nobody.
+TEST(PingPongUnprivileged, RcOverMemifAsNobody) {
+  const char* path = "/usr/bin/ibv_rc_pingpong";
+  if (sanitized_build()) GTEST_SKIP() << "sanitizer build: the ASan drop-in cannot be loaded by " << path;
+  if (!have(path)) GTEST_SKIP() << path << " is not installed (package ibverbs-utils)";
+  if (getuid() != 0) GTEST_SKIP() << "not root: the other pingpong tests already run unprivileged";
+  if (!have("/usr/bin/setpriv")) GTEST_SKIP() << "setpriv (util-linux) is not installed";
+  ASSERT_EQ(access(dropin_lib_dir().c_str(), R_OK | X_OK), 0);
+  const PingPongResult r = pingpong(path, {"-s", "4096", "-c", "-n", "200"}, true);
+  EXPECT_TRUE(r.ok) << "server:\n" << r.server << "\nclient:\n" << r.client;
+  expect_result_lines(r.server, 200);
+  expect_result_lines(r.client, 200);
 }
 
 std::string case_name(const ::testing::TestParamInfo<PingPongCase>& info) {
