@@ -18,6 +18,7 @@
 #include "nic/base/log.h"
 #include "nic/config.h"
 #include "nic/eal.h"
+#include "nic/fault.h"
 #include "verbs/internal.h"
 
 #ifndef DROCE_VERSION
@@ -33,6 +34,7 @@ namespace {
 struct Provider {
   std::mutex mu;  // guards everything below
   bool attempted = false;
+  nic::FaultConfig faults;  // DROCE_FAULTS, applied to every device's transmit
   int init_errno = 0;  // nonzero: initialisation failed, ibv_get_device_list returns NULL
   std::vector<DeviceSlot*> slots;
 };
@@ -97,6 +99,12 @@ int init_devices(Provider& p) {
     DROCE_ERROR("%s", cfg.status().message().c_str());
     return to_errno(cfg.status().code());
   }
+  auto faults = nic::FaultConfig::from_env();
+  if (!faults) {
+    DROCE_ERROR("%s", faults.status().message().c_str());
+    return to_errno(faults.status().code());
+  }
+  p.faults = faults.value();
   Status st = nic::eal_init();
   if (!st) {
     DROCE_ERROR("%s", st.message().c_str());
@@ -195,6 +203,13 @@ ibv_context* open_device(ibv_device* ibdev) {
       return fail_null<ibv_context>("ibv_open_device", dev.status());
     }
     s->device = std::move(dev.value());
+    const nic::FaultConfig& fc = provider().faults;
+    if (fc.enabled()) {
+      nic::FaultConfig mine = fc;
+      mine.seed += uint64_t(s->index);  // each port its own sequence
+      s->device->set_faults(std::make_unique<nic::FaultShim>(mine, s->port->mempool()));
+      DROCE_DEBUG("%s: DROCE_FAULTS active on transmit", s->ibdev.name);
+    }
   }
   epoll_event ev{};
   ev.events = EPOLLIN;

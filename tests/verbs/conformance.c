@@ -546,7 +546,43 @@ static void test_ah(void) {
   dev_close(&d);
 }
 
+/* A bad setting: no device list, errno set, a message naming the variable on
+ * stderr, never an abort; asking again gives the same answer. */
+static void bad_setting(const char* var, const char* value) {
+  CHECK(setenv(var, value, 1) == 0);
+  FILE* err = tmpfile();
+  CHECK(err != NULL);
+  fflush(stderr);
+  const int saved = dup(2);
+  CHECK(saved >= 0 && dup2(fileno(err), 2) == 2);
+  int n = -1;
+  errno = 0;
+  struct ibv_device** list = ibv_get_device_list(&n);
+  const int e1 = errno;
+  errno = 0;
+  struct ibv_device** again = ibv_get_device_list(NULL);
+  const int e2 = errno;
+  fflush(stderr);
+  CHECK(dup2(saved, 2) == 2);
+  close(saved);
+  char text[4096] = {0};
+  rewind(err);
+  const size_t len = fread(text, 1, sizeof(text) - 1, err);
+  fclose(err);
+  fprintf(stderr, "%.*s", (int)len, text);
+  CHECK(list == NULL && e1 == EINVAL && n == 0);
+  CHECK(again == NULL && e2 == EINVAL);
+  CHECK(strstr(text, var) != NULL);
+}
+
+static void test_bad_ipv4(void) { bad_setting("DROCE_IPV4", "10.0.0"); }
+static void test_bad_mtu(void) { bad_setting("DROCE_MTU", "100000"); }
+static void test_bad_faults(void) { bad_setting("DROCE_FAULTS", "drop=2"); }
+static void test_bad_eal_args(void) { bad_setting("DROCE_EAL_ARGS", "--no-such-eal-option"); }
+
 static const struct test_case kCases[] = {
+    {"bad_ipv4", test_bad_ipv4}, {"bad_mtu", test_bad_mtu}, {"bad_faults", test_bad_faults},
+    {"bad_eal_args", test_bad_eal_args},
     {"device", test_device}, {"strings", test_strings}, {"mr", test_mr},
     {"cq", test_cq},         {"channel", test_channel}, {"qp", test_qp},
     {"srq", test_srq},       {"ah", test_ah},           {NULL, NULL},

@@ -135,7 +135,7 @@ struct PingPongResult {
 // on TCP), then the client once the server's TCP port is up.
 // as_nobody: both processes run as user nobody (setpriv), no capabilities.
 PingPongResult pingpong(const std::string& program, const std::vector<std::string>& extra,
-                        bool as_nobody = false) {
+                        bool as_nobody = false, const std::string& faults = "") {
   PingPongResult r;
   TempDir dir;
   if (as_nobody) chmod(dir.path().c_str(), 0777);
@@ -162,6 +162,8 @@ PingPongResult pingpong(const std::string& program, const std::vector<std::strin
                     {{"LD_LIBRARY_PATH", dropin_lib_dir()},
                      {"DROCE_EAL_ARGS", eal(prefix_s, "server")},
                      {"DROCE_IPV4", "10.0.0.1"},
+                     {"DROCE_FAULTS", faults},
+                     {"DROCE_LOG", faults.empty() ? "" : "1"},
                      {"XDG_RUNTIME_DIR", xdg}},
                     dir.path() + "/server.txt", &server));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
@@ -174,6 +176,8 @@ PingPongResult pingpong(const std::string& program, const std::vector<std::strin
                     {{"LD_LIBRARY_PATH", dropin_lib_dir()},
                      {"DROCE_EAL_ARGS", eal(prefix_c, "client")},
                      {"DROCE_IPV4", "10.0.0.2"},
+                     {"DROCE_FAULTS", faults},
+                     {"DROCE_LOG", faults.empty() ? "" : "1"},
                      {"XDG_RUNTIME_DIR", xdg}},
                     dir.path() + "/client.txt", &client));
   const bool client_done = wait_for(&client, kPingPongTimeoutMs);
@@ -234,11 +238,28 @@ TEST(PingPongUnprivileged, RcOverMemifAsNobody) {
   if (!have(path)) GTEST_SKIP() << path << " is not installed (package ibverbs-utils)";
   if (getuid() != 0) GTEST_SKIP() << "not root: the other pingpong tests already run unprivileged";
   if (!have("/usr/bin/setpriv")) GTEST_SKIP() << "setpriv (util-linux) is not installed";
+  ASSERT_FALSE(dropin_lib_dir().empty()) << "DROCE_BUILD_DIR is not set";
   ASSERT_EQ(access(dropin_lib_dir().c_str(), R_OK | X_OK), 0);
   const PingPongResult r = pingpong(path, {"-s", "4096", "-c", "-n", "200"}, true);
   EXPECT_TRUE(r.ok) << "server:\n" << r.server << "\nclient:\n" << r.client;
   expect_result_lines(r.server, 200);
   expect_result_lines(r.client, 200);
+}
+
+// DROCE_FAULTS under an unmodified program: 5 % of the frames each side sends
+// are dropped, RC retransmits, and the content check (-c) still passes.
+TEST(PingPongFaults, RcSurvivesFivePercentDrop) {
+  const char* path = "/usr/bin/ibv_rc_pingpong";
+  if (sanitized_build()) GTEST_SKIP() << "sanitizer build: the ASan drop-in cannot be loaded by " << path;
+  if (!have(path)) GTEST_SKIP() << path << " is not installed (package ibverbs-utils)";
+  ASSERT_FALSE(dropin_lib_dir().empty()) << "DROCE_BUILD_DIR is not set";
+  const PingPongResult r = pingpong(path, {"-s", "4096", "-c", "-n", "200"}, false, "drop=0.05,seed=7");
+  EXPECT_TRUE(r.ok) << "server:\n" << r.server << "\nclient:\n" << r.client;
+  EXPECT_NE(r.server.find("droce0: DROCE_FAULTS active on transmit"), std::string::npos) << r.server;
+  EXPECT_NE(r.client.find("droce0: DROCE_FAULTS active on transmit"), std::string::npos) << r.client;
+  expect_result_lines(r.server, 200);
+  expect_result_lines(r.client, 200);
+  std::printf("server:\n%s\nclient:\n%s\n", r.server.c_str(), r.client.c_str());
 }
 
 std::string case_name(const ::testing::TestParamInfo<PingPongCase>& info) {
