@@ -362,6 +362,219 @@ TEST_F(Lossy, FetchAddFromTwoQpsSumsExactly) {
   expect_faults_seen();
 }
 
+// Both QPs of one pair are requester and responder at once, each running a
+// random mix of WRITE, READ, SEND and FETCH_ADD (0 B .. 16 KiB) against the
+// other: READ responses, atomic replies and ACKs of both roles share each
+// direction, so held ACKs, implicit NAKs and replays interleave. Every
+// operation is checked when it completes.
+struct Mixer {
+  static constexpr uint32_t kSlots = 512;  // > SQ depth: a slot is never in use twice
+  static constexpr uint32_t kSlot = 16u << 10;
+  static constexpr uint32_t kInFlight = 128;
+  enum Kind : uint8_t { kWrite, kRead, kSend, kAdd };
+  struct Op {
+    Kind kind;
+    uint32_t len;
+    uint32_t remote_off;  // READ: offset in the peer's read region
+  };
+  Side* me = nullptr;
+  Qp* qp = nullptr;
+  Mixer* peer = nullptr;
+  Buffer local;   // WRITE / SEND sources, READ and FETCH_ADD results
+  Buffer target;  // the peer writes here
+  Buffer source;  // the peer reads from here (fixed pattern)
+  Buffer recv;    // the peer's SENDs land here
+  Buffer counter; // the peer adds to this word
+  Rng rng{1};
+  uint32_t side_id = 0;
+  uint64_t posted = 0, completed = 0, total = 0;
+  std::vector<Op> ops;             // by wr_id
+  std::vector<uint64_t> sends;     // wr_ids of SENDs, in post order
+  uint64_t sends_received = 0;     // by the peer
+  uint64_t recvs_posted = 0;
+  std::vector<uint8_t> add_seen;   // results of the adds on the peer's counter
+
+  static std::vector<uint8_t> pattern(uint32_t side, uint64_t k, uint32_t len) {
+    std::vector<uint8_t> v(len);
+    fill(v.data(), len, (uint64_t(side) << 40) ^ k);
+    if (len >= 8) std::memcpy(v.data(), &k, 8);
+    return v;
+  }
+  uint8_t* slot(Buffer& b, uint64_t k) { return b.bytes.data() + (k % kSlots) * kSlot; }
+
+  void post_recvs() {
+    while (recvs_posted < sends_received_by_me() + 128) {
+      Sge s{recv.addr() + (recvs_posted % kSlots) * kSlot, kSlot, recv.key};
+      ASSERT_EQ(qp->post_recv(recvs_posted, &s, 1), 0);
+      ++recvs_posted;
+    }
+  }
+  uint64_t sends_received_by_me() const { return peer->sends_received; }
+
+  void post_more() {
+    while (posted < total && posted < completed + kInFlight) {
+      const uint64_t k = posted;
+      Op op;
+      const uint64_t r = rng.next();
+      op.kind = Kind(r % 4);
+      op.len = uint32_t((r >> 8) % (kSlot + 1));
+      if (op.kind == kSend && op.len < 8) op.len = 8;
+      op.remote_off = uint32_t((r >> 32) % (source.bytes.size() - kSlot));
+      SendWqe w{};
+      w.wr_id = k;
+      w.flags = kSendSignaled;
+      w.num_sge = 1;
+      Sge s{0, op.len, local.key};
+      switch (op.kind) {
+        case kWrite:
+        case kSend: {
+          const auto v = pattern(side_id, k, op.len);
+          std::memcpy(slot(local, k), v.data(), op.len);
+          s.addr = uint64_t(slot(local, k));
+          w.opcode = op.kind == kWrite ? WrOpcode::kRdmaWrite : WrOpcode::kSend;
+          w.remote_addr = uint64_t(peer->slot(peer->target, k));
+          w.rkey = peer->target.key;
+          if (op.kind == kSend) sends.push_back(k);
+          break;
+        }
+        case kRead:
+          std::memset(slot(local, k), 0, op.len);
+          s.addr = uint64_t(slot(local, k));
+          w.opcode = WrOpcode::kRdmaRead;
+          w.remote_addr = peer->source.addr() + op.remote_off;
+          w.rkey = peer->source.key;
+          break;
+        case kAdd:
+          op.len = 8;
+          s.addr = uint64_t(slot(local, k));
+          s.length = 8;
+          w.opcode = WrOpcode::kFetchAdd;
+          w.remote_addr = peer->counter.addr();
+          w.rkey = peer->counter.key;
+          w.compare_add = 1;
+          break;
+      }
+      ops.push_back(op);
+      ASSERT_EQ(qp->post_send(w, &s, nullptr), 0);
+      ++posted;
+    }
+  }
+
+  // Send completions of this side's requester.
+  void check_send(const Cqe& c) {
+    ASSERT_EQ(c.status, WcStatus::kSuccess) << "side " << side_id << " wr " << c.wr_id;
+    ASSERT_EQ(c.wr_id, completed) << "side " << side_id << ": out of order or twice";
+    const Op& op = ops[c.wr_id];
+    const uint64_t k = c.wr_id;
+    switch (op.kind) {
+      case kWrite: {
+        const auto v = pattern(side_id, k, op.len);
+        ASSERT_EQ(std::memcmp(peer->slot(peer->target, k), v.data(), op.len), 0)
+            << "side " << side_id << " WRITE " << k;
+        break;
+      }
+      case kRead:
+        ASSERT_EQ(std::memcmp(slot(local, k), peer->source.bytes.data() + op.remote_off, op.len), 0)
+            << "side " << side_id << " READ " << k;
+        break;
+      case kAdd: {
+        uint64_t orig;
+        std::memcpy(&orig, slot(local, k), 8);
+        ASSERT_LT(orig, add_seen.size());
+        ASSERT_EQ(add_seen[orig], 0) << "value " << orig << " returned twice";
+        add_seen[orig] = 1;
+        break;
+      }
+      case kSend:
+        break;
+    }
+    ++completed;
+  }
+  // Receive completions: the peer's SENDs, in the order it posted them.
+  void check_recv(const Cqe& c) {
+    ASSERT_EQ(c.status, WcStatus::kSuccess);
+    ASSERT_EQ(c.wr_id, peer->sends_received) << "receives complete in order";
+    ASSERT_LT(peer->sends_received, peer->sends.size());
+    const uint64_t k = peer->sends[peer->sends_received];
+    const Op& op = peer->ops[k];
+    ASSERT_EQ(c.byte_len, op.len) << "SEND " << k;
+    const auto v = pattern(peer->side_id, k, op.len);
+    ASSERT_EQ(std::memcmp(slot(recv, c.wr_id), v.data(), op.len), 0) << "SEND " << k;
+    ++peer->sends_received;
+  }
+};
+
+TEST_F(Lossy, MixedTrafficBothWaysOnOneQpPair) {
+  start_fake_ = now_;
+  auto p = lossy_pair();
+  qps_ = {p.a, p.b};
+  constexpr uint64_t kOps = 20000;
+  const size_t region = size_t(Mixer::kSlots) * Mixer::kSlot;
+  Mixer m[2];
+  m[0].me = &a_;
+  m[0].qp = p.a;
+  m[1].me = &b_;
+  m[1].qp = p.b;
+  for (int i = 0; i < 2; ++i) {
+    Mixer& x = m[i];
+    Side& s = *x.me;
+    x.peer = &m[1 - i];
+    x.side_id = uint32_t(i);
+    x.rng.s = 0x1234 + uint64_t(i);
+    x.total = kOps;
+    x.local = make_buffer(s, region, kAllAccess);
+    x.target = make_buffer(s, region, kAllAccess);
+    x.source = make_buffer(s, 2u << 20, kAllAccess);
+    fill(x.source.bytes.data(), x.source.bytes.size(), 99 + uint64_t(i));
+    x.recv = make_buffer(s, region, kAllAccess);
+    x.counter = make_buffer(s, 64, kAllAccess, 0);
+    x.add_seen.assign(kOps, 0);
+    x.ops.reserve(kOps);
+  }
+  for (Mixer& x : m) x.post_recvs();
+  std::vector<Cqe> got;
+  while (m[0].completed < kOps || m[1].completed < kOps || m[0].sends_received < m[0].sends.size() ||
+         m[1].sends_received < m[1].sends.size()) {
+    for (Mixer& x : m) {
+      x.post_more();
+      if (HasFatalFailure()) return;
+    }
+    const uint64_t before = m[0].completed + m[1].completed + m[0].sends_received + m[1].sends_received;
+    ASSERT_TRUE(drive([&] {
+      for (Mixer& x : m) {
+        got.clear();
+        poll_into(x.me->scq, &got);
+        for (const Cqe& c : got) {
+          x.check_send(c);
+          if (HasFatalFailure()) return true;
+        }
+        got.clear();
+        poll_into(x.me->rcq, &got);
+        for (const Cqe& c : got) {
+          x.check_recv(c);
+          if (HasFatalFailure()) return true;
+        }
+        x.post_recvs();
+      }
+      return m[0].completed + m[1].completed + m[0].sends_received + m[1].sends_received > before;
+    })) << "stalled: " << m[0].completed << " / " << m[1].completed << " completed";
+    if (HasFatalFailure()) return;
+  }
+  for (Mixer& x : m) {
+    uint64_t adds = 0;
+    for (const Mixer::Op& op : x.peer->ops) adds += op.kind == Mixer::kAdd;
+    uint64_t value;
+    std::memcpy(&value, x.counter.bytes.data(), 8);
+    EXPECT_EQ(value, adds);
+    uint64_t seen = 0;
+    for (uint8_t v : x.peer->add_seen) seen += v;
+    EXPECT_EQ(seen, adds);
+  }
+  EXPECT_EQ(p.a->state(), QpState::kRts);
+  EXPECT_EQ(p.b->state(), QpState::kRts);
+  expect_faults_seen();
+}
+
 // ---- deterministic recovery cases (each once broke under the lossy tests) ----
 
 class Recovery : public FakeClockTest {
