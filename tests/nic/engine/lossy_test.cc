@@ -362,6 +362,71 @@ TEST_F(Lossy, FetchAddFromTwoQpsSumsExactly) {
   expect_faults_seen();
 }
 
+TEST_F(Lossy, UcMessagesArriveWholeOrNotAtAll) {
+  // UC (IBTA 9.8.3) makes no promise of delivery, order or uniqueness (a late
+  // or duplicated FIRST/ONLY starts a message again, as in rxe), but a message
+  // that completes is never a mix of two, nor cut short.
+  start_fake_ = now_;
+  Qp* qa = make_qp(a_, QpType::kUc);
+  Qp* qb = make_qp(b_, QpType::kUc);
+  connect(a_, qa, b_, qb, kAccessRemoteWrite);
+  connect(b_, qb, a_, qa, kAccessRemoteWrite);
+  qps_ = {qa, qb};
+  constexpr uint32_t kMsgs = 20000, kMax = 8192, kRecvs = 128;
+  Buffer src = make_buffer(a_, size_t(kMax) * 128, kAllAccess);
+  Buffer dst = make_buffer(b_, size_t(kMax) * kRecvs, kAllAccess);
+  Rng rng{99};
+  std::vector<uint32_t> lens(kMsgs);
+  for (uint32_t r = 0; r < kRecvs; ++r) ASSERT_EQ(post_recv(qb, r, dst, kMax, r * kMax), 0);
+  uint64_t sent = 0, send_done = 0, delivered = 0;
+  std::vector<Cqe> swc, rwc;
+  while (send_done < kMsgs) {
+    while (sent < kMsgs && sent < send_done + 64) {
+      const uint32_t len = 8 + uint32_t(rng.next() % (kMax - 7));
+      lens[sent] = len;
+      uint8_t* m = src.bytes.data() + (sent % 128) * kMax;
+      fill(m, len, 7000 + sent);
+      std::memcpy(m, &sent, 8);
+      ASSERT_EQ(post(qa, WrOpcode::kSend, sent, &src, len, nullptr, 0, kSendSignaled,
+                     uint32_t(sent % 128) * kMax),
+                0);
+      ++sent;
+    }
+    swc.clear();
+    rwc.clear();
+    ASSERT_TRUE(drive([&] {
+      poll_into(a_.scq, &swc);
+      poll_into(b_.rcq, &rwc);
+      return !swc.empty() || !rwc.empty();
+    }));
+    for (const Cqe& c : swc) {
+      ASSERT_EQ(c.status, WcStatus::kSuccess);
+      ASSERT_EQ(c.wr_id, send_done++);
+    }
+    for (const Cqe& c : rwc) {
+      ASSERT_EQ(c.status, WcStatus::kSuccess);
+      const uint8_t* got = dst.bytes.data() + c.wr_id * kMax;
+      uint64_t seq;
+      std::memcpy(&seq, got, 8);
+      ASSERT_LT(seq, sent);
+      ASSERT_EQ(c.byte_len, lens[seq]) << "message " << seq << " cut short or grown";
+      std::vector<uint8_t> want(lens[seq]);
+      fill(want.data(), want.size(), 7000 + seq);
+      std::memcpy(want.data(), &seq, 8);
+      ASSERT_EQ(std::memcmp(got, want.data(), want.size()), 0) << "message " << seq << " mixed";
+      ++delivered;
+      ASSERT_EQ(post_recv(qb, c.wr_id, dst, kMax, uint32_t(c.wr_id) * kMax), 0);
+    }
+  }
+  run_for(kNanosPerMs, kStep);
+  delivered += drain(b_.rcq).size();
+  // Messages of up to 8 packets at 5 % loss: most arrive.
+  EXPECT_GT(delivered, kMsgs / 2);
+  EXPECT_LT(delivered, kMsgs + kMsgs / 20);
+  EXPECT_EQ(qb->state(), QpState::kRts);
+  EXPECT_GT(qb->counters().out_of_sequence, 0u);
+}
+
 // Both QPs of one pair are requester and responder at once, each running a
 // random mix of WRITE, READ, SEND and FETCH_ADD (0 B .. 16 KiB) against the
 // other: READ responses, atomic replies and ACKs of both roles share each
