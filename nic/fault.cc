@@ -49,7 +49,8 @@ bool parse_probability(const std::string& v, double* out) {
   errno = 0;
   char* end = nullptr;
   const double d = std::strtod(v.c_str(), &end);
-  if (errno != 0 || end != v.c_str() + v.size() || !std::isfinite(d) || d < 0 || d > 1) return false;
+  if (errno != 0 || end != v.c_str() + v.size() || !std::isfinite(d) || d < 0 || d > 1)
+    return false;
   *out = d;
   return true;
 }
@@ -79,8 +80,8 @@ Result<FaultConfig> FaultConfig::parse(const std::string& text) {
     if (item.empty()) continue;
     const size_t eq = item.find('=');
     if (eq == std::string::npos) {
-      return Status(Errc::kBadConfig, "DROCE_FAULTS: '" + item + "' is not key=value (keys: " +
-                                          kKnownKeys + ")");
+      return Status(Errc::kBadConfig,
+                    "DROCE_FAULTS: '" + item + "' is not key=value (keys: " + kKnownKeys + ")");
     }
     const std::string key = trim(item.substr(0, eq));
     const std::string value = trim(item.substr(eq + 1));
@@ -102,8 +103,8 @@ Result<FaultConfig> FaultConfig::parse(const std::string& text) {
     } else if (key == "seed") {
       if (!parse_u64(value, &c.seed)) return bad_value(key, value, "an unsigned integer");
     } else {
-      return Status(Errc::kBadConfig, "DROCE_FAULTS: unknown key '" + key + "' (keys: " +
-                                          kKnownKeys + ")");
+      return Status(Errc::kBadConfig,
+                    "DROCE_FAULTS: unknown key '" + key + "' (keys: " + kKnownKeys + ")");
     }
   }
   return c;

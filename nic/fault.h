@@ -47,8 +47,8 @@ struct FaultCounters {
   uint64_t reordered = 0;
   uint64_t delayed = 0;
   uint64_t bitflipped = 0;
-  uint64_t hold_full = 0;    // reorder/delay wanted but every hold slot busy: sent at once
-  uint64_t released = 0;     // held frames sent later
+  uint64_t hold_full = 0;  // reorder/delay wanted but every hold slot busy: sent at once
+  uint64_t released = 0;   // held frames sent later
 };
 
 // The shim sits between the engine's transmit batch and Port::transmit.

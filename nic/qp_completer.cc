@@ -118,8 +118,8 @@ void Qp::handle_response(const RxPacket& pkt) {
         ack_up_to(psn_sub(psn, 1), pkt.now);
         if (!retry_is_infinite(attrs_.rnr_retry)) {
           if (rnr_left_ == 0) {
-            DROCE_DEBUG("qp %u: RNR retries exhausted at PSN 0x%x (peer has no receive WQE)",
-                        qpn_, psn);
+            DROCE_DEBUG("qp %u: RNR retries exhausted at PSN 0x%x (peer has no receive WQE)", qpn_,
+                        psn);
             complete_error_at(psn, WcStatus::kRnrRetryExcErr);
             return;
           }
@@ -153,7 +153,7 @@ void Qp::handle_response(const RxPacket& pkt) {
           return;
         }
         ++counters_.err_naks_received;
-        const WcStatus s = code == NakCode::kInvalidRequest    ? WcStatus::kRemInvReqErr
+        const WcStatus s = code == NakCode::kInvalidRequest      ? WcStatus::kRemInvReqErr
                            : code == NakCode::kRemoteAccessError ? WcStatus::kRemAccessErr
                                                                  : WcStatus::kRemOpErr;
         DROCE_DEBUG("qp %u: peer NAK %u at PSN 0x%x: %s", qpn_, unsigned(code), psn,
@@ -220,8 +220,8 @@ void Qp::handle_response(const RxPacket& pkt) {
     // The last response is the one at last_psn, and carries the rest; the others a full MTU.
     const uint32_t expect = last ? w.length - off : mtu;
     if (last != (psn == m.last_psn) || v.payload_len != expect) {
-      DROCE_DEBUG("qp %u: READ response PSN 0x%x: %u bytes, %u expected", qpn_, psn,
-                  v.payload_len, expect);
+      DROCE_DEBUG("qp %u: READ response PSN 0x%x: %u bytes, %u expected", qpn_, psn, v.payload_len,
+                  expect);
       complete_error_at(psn, WcStatus::kBadRespErr);
       return;
     }
@@ -250,8 +250,8 @@ void Qp::handle_response(const RxPacket& pkt) {
     const uint64_t orig = v.atomic_ack().orig.get();
     if (w.num_sge > 0 && w.sges()[0].length > 0) {
       uint8_t* host;
-      if (dev_->mrs().check(w.sges()[0].lkey, pd_, w.sges()[0].addr, 8, kAccessLocalWrite,
-                            &host) != MrCheck::kOk) {
+      if (dev_->mrs().check(w.sges()[0].lkey, pd_, w.sges()[0].addr, 8, kAccessLocalWrite, &host) !=
+          MrCheck::kOk) {
         complete_error_at(psn, WcStatus::kLocProtErr);
         return;
       }

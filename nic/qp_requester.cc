@@ -31,7 +31,8 @@ uint8_t request_opcode(QpType type, const SendWqe& w, uint32_t off, uint32_t mtu
       const bool imm = w.opcode == WrOpcode::kSendImm;
       const bool inv = w.opcode == WrOpcode::kSendInv;
       if (type == QpType::kUd) return base | (imm ? op::kSendOnlyImm : op::kSendOnly);
-      if (first && last) return base | (imm ? op::kSendOnlyImm : inv ? op::kSendOnlyInv : op::kSendOnly);
+      if (first && last)
+        return base | (imm ? op::kSendOnlyImm : inv ? op::kSendOnlyInv : op::kSendOnly);
       if (first) return base | op::kSendFirst;
       if (!last) return base | op::kSendMiddle;
       return base | (imm ? op::kSendLastImm : inv ? op::kSendLastInv : op::kSendLast);
@@ -44,10 +45,14 @@ uint8_t request_opcode(QpType type, const SendWqe& w, uint32_t off, uint32_t mtu
       if (!last) return base | op::kWriteMiddle;
       return base | (imm ? op::kWriteLastImm : op::kWriteLast);
     }
-    case WrOpcode::kRdmaRead: return op::kReadRequest;
-    case WrOpcode::kCmpSwap: return op::kCmpSwap;
-    case WrOpcode::kFetchAdd: return op::kFetchAdd;
-    default: return 0xFF;
+    case WrOpcode::kRdmaRead:
+      return op::kReadRequest;
+    case WrOpcode::kCmpSwap:
+      return op::kCmpSwap;
+    case WrOpcode::kFetchAdd:
+      return op::kFetchAdd;
+    default:
+      return 0xFF;
   }
 }
 

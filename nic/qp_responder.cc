@@ -23,7 +23,8 @@ using wire::NakCode;
 
 namespace {
 
-constexpr uint8_t kAckSyndrome = wire::Aeth::make_syndrome(AethType::kAck, wire::kAethCreditInvalid);
+constexpr uint8_t kAckSyndrome =
+    wire::Aeth::make_syndrome(AethType::kAck, wire::kAethCreditInvalid);
 
 constexpr uint8_t nak_syndrome(NakCode c) {
   return wire::Aeth::make_syndrome(AethType::kNak, uint8_t(c));
@@ -225,7 +226,8 @@ void Qp::execute_request(const RxPacket& pkt) {
     }
     const WcStatus st = scatter_recv(v.payload(), v.payload_len);
     if (st != WcStatus::kSuccess) {
-      const NakCode code = st == WcStatus::kLocLenErr ? NakCode::kInvalidRequest : NakCode::kRemoteOpError;
+      const NakCode code =
+          st == WcStatus::kLocLenErr ? NakCode::kInvalidRequest : NakCode::kRemoteOpError;
       if (!rc) {  // UC: the WQE completes in error, the QP goes on
         post_recv_cqe(st, WcOpcode::kRecv, recv_off_, 0, 0, 0, false);
         have_recv_ = false;
@@ -247,11 +249,10 @@ void Qp::execute_request(const RxPacket& pkt) {
         // fast-register MRs can be invalidated; droce has neither, so a
         // SEND with invalidate fails as a class J error, as rxe's does for
         // ibv_reg_mr regions.
-        return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr,
-                      AsyncEventType::kQpReqErr, "rkey to invalidate is not a memory window");
+        return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
+                      "rkey to invalidate is not a memory window");
       }
-      post_recv_cqe(WcStatus::kSuccess, WcOpcode::kRecv, recv_off_, flags, extra, 0,
-                    v.bth().se());
+      post_recv_cqe(WcStatus::kSuccess, WcOpcode::kRecv, recv_off_, flags, extra, 0, v.bth().se());
       have_recv_ = false;
       msn_ = psn_add(msn_, 1);
     }
@@ -264,8 +265,8 @@ void Qp::execute_request(const RxPacket& pkt) {
                       "DMA length above 2^31");
       }
       uint8_t* host = nullptr;
-      const MrCheck c = dev_->mrs().check(reth.rkey.get(), pd_, reth.va.get(), len,
-                                          kAccessRemoteWrite, &host);
+      const MrCheck c =
+          dev_->mrs().check(reth.rkey.get(), pd_, reth.va.get(), len, kAccessRemoteWrite, &host);
       if (c != MrCheck::kOk) {
         DROCE_DEBUG("qp %u: RDMA WRITE rkey 0x%x [0x%lx, +%u): %s", qpn_, reth.rkey.get(),
                     (unsigned long)reth.va.get(), len, mr_check_name(c));
@@ -276,8 +277,7 @@ void Qp::execute_request(const RxPacket& pkt) {
       write_resid_ = len;
       write_len_ = len;
     }
-    if (v.payload_len > write_resid_ ||
-        (info.has(wire::kOpEnd) && v.payload_len != write_resid_)) {
+    if (v.payload_len > write_resid_ || (info.has(wire::kOpEnd) && v.payload_len != write_resid_)) {
       return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
                     "payload does not match the RETH DMA length");
     }
@@ -309,10 +309,10 @@ void Qp::execute_request(const RxPacket& pkt) {
     const wire::Reth& reth = v.reth();
     const uint32_t len = reth.dma_length.get();
     uint8_t* host = nullptr;
-    const MrCheck c = len > kMaxMessageBytes
-                          ? MrCheck::kOutOfBounds
-                          : dev_->mrs().check(reth.rkey.get(), pd_, reth.va.get(), len,
-                                              kAccessRemoteRead, &host);
+    const MrCheck c =
+        len > kMaxMessageBytes
+            ? MrCheck::kOutOfBounds
+            : dev_->mrs().check(reth.rkey.get(), pd_, reth.va.get(), len, kAccessRemoteRead, &host);
     if (c != MrCheck::kOk) {
       DROCE_DEBUG("qp %u: RDMA READ rkey 0x%x [0x%lx, +%u): %s", qpn_, reth.rkey.get(),
                   (unsigned long)reth.va.get(), len, mr_check_name(c));
@@ -481,9 +481,8 @@ bool Qp::send_resp_resources(Nanos now) {
       s.aeth_msn = msn_;
       s.payload_len = std::min(mtu, r.length - r.cur_off);
       uint8_t* host = nullptr;
-      if (s.payload_len > 0 &&
-          dev_->mrs().check(r.rkey, pd_, r.va + r.cur_off, s.payload_len, kAccessRemoteRead,
-                            &host) != MrCheck::kOk) {
+      if (s.payload_len > 0 && dev_->mrs().check(r.rkey, pd_, r.va + r.cur_off, s.payload_len,
+                                                 kAccessRemoteRead, &host) != MrCheck::kOk) {
         // The region went away under the READ: remote access error (class C).
         r.sending = false;
         send_ack(nak_syndrome(NakCode::kRemoteAccessError), r.cur_psn, now);

@@ -139,8 +139,8 @@ TEST_P(LengthRules, ResponderEnforcesThePathMtuRules) {
     ASSERT_EQ(seen.size(), 1u) << k.name;
     EXPECT_EQ(seen[0].opcode, op::kAck);
     EXPECT_EQ(seen[0].psn, psn);
-    EXPECT_EQ(seen[0].syndrome,
-              wire::Aeth::make_syndrome(wire::AethType::kNak, uint8_t(wire::NakCode::kInvalidRequest)));
+    EXPECT_EQ(seen[0].syndrome, wire::Aeth::make_syndrome(wire::AethType::kNak,
+                                                          uint8_t(wire::NakCode::kInvalidRequest)));
     EXPECT_EQ(p.b->state(), QpState::kErr);
     EXPECT_EQ(p.b->counters().err_naks_sent, 1u);
   }
@@ -335,7 +335,8 @@ TEST_F(Defects, RetryCount7IsSevenRetriesNotInfinity) {
   run_for(kNanosPerMs);
   pump_b_ = false;
   ASSERT_EQ(post(p.a, WrOpcode::kRdmaWrite, 1, &src, 64, &dst), 0);
-  auto sc = collect(a_.scq, 1, 10 * kNanosPerUs, 100000);  // 1 s of fake time; 8 timeouts take 0.5 ms
+  auto sc =
+      collect(a_.scq, 1, 10 * kNanosPerUs, 100000);  // 1 s of fake time; 8 timeouts take 0.5 ms
   ASSERT_EQ(sc.size(), 1u);
   EXPECT_EQ(sc[0].status, WcStatus::kRetryExcErr);
   EXPECT_EQ(p.a->counters().retransmits, 7u);

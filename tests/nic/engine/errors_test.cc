@@ -36,11 +36,16 @@ class Errors : public FakeClockTest {
 enum class Fault { kBadKey, kStaleKey, kOutOfBounds, kNoRights, kOtherPd };
 const char* fault_name(Fault f) {
   switch (f) {
-    case Fault::kBadKey: return "BadKey";
-    case Fault::kStaleKey: return "StaleKey";
-    case Fault::kOutOfBounds: return "OutOfBounds";
-    case Fault::kNoRights: return "NoRights";
-    case Fault::kOtherPd: return "OtherPd";
+    case Fault::kBadKey:
+      return "BadKey";
+    case Fault::kStaleKey:
+      return "StaleKey";
+    case Fault::kOutOfBounds:
+      return "OutOfBounds";
+    case Fault::kNoRights:
+      return "NoRights";
+    case Fault::kOtherPd:
+      return "OtherPd";
   }
   return "?";
 }
@@ -72,14 +77,19 @@ TEST_P(RemoteAccess, NakRemoteAccessErrorFailsBothQps) {
   named.bytes.clear();
   uint64_t off = 0;
   switch (fault) {
-    case Fault::kBadKey: named.key = 0x3FFF01; break;  // a slot nobody registered
+    case Fault::kBadKey:
+      named.key = 0x3FFF01;
+      break;  // a slot nobody registered
     case Fault::kStaleKey:
       // The slot of a live MR with another tag: what a key of an earlier
       // registration of that slot looks like.
       named.key = (remote.key & ~0xFFu) | ((remote.key + 0x80) & 0xFFu);
       break;
-    case Fault::kOutOfBounds: off = 4096 - (atomic ? 0 : 1000); break;
-    default: break;
+    case Fault::kOutOfBounds:
+      off = 4096 - (atomic ? 0 : 1000);
+      break;
+    default:
+      break;
   }
   Buffer good = make_buffer(b_, 4096, kAllAccess, 0x22);
   ASSERT_EQ(post(qa_, WrOpcode::kRdmaWrite, 1, &local, 100, &good, 3000), 0);  // fine
@@ -91,7 +101,8 @@ TEST_P(RemoteAccess, NakRemoteAccessErrorFailsBothQps) {
   w.compare_add = 1;
   ASSERT_EQ(qa_->post_send(w, &s, nullptr), 0);
   ASSERT_EQ(post(qa_, WrOpcode::kRdmaWrite, 3, &local, 100, &good, 0), 0);  // flushed
-  expect_send_wcs({{1, WcStatus::kSuccess}, {2, WcStatus::kRemAccessErr}, {3, WcStatus::kWrFlushErr}});
+  expect_send_wcs(
+      {{1, WcStatus::kSuccess}, {2, WcStatus::kRemAccessErr}, {3, WcStatus::kWrFlushErr}});
   EXPECT_EQ(qa_->state(), QpState::kErr);
   EXPECT_EQ(qb_->state(), QpState::kErr);
   EXPECT_EQ(qb_->counters().err_naks_sent, 1u);
@@ -177,7 +188,8 @@ TEST_F(Errors, MisalignedAtomicIsInvalidRequest) {
   EXPECT_EQ(remote.bytes, std::vector<uint8_t>(64, 0x22));
 }
 
-class SendTooLong : public Errors, public ::testing::WithParamInterface<std::pair<uint32_t, uint32_t>> {};
+class SendTooLong : public Errors,
+                    public ::testing::WithParamInterface<std::pair<uint32_t, uint32_t>> {};
 
 TEST_P(SendTooLong, RequesterGetsInvalidRequestResponderLocalLengthError) {
   const uint32_t recv_len = GetParam().first, send_len = GetParam().second;
@@ -266,9 +278,10 @@ TEST_F(Errors, ReceiveBufferWithBadKeyIsRemoteOperationalError) {
     Buffer dst;
     dst.bytes.assign(512, 0x44);
     // 0: a key that does not exist; 1: a region without local write access.
-    dst.key = variant == 0 ? 0x7777700u
-                           : b_.dev->reg_mr(b_.pd, dst.bytes.data(), dst.addr(), 512,
-                                            kAccessRemoteRead).value();
+    dst.key =
+        variant == 0
+            ? 0x7777700u
+            : b_.dev->reg_mr(b_.pd, dst.bytes.data(), dst.addr(), 512, kAccessRemoteRead).value();
     ASSERT_EQ(post_recv(qb_, 60, dst, 512), 0);
     ASSERT_EQ(post(qa_, WrOpcode::kSend, 6, &src, 300), 0);
     expect_send_wcs({{6, WcStatus::kRemOpErr}});
@@ -313,7 +326,8 @@ TEST_F(Errors, RnrNakThenSuccessOnceAReceiveIsPosted) {
   Buffer dst = make_buffer(b_, 3000, kAllAccess);
   ASSERT_EQ(post(qa_, WrOpcode::kSend, 1, &src, 3000), 0);
   run_for(5 * kNanosPerMs);
-  for (const Cqe& c : drain(a_.scq)) ADD_FAILURE() << "unexpected completion, status " << int(c.status);
+  for (const Cqe& c : drain(a_.scq))
+    ADD_FAILURE() << "unexpected completion, status " << int(c.status);
   const uint64_t naks = qb_->counters().rnr_naks_sent;
   EXPECT_GE(naks, 10u);
   EXPECT_EQ(qa_->counters().rnr_naks_received, naks);
@@ -382,8 +396,11 @@ TEST_P(RetryCount, RetryExceededAfterExactlyRetryCntRetries) {
     QpAttrs a;
     a.state = QpState::kInit;
     a.access = kAllAccess;
-    ASSERT_TRUE(a_.dev->modify_qp(qa_, a, QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort |
-                                             QpAttr::kAccessFlags).is_ok());
+    ASSERT_TRUE(
+        a_.dev
+            ->modify_qp(qa_, a,
+                        QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort | QpAttr::kAccessFlags)
+            .is_ok());
     a.state = QpState::kRtr;
     a.path_mtu = 1024;
     a.dest_qpn = qb_->qpn() + 1;  // the destroyed one
@@ -391,24 +408,29 @@ TEST_P(RetryCount, RetryExceededAfterExactlyRetryCntRetries) {
     a.av = av_to(b_);
     a.max_dest_rd_atomic = 1;
     a.min_rnr_timer = 1;
-    ASSERT_TRUE(a_.dev->modify_qp(qa_, a, QpAttr::kState | QpAttr::kAv | QpAttr::kPathMtu |
-                                             QpAttr::kDestQpn | QpAttr::kRqPsn |
-                                             QpAttr::kMaxDestRdAtomic | QpAttr::kMinRnrTimer).is_ok());
+    ASSERT_TRUE(a_.dev
+                    ->modify_qp(qa_, a,
+                                QpAttr::kState | QpAttr::kAv | QpAttr::kPathMtu | QpAttr::kDestQpn |
+                                    QpAttr::kRqPsn | QpAttr::kMaxDestRdAtomic |
+                                    QpAttr::kMinRnrTimer)
+                    .is_ok());
     a.state = QpState::kRts;
     a.sq_psn = 0x123;
     a.timeout = 8;
     a.retry_cnt = retry;
     a.rnr_retry = 7;
     a.max_rd_atomic = 1;
-    ASSERT_TRUE(a_.dev->modify_qp(qa_, a, QpAttr::kState | QpAttr::kSqPsn | QpAttr::kTimeout |
-                                             QpAttr::kRetryCnt | QpAttr::kRnrRetry |
-                                             QpAttr::kMaxQpRdAtomic).is_ok());
+    ASSERT_TRUE(a_.dev
+                    ->modify_qp(qa_, a,
+                                QpAttr::kState | QpAttr::kSqPsn | QpAttr::kTimeout |
+                                    QpAttr::kRetryCnt | QpAttr::kRnrRetry | QpAttr::kMaxQpRdAtomic)
+                    .is_ok());
   } else {
     connect(a_, qa_, b_, qb_, kAllAccess, 1024, 8, retry, 7);
   }
   Buffer src = make_buffer(a_, 100, kAllAccess);
   Buffer dst = make_buffer(b_, 100, kAllAccess);
-  run_for(kNanosPerMs);  // ARP answered
+  run_for(kNanosPerMs);              // ARP answered
   if (!missing_qp) pump_b_ = false;  // the peer stops: nothing is ever acknowledged
   const uint64_t no_qp_before = b_.dev->counters().rx_no_qp;
   ASSERT_EQ(post(qa_, WrOpcode::kRdmaWrite, 1, &src, 100, &dst), 0);

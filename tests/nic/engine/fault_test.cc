@@ -55,18 +55,18 @@ TEST(FaultConfigParse, ErrorsNameTheKey) {
     const char* must_mention;
   };
   const Case cases[] = {
-      {"dorp=0.1", "dorp"},            // unknown key
-      {"drop=abc", "drop"},            // not a number
-      {"drop=1.5", "drop"},            // above 1
-      {"dup=-0.1", "dup"},             // negative
-      {"reorder=nan", "reorder"},      // not finite
-      {"bitflip=0.1x", "bitflip"},     // trailing junk
-      {"delay=", "delay"},             // empty value
-      {"seed=-1", "seed"},             // negative integer
-      {"seed=12ab", "seed"},           // junk
-      {"delay_ns=1e3", "delay_ns"},    // not an integer
+      {"dorp=0.1", "dorp"},          // unknown key
+      {"drop=abc", "drop"},          // not a number
+      {"drop=1.5", "drop"},          // above 1
+      {"dup=-0.1", "dup"},           // negative
+      {"reorder=nan", "reorder"},    // not finite
+      {"bitflip=0.1x", "bitflip"},   // trailing junk
+      {"delay=", "delay"},           // empty value
+      {"seed=-1", "seed"},           // negative integer
+      {"seed=12ab", "seed"},         // junk
+      {"delay_ns=1e3", "delay_ns"},  // not an integer
       {"drop=0.1,verbose=1", "verbose"},
-      {"drop", "drop"},                // not key=value
+      {"drop", "drop"},  // not key=value
   };
   for (const Case& k : cases) {
     auto c = FaultConfig::parse(k.text);

@@ -152,8 +152,10 @@ TEST_F(Lossy, Write256MiBArrivesExactlyOnce) {
     uint64_t posted_this_pass = 0;
     while (off < kRegion || wcs.size() < posted_this_pass) {
       while (off < kRegion) {
-        const uint32_t len = std::min<uint32_t>(kRegion - off, 1 + uint32_t(rng.next() % (512 << 10)));
-        const int rc = post(p.a, WrOpcode::kRdmaWrite, wr_id, &src, len, &dst, off, kSendSignaled, off);
+        const uint32_t len =
+            std::min<uint32_t>(kRegion - off, 1 + uint32_t(rng.next() % (512 << 10)));
+        const int rc =
+            post(p.a, WrOpcode::kRdmaWrite, wr_id, &src, len, &dst, off, kSendSignaled, off);
         if (rc == ENOMEM) break;
         ASSERT_EQ(rc, 0);
         ++wr_id;
@@ -164,8 +166,8 @@ TEST_F(Lossy, Write256MiBArrivesExactlyOnce) {
       ASSERT_TRUE(drive([&] {
         poll_into(a_.scq, &wcs);
         return wcs.size() > before || (off >= kRegion && wcs.size() == posted_this_pass);
-      })) << "stalled: pass " << pass << ", " << wcs.size() << " of " << posted_this_pass
-          << " completions";
+      })) << "stalled: pass "
+          << pass << ", " << wcs.size() << " of " << posted_this_pass << " completions";
     }
     for (const Cqe& c : wcs) {
       ASSERT_EQ(c.status, WcStatus::kSuccess) << "wr " << c.wr_id;
@@ -202,8 +204,10 @@ TEST_F(Lossy, Read256MiBArrivesExactlyOnce) {
     uint64_t posted_this_pass = 0;
     while (off < kRegion || wcs.size() < posted_this_pass) {
       while (off < kRegion) {
-        const uint32_t len = std::min<uint32_t>(kRegion - off, 1 + uint32_t(rng.next() % (512 << 10)));
-        const int rc = post(p.a, WrOpcode::kRdmaRead, wr_id, &local, len, &remote, off, kSendSignaled, off);
+        const uint32_t len =
+            std::min<uint32_t>(kRegion - off, 1 + uint32_t(rng.next() % (512 << 10)));
+        const int rc =
+            post(p.a, WrOpcode::kRdmaRead, wr_id, &local, len, &remote, off, kSendSignaled, off);
         if (rc == ENOMEM) break;
         ASSERT_EQ(rc, 0);
         ++wr_id;
@@ -214,8 +218,8 @@ TEST_F(Lossy, Read256MiBArrivesExactlyOnce) {
       ASSERT_TRUE(drive([&] {
         poll_into(a_.scq, &wcs);
         return wcs.size() > before || (off >= kRegion && wcs.size() == posted_this_pass);
-      })) << "stalled: pass " << pass << ", " << wcs.size() << " of " << posted_this_pass
-          << " completions";
+      })) << "stalled: pass "
+          << pass << ", " << wcs.size() << " of " << posted_this_pass << " completions";
     }
     for (const Cqe& c : wcs) {
       ASSERT_EQ(c.status, WcStatus::kSuccess) << "wr " << c.wr_id;
@@ -268,7 +272,8 @@ TEST_F(Lossy, Send256MiBArrivesExactlyOnceInOrder) {
       poll_into(a_.scq, &swc);
       poll_into(b_.rcq, &rwc);
       return swc.size() > sb || rwc.size() > rb;
-    })) << "stalled at message " << next_recv << " of " << next_send;
+    })) << "stalled at message "
+        << next_recv << " of " << next_send;
     for (size_t i = sb; i < swc.size(); ++i) {
       ASSERT_EQ(swc[i].status, WcStatus::kSuccess) << "send " << swc[i].wr_id;
       ASSERT_EQ(swc[i].wr_id, send_done) << "send completions out of order or twice";
@@ -317,7 +322,8 @@ TEST_F(Lossy, FetchAddFromTwoQpsSumsExactly) {
   qps_ = {p1.a, p1.b, p2.a, p2.b};
   Buffer counter = make_buffer(b_, 64, kAllAccess, 0);
   constexpr uint32_t kDepth = 256;
-  Buffer results[2] = {make_buffer(a_, kDepth * 8, kAllAccess), make_buffer(a_, kDepth * 8, kAllAccess)};
+  Buffer results[2] = {make_buffer(a_, kDepth * 8, kAllAccess),
+                       make_buffer(a_, kDepth * 8, kAllAccess)};
   Qp* qps[2] = {p1.a, p2.a};
   uint32_t posted[2] = {0, 0}, done[2] = {0, 0};
   std::vector<uint8_t> seen(2 * size_t(kAtomicsPerQp), 0);
@@ -339,7 +345,8 @@ TEST_F(Lossy, FetchAddFromTwoQpsSumsExactly) {
     ASSERT_TRUE(drive([&] {
       poll_into(a_.scq, &wcs);
       return !wcs.empty();
-    })) << "stalled at " << done[0] << " + " << done[1];
+    })) << "stalled at "
+        << done[0] << " + " << done[1];
     for (const Cqe& c : wcs) {
       const int q = c.qp_num == qps[0]->qpn() ? 0 : 1;
       ASSERT_EQ(c.status, WcStatus::kSuccess);
@@ -445,19 +452,19 @@ struct Mixer {
   Side* me = nullptr;
   Qp* qp = nullptr;
   Mixer* peer = nullptr;
-  Buffer local;   // WRITE / SEND sources, READ and FETCH_ADD results
-  Buffer target;  // the peer writes here
-  Buffer source;  // the peer reads from here (fixed pattern)
-  Buffer recv;    // the peer's SENDs land here
-  Buffer counter; // the peer adds to this word
+  Buffer local;    // WRITE / SEND sources, READ and FETCH_ADD results
+  Buffer target;   // the peer writes here
+  Buffer source;   // the peer reads from here (fixed pattern)
+  Buffer recv;     // the peer's SENDs land here
+  Buffer counter;  // the peer adds to this word
   Rng rng{1};
   uint32_t side_id = 0;
   uint64_t posted = 0, completed = 0, total = 0;
-  std::vector<Op> ops;             // by wr_id
-  std::vector<uint64_t> sends;     // wr_ids of SENDs, in post order
-  uint64_t sends_received = 0;     // by the peer
+  std::vector<Op> ops;          // by wr_id
+  std::vector<uint64_t> sends;  // wr_ids of SENDs, in post order
+  uint64_t sends_received = 0;  // by the peer
   uint64_t recvs_posted = 0;
-  std::vector<uint8_t> add_seen;   // results of the adds on the peer's counter
+  std::vector<uint8_t> add_seen;  // results of the adds on the peer's counter
 
   static std::vector<uint8_t> pattern(uint32_t side, uint64_t k, uint32_t len) {
     std::vector<uint8_t> v(len);
@@ -598,13 +605,14 @@ TEST_F(Lossy, MixedTrafficBothWaysOnOneQpPair) {
   }
   for (Mixer& x : m) x.post_recvs();
   std::vector<Cqe> got;
-  while (m[0].completed < kOps || m[1].completed < kOps || m[0].sends_received < m[0].sends.size() ||
-         m[1].sends_received < m[1].sends.size()) {
+  while (m[0].completed < kOps || m[1].completed < kOps ||
+         m[0].sends_received < m[0].sends.size() || m[1].sends_received < m[1].sends.size()) {
     for (Mixer& x : m) {
       x.post_more();
       if (HasFatalFailure()) return;
     }
-    const uint64_t before = m[0].completed + m[1].completed + m[0].sends_received + m[1].sends_received;
+    const uint64_t before =
+        m[0].completed + m[1].completed + m[0].sends_received + m[1].sends_received;
     ASSERT_TRUE(drive([&] {
       for (Mixer& x : m) {
         got.clear();
@@ -622,7 +630,8 @@ TEST_F(Lossy, MixedTrafficBothWaysOnOneQpPair) {
         x.post_recvs();
       }
       return m[0].completed + m[1].completed + m[0].sends_received + m[1].sends_received > before;
-    })) << "stalled: " << m[0].completed << " / " << m[1].completed << " completed";
+    })) << "stalled: "
+        << m[0].completed << " / " << m[1].completed << " completed";
     if (HasFatalFailure()) return;
   }
   for (Mixer& x : m) {
@@ -746,7 +755,7 @@ TEST_F(Recovery, SequenceNakPastAnUnansweredAtomicRetriesTheAtomic) {
   std::memcpy(&orig, result.bytes.data(), 8);
   std::memcpy(&now_value, counter.bytes.data(), 8);
   EXPECT_EQ(orig, 100u);
-  EXPECT_EQ(now_value, 105u);  // added once
+  EXPECT_EQ(now_value, 105u);                 // added once
   EXPECT_EQ(p.b->counters().duplicates, 2u);  // the atomic and the WRITE came again
   EXPECT_EQ(p.a->counters().timeouts, 0u);
 }

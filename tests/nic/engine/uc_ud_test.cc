@@ -214,9 +214,9 @@ TEST_P(UdSizes, DatagramWithGrhInTheFirst40Bytes) {
   fill_pattern(src.bytes, size);
   Buffer dst = make_buffer(b_, 40 + kMtu + 16, kAllAccess, 0xEE);
   ASSERT_EQ(post_recv(qb_, 5, dst, 40 + kMtu), 0);
-  ASSERT_EQ(send_ud(imm ? WrOpcode::kSendImm : WrOpcode::kSend, 3, src, size, 0x11111111, 0,
-                    0xCAFEF00D),
-            0);
+  ASSERT_EQ(
+      send_ud(imm ? WrOpcode::kSendImm : WrOpcode::kSend, 3, src, size, 0x11111111, 0, 0xCAFEF00D),
+      0);
   auto sc = collect(a_.scq, 1);
   auto rc = collect(b_.rcq, 1);
   ASSERT_EQ(sc.size(), 1u);
@@ -361,7 +361,9 @@ std::string rc_mtu_name(const std::tuple<uint32_t, WrOpcode, int>& p) {
   const WrOpcode o = std::get<1>(p);
   const char* sizes[] = {"MtuMinus1", "Mtu", "MtuPlus1", "1MiB"};
   return "Mtu" + std::to_string(std::get<0>(p)) +
-         (o == WrOpcode::kSend ? "Send" : o == WrOpcode::kRdmaWrite ? "Write" : "Read") +
+         (o == WrOpcode::kSend        ? "Send"
+          : o == WrOpcode::kRdmaWrite ? "Write"
+                                      : "Read") +
          sizes[std::get<2>(p)];
 }
 
@@ -403,13 +405,12 @@ TEST_P(RcMtu, ArrivesByteExactInTheRightNumberOfPackets) {
   EXPECT_EQ(p.a->counters().retransmits, 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllMtus, RcMtu,
-    ::testing::Combine(::testing::Values(256u, 512u, 1024u, 2048u, 4096u),
-                       ::testing::Values(WrOpcode::kSend, WrOpcode::kRdmaWrite,
-                                         WrOpcode::kRdmaRead),
-                       ::testing::Values(0, 1, 2, 3)),
-    [](const auto& info) { return rc_mtu_name(info.param); });
+INSTANTIATE_TEST_SUITE_P(AllMtus, RcMtu,
+                         ::testing::Combine(::testing::Values(256u, 512u, 1024u, 2048u, 4096u),
+                                            ::testing::Values(WrOpcode::kSend, WrOpcode::kRdmaWrite,
+                                                              WrOpcode::kRdmaRead),
+                                            ::testing::Values(0, 1, 2, 3)),
+                         [](const auto& info) { return rc_mtu_name(info.param); });
 
 // ---- SGE lists, inline, immediate, solicited ----
 
@@ -421,8 +422,11 @@ TEST_F(Features, PathMtuAboveWhatThePortCarriesIsRefused) {
   QpAttrs at;
   at.state = QpState::kInit;
   at.access = kAllAccess;
-  ASSERT_TRUE(a_.dev->modify_qp(qa, at, QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort |
-                                            QpAttr::kAccessFlags).is_ok());
+  ASSERT_TRUE(
+      a_.dev
+          ->modify_qp(qa, at,
+                      QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort | QpAttr::kAccessFlags)
+          .is_ok());
   at.state = QpState::kRtr;
   at.dest_qpn = 0x11;
   at.av = av_to(b_);
@@ -485,7 +489,8 @@ TEST_F(Features, ScatterGatherListsWithOddLengthsOnBothSides) {
   w.rkey = dst.key;
   ASSERT_EQ(p.a->post_send(w, gather, nullptr), 0);
   Buffer l1 = make_buffer(a_, 5000, kAllAccess, 0xEE), l2 = make_buffer(a_, 5000, kAllAccess, 0xEE);
-  const Sge local[3] = {{l1.addr() + 3, 1, l1.key}, {l2.addr(), 1519, l2.key}, {l1.addr() + 11, 2000, l1.key}};
+  const Sge local[3] = {
+      {l1.addr() + 3, 1, l1.key}, {l2.addr(), 1519, l2.key}, {l1.addr() + 11, 2000, l1.key}};
   w = wqe(WrOpcode::kRdmaRead, 3);
   w.num_sge = 3;
   w.remote_addr = dst.addr() + 1;
