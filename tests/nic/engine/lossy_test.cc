@@ -369,6 +369,114 @@ TEST_F(Lossy, FetchAddFromTwoQpsSumsExactly) {
   expect_faults_seen();
 }
 
+TEST_F(Lossy, PsnWrapAroundUnderLoss) {
+  // Start 1000 PSNs before 2^24: WRITEs, READs and FETCH_ADDs cross the wrap
+  // (IBTA 9.7.1: PSNs are modulo 2^24) while packets are lost.
+  start_fake_ = now_;
+  Qp* qa = make_qp(a_, QpType::kRc);
+  Qp* qb = make_qp(b_, QpType::kRc);
+  constexpr uint32_t kStart = 0xFFFFFF - 1000;
+  for (auto [me, qp, peer, pqp] : {std::tuple{&a_, qa, &b_, qb}, std::tuple{&b_, qb, &a_, qa}}) {
+    QpAttrs at;
+    at.state = QpState::kInit;
+    at.access = kAllAccess & ~kAccessLocalWrite;
+    ASSERT_TRUE(
+        me->dev
+            ->modify_qp(qp, at,
+                        QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort | QpAttr::kAccessFlags)
+            .is_ok());
+    at.state = QpState::kRtr;
+    at.path_mtu = 1024;
+    at.dest_qpn = pqp->qpn();
+    at.rq_psn = kStart;
+    at.av = av_to(*peer);
+    at.max_dest_rd_atomic = 16;
+    at.min_rnr_timer = 1;
+    ASSERT_TRUE(me->dev
+                    ->modify_qp(qp, at,
+                                QpAttr::kState | QpAttr::kAv | QpAttr::kPathMtu | QpAttr::kDestQpn |
+                                    QpAttr::kRqPsn | QpAttr::kMaxDestRdAtomic |
+                                    QpAttr::kMinRnrTimer)
+                    .is_ok());
+    at.state = QpState::kRts;
+    at.sq_psn = kStart;
+    at.timeout = kTimeout;
+    at.retry_cnt = 7;
+    at.rnr_retry = 7;
+    at.max_rd_atomic = 16;
+    ASSERT_TRUE(me->dev
+                    ->modify_qp(qp, at,
+                                QpAttr::kState | QpAttr::kSqPsn | QpAttr::kTimeout |
+                                    QpAttr::kRetryCnt | QpAttr::kRnrRetry | QpAttr::kMaxQpRdAtomic)
+                    .is_ok());
+  }
+  qps_ = {qa, qb};
+  constexpr uint32_t kRegion = 4u << 20;
+  Buffer src = make_buffer(a_, kRegion, kAllAccess);
+  Buffer dst = make_buffer(b_, kRegion, kAllAccess);
+  Buffer back = make_buffer(a_, kRegion, kAllAccess);
+  Buffer counter = make_buffer(b_, 64, kAllAccess, 0);
+  Buffer results = make_buffer(a_, 64 * 8, kAllAccess);
+  fill(src.bytes.data(), kRegion, 31);
+  // WRITE the region in 64 KiB pieces, READ it back, 64 FETCH_ADDs: ~8000 PSNs.
+  uint64_t id = 0;
+  std::vector<Cqe> wcs;
+  auto run_batch = [&](const std::function<int(uint64_t)>& post_one, uint64_t n) {
+    uint64_t posted = 0, done = 0;
+    while (done < n) {
+      while (posted < n && posted < done + 64) {
+        ASSERT_EQ(post_one(posted), 0);
+        ++posted;
+        ++id;
+      }
+      wcs.clear();
+      ASSERT_TRUE(drive([&] {
+        poll_into(a_.scq, &wcs);
+        return !wcs.empty();
+      }));
+      for (const Cqe& c : wcs) {
+        ASSERT_EQ(c.status, WcStatus::kSuccess);
+        ++done;
+      }
+    }
+  };
+  constexpr uint32_t kPiece = 64u << 10;
+  run_batch(
+      [&](uint64_t i) {
+        return post(qa, WrOpcode::kRdmaWrite, id, &src, kPiece, &dst, i * kPiece, kSendSignaled,
+                    uint32_t(i) * kPiece);
+      },
+      kRegion / kPiece);
+  if (HasFatalFailure()) return;
+  ASSERT_EQ(std::memcmp(src.bytes.data(), dst.bytes.data(), kRegion), 0);
+  run_batch(
+      [&](uint64_t i) {
+        return post(qa, WrOpcode::kRdmaRead, id, &back, kPiece, &dst, i * kPiece, kSendSignaled,
+                    uint32_t(i) * kPiece);
+      },
+      kRegion / kPiece);
+  if (HasFatalFailure()) return;
+  ASSERT_EQ(std::memcmp(src.bytes.data(), back.bytes.data(), kRegion), 0);
+  run_batch(
+      [&](uint64_t i) {
+        SendWqe w = wqe(WrOpcode::kFetchAdd, id);
+        Sge s{results.addr() + (i % 64) * 8, 8, results.key};
+        w.num_sge = 1;
+        w.remote_addr = counter.addr();
+        w.rkey = counter.key;
+        w.compare_add = 1;
+        return qa->post_send(w, &s, nullptr);
+      },
+      64);
+  if (HasFatalFailure()) return;
+  uint64_t value;
+  std::memcpy(&value, counter.bytes.data(), 8);
+  EXPECT_EQ(value, 64u);
+  EXPECT_EQ(qa->state(), QpState::kRts);
+  EXPECT_EQ(qb->state(), QpState::kRts);
+  EXPECT_GT(qa->counters().retransmits, 0u);
+}
+
 TEST_F(Lossy, UcMessagesArriveWholeOrNotAtAll) {
   // UC (IBTA 9.8.3) makes no promise of delivery, order or uniqueness (a late
   // or duplicated FIRST/ONLY starts a message again, as in rxe), but a message
