@@ -3,6 +3,7 @@
 // RDMA READ / atomic initiator depth, and the restart point for go-back-N.
 #include <rte_mbuf.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "nic/base/log.h"
@@ -161,7 +162,9 @@ bool Qp::send_one_packet(Nanos now) {
     dst_ip = attrs_.av.dst_ip;
   }
 
-  const uint32_t mtu = attrs_.path_mtu;
+  // UD: one packet per datagram whatever its size (post_send bounds it by
+  // the MTU; a UD QP has no path MTU attribute of its own).
+  const uint32_t mtu = type_ == QpType::kUd ? std::max<uint32_t>(w.length, 1) : attrs_.path_mtu;
   const uint32_t off = send_off_;
   wire::PacketSpec s;
   s.opcode = request_opcode(type_, w, off, mtu);
