@@ -93,7 +93,9 @@ uint8_t ex_read_dlid_path_bits(ibv_cq_ex*) noexcept { return 0; }
 uint64_t ex_read_zero64(ibv_cq_ex*) noexcept { return 0; }
 uint16_t ex_read_cvlan(ibv_cq_ex*) noexcept { return 0; }
 uint32_t ex_read_flow_tag(ibv_cq_ex*) noexcept { return 0; }
-void ex_read_tm_info(ibv_cq_ex*, ibv_wc_tm_info* info) noexcept { std::memset(info, 0, sizeof(*info)); }
+void ex_read_tm_info(ibv_cq_ex*, ibv_wc_tm_info* info) noexcept {
+  std::memset(info, 0, sizeof(*info));
+}
 
 ibv_cq_ex* create_cq(ibv_context* ctx, int cqe, void* cq_context, ibv_comp_channel* channel,
                      int comp_vector, uint64_t wc_flags) {

@@ -35,7 +35,7 @@ struct Provider {
   std::mutex mu;  // guards everything below
   bool attempted = false;
   nic::FaultConfig faults;  // DROCE_FAULTS, applied to every device's transmit
-  int init_errno = 0;  // nonzero: initialisation failed, ibv_get_device_list returns NULL
+  int init_errno = 0;       // nonzero: initialisation failed, ibv_get_device_list returns NULL
   std::vector<DeviceSlot*> slots;
 };
 
@@ -57,7 +57,7 @@ void shutdown_at_exit() {
   std::lock_guard<std::mutex> lock(p.mu);
   // Linger: the last frames (typically the ACK of the peer's final SEND) sit
   // in the port's transmit ring; a hardware NIC outlives its process, droce's
-  // does not, and memif drops what the peer has not read when the port closes.
+  // does not, and memif drops what the peer has not read when the process exits.
   Nanos last_activity = 0;
   for (DeviceSlot* s : p.slots) {
     std::lock_guard<std::mutex> slock(s->mu);
@@ -67,11 +67,16 @@ void shutdown_at_exit() {
   if (last_activity != 0 && linger_end > monotonic_now()) {
     std::this_thread::sleep_for(std::chrono::nanoseconds(linger_end - monotonic_now()));
   }
+  // Engines stop (their threads must not run into the process's teardown);
+  // ports stay open: closing a memif port races DPDK's interrupt thread when
+  // the peer disconnects at the same moment (a SIGSEGV in librte_net_memif
+  // seen with ibv_*_pingpong), and the kernel closes the port's sockets and
+  // files at exit anyway, which a memif peer sees as link down.
   for (DeviceSlot* s : p.slots) {
     std::lock_guard<std::mutex> slock(s->mu);
     s->device.reset();  // joins the engine thread
     s->open_count = 0;
-    s->port.reset();    // stops the ethdev (a memif peer sees the link go down)
+    s->exited = true;
   }
 }
 
@@ -134,7 +139,8 @@ int init_devices(Provider& p) {
     d.transport_type = IBV_TRANSPORT_IB;
     std::snprintf(d.name, sizeof(d.name), "droce%d", index);
     std::snprintf(d.dev_name, sizeof(d.dev_name), "uverbs-droce%d", index);
-    std::snprintf(d.dev_path, sizeof(d.dev_path), "/sys/class/infiniband_verbs/uverbs-droce%d", index);
+    std::snprintf(d.dev_path, sizeof(d.dev_path), "/sys/class/infiniband_verbs/uverbs-droce%d",
+                  index);
     std::snprintf(d.ibdev_path, sizeof(d.ibdev_path), "/sys/class/infiniband/droce%d", index);
     p.slots.push_back(s);
     ++index;
@@ -189,7 +195,7 @@ int op_compat_query_port(ibv_context* ctx, uint8_t port, _compat_ibv_port_attr* 
 ibv_context* open_device(ibv_device* ibdev) {
   DeviceSlot* s = slot_of(ibdev);
   std::lock_guard<std::mutex> lock(s->mu);
-  if (!s->port) return fail_errno(ENODEV);  // after exit-time shutdown
+  if (s->exited) return fail_errno(ENODEV);  // after exit-time shutdown
   auto c = std::make_unique<Context>();
   std::memset(&c->vctx, 0, sizeof(c->vctx));
   const int epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -328,8 +334,8 @@ void fill_port_attr(Context* c, ibv_port_attr* a) {
   nic::Port& port = *c->slot->port;
   std::memset(a, 0, sizeof(*a));
   rte_eth_link link{};
-  const bool up = rte_eth_link_get_nowait(port.port_id(), &link) == 0 &&
-                  link.link_status == RTE_ETH_LINK_UP;
+  const bool up =
+      rte_eth_link_get_nowait(port.port_id(), &link) == 0 && link.link_status == RTE_ETH_LINK_UP;
   a->state = up ? IBV_PORT_ACTIVE : IBV_PORT_DOWN;
   a->max_mtu = mtu_enum(port.path_mtu());
   a->active_mtu = mtu_enum(port.path_mtu());
@@ -419,9 +425,7 @@ bool fd_nonblocking(int fd) {
   return fl >= 0 && (fl & O_NONBLOCK) != 0;
 }
 
-uint32_t mtu_bytes(int mtu) {
-  return mtu >= IBV_MTU_256 && mtu <= IBV_MTU_4096 ? 128u << mtu : 0;
-}
+uint32_t mtu_bytes(int mtu) { return mtu >= IBV_MTU_256 && mtu <= IBV_MTU_4096 ? 128u << mtu : 0; }
 
 ibv_mtu mtu_enum(uint32_t bytes) {
   if (bytes >= 4096) return IBV_MTU_4096;
@@ -471,9 +475,7 @@ const char* ibv_get_device_name(ibv_device* device) { return device->name; }
 
 int ibv_get_device_index(ibv_device* device) { return slot_of(device)->index; }
 
-__be64 ibv_get_device_guid(ibv_device* device) {
-  return __be64(be64(slot_of(device)->node_guid));
-}
+__be64 ibv_get_device_guid(ibv_device* device) { return __be64(be64(slot_of(device)->node_guid)); }
 
 ibv_context* ibv_open_device(ibv_device* device) {
   return guard([&] { return open_device(device); }, static_cast<ibv_context*>(nullptr));

@@ -3,14 +3,13 @@
 // and the helpers every entry point shares (DESIGN.md section 5).
 #pragma once
 
-#include <limits>  // before verbs.h: __VERBS_ABI_IS_EXTENDED uses numeric_limits in C++
-
 #include <infiniband/verbs.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <limits>  // before verbs.h: __VERBS_ABI_IS_EXTENDED uses numeric_limits in C++
 #include <memory>
 #include <mutex>
 #include <string>
@@ -32,8 +31,8 @@ enum ibv_gid_type_sysfs {
   IBV_GID_TYPE_SYSFS_IB_ROCE_V1,
   IBV_GID_TYPE_SYSFS_ROCE_V2,
 };
-extern "C" int ibv_query_gid_type(struct ibv_context* context, uint8_t port_num,
-                                  unsigned int index, enum ibv_gid_type_sysfs* type);
+extern "C" int ibv_query_gid_type(struct ibv_context* context, uint8_t port_num, unsigned int index,
+                                  enum ibv_gid_type_sysfs* type);
 
 namespace droce::verbs {
 
@@ -72,6 +71,7 @@ struct DeviceSlot {
   std::unique_ptr<nic::Device> device;  // exists while a context is open
   int open_count = 0;
   Nanos closed_at = 0;  // when the last context closed (0: never)
+  bool exited = false;  // the process is exiting: no more opens
   // Async events name objects by engine identity; these find the handle.
   std::unordered_map<uint32_t, Qp*> qps;  // qpn -> QP
   std::unordered_map<const nic::CompletionQueue*, Cq*> cqs;
@@ -112,8 +112,8 @@ struct Ah {
 // attached to it, so it is pollable and honours O_NONBLOCK set by the program.
 struct Channel {
   ibv_comp_channel ch;
-  std::mutex mu;              // serialises event reads; guards pending
-  std::vector<Cq*> pending;   // CQs with events already read from their fd
+  std::mutex mu;             // serialises event reads; guards pending
+  std::vector<Cq*> pending;  // CQs with events already read from their fd
 };
 
 struct Cq {
@@ -121,9 +121,9 @@ struct Cq {
   nic::CompletionQueue* ncq = nullptr;
   nic::Device* dev = nullptr;
   DeviceSlot* slot = nullptr;
-  uint64_t wc_flags = 0;         // ibv_create_cq_ex: fields the program reads
-  nic::Cqe cur{};                // the CQE ibv_start_poll / ibv_next_poll hold
-  uint32_t extra_events = 0;     // events read from the fd but not yet returned (channel mu)
+  uint64_t wc_flags = 0;      // ibv_create_cq_ex: fields the program reads
+  nic::Cqe cur{};             // the CQE ibv_start_poll / ibv_next_poll hold
+  uint32_t extra_events = 0;  // events read from the fd but not yet returned (channel mu)
 };
 inline Cq* cq_of(ibv_cq* c) { return reinterpret_cast<Cq*>(c); }
 inline Cq* cq_of(ibv_cq_ex* c) { return reinterpret_cast<Cq*>(c); }
@@ -144,9 +144,11 @@ struct WrBatch {
   uint32_t stride = 0;    // bytes per entry: SendWqe + Sges or inline bytes
   uint32_t capacity = 0;  // entries (the SQ depth)
   uint32_t count = 0;
-  int error = 0;          // first error while building; wr_complete returns it
+  int error = 0;  // first error while building; wr_complete returns it
   std::unique_ptr<uint8_t[]> mem;
-  nic::SendWqe* at(uint32_t i) { return reinterpret_cast<nic::SendWqe*>(mem.get() + size_t(i) * stride); }
+  nic::SendWqe* at(uint32_t i) {
+    return reinterpret_cast<nic::SendWqe*>(mem.get() + size_t(i) * stride);
+  }
 };
 
 struct Qp {

@@ -251,8 +251,10 @@ int ibv_dealloc_pd(ibv_pd* pd) {
       ENOMEM);
 }
 
-ibv_mr* ibv_reg_mr_iova2(ibv_pd* pd, void* addr, size_t length, uint64_t iova, unsigned int access) {
-  return guard([&] { return reg_mr(pd, addr, length, iova, access); }, static_cast<ibv_mr*>(nullptr));
+ibv_mr* ibv_reg_mr_iova2(ibv_pd* pd, void* addr, size_t length, uint64_t iova,
+                         unsigned int access) {
+  return guard([&] { return reg_mr(pd, addr, length, iova, access); },
+               static_cast<ibv_mr*>(nullptr));
 }
 
 ibv_mr* ibv_reg_mr(ibv_pd* pd, void* addr, size_t length, int access) {

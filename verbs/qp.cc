@@ -55,7 +55,8 @@ static_assert(unsigned(IBV_SEND_FENCE) == unsigned(nic::kSendFence));
 static_assert(unsigned(IBV_SEND_SIGNALED) == unsigned(nic::kSendSignaled));
 static_assert(unsigned(IBV_SEND_SOLICITED) == unsigned(nic::kSendSolicited));
 static_assert(unsigned(IBV_SEND_INLINE) == unsigned(nic::kSendInline));
-static_assert(sizeof(ibv_sge) == sizeof(nic::Sge) && offsetof(ibv_sge, addr) == offsetof(nic::Sge, addr) &&
+static_assert(sizeof(ibv_sge) == sizeof(nic::Sge) &&
+              offsetof(ibv_sge, addr) == offsetof(nic::Sge, addr) &&
               offsetof(ibv_sge, length) == offsetof(nic::Sge, length) &&
               offsetof(ibv_sge, lkey) == offsetof(nic::Sge, lkey));
 
@@ -113,7 +114,8 @@ int post_one_send(Qp* q, const ibv_send_wr* wr) {
   // As rxe: the inline flag only applies to operations that carry data out.
   const bool inline_data = (wr->send_flags & IBV_SEND_INLINE) && wr->opcode != IBV_WR_RDMA_READ &&
                            wr->opcode != IBV_WR_ATOMIC_CMP_AND_SWP &&
-                           wr->opcode != IBV_WR_ATOMIC_FETCH_AND_ADD && wr->opcode != IBV_WR_LOCAL_INV;
+                           wr->opcode != IBV_WR_ATOMIC_FETCH_AND_ADD &&
+                           wr->opcode != IBV_WR_LOCAL_INV;
   if (!inline_data) w.flags &= uint8_t(~nic::kSendInline);
   if (inline_data) {
     uint8_t buf[kMaxInlineStack];
@@ -164,7 +166,8 @@ void wr_fail(ibv_qp_ex* x, int err) {
   if (qp_of(x)->batch.error == 0) qp_of(x)->batch.error = err;
 }
 
-void wr_atomic_cmp_swp(ibv_qp_ex* x, uint32_t rkey, uint64_t addr, uint64_t compare, uint64_t swap) noexcept {
+void wr_atomic_cmp_swp(ibv_qp_ex* x, uint32_t rkey, uint64_t addr, uint64_t compare,
+                       uint64_t swap) noexcept {
   if (nic::SendWqe* w = wr_begin(x, nic::WrOpcode::kCmpSwap)) {
     w->rkey = rkey, w->remote_addr = addr, w->compare_add = compare, w->swap = swap;
   }
@@ -181,10 +184,12 @@ void wr_local_inv(ibv_qp_ex* x, uint32_t rkey) noexcept {
   if (nic::SendWqe* w = wr_begin(x, nic::WrOpcode::kLocalInv)) w->imm_or_inv = rkey;
 }
 void wr_rdma_read(ibv_qp_ex* x, uint32_t rkey, uint64_t addr) noexcept {
-  if (nic::SendWqe* w = wr_begin(x, nic::WrOpcode::kRdmaRead)) w->rkey = rkey, w->remote_addr = addr;
+  if (nic::SendWqe* w = wr_begin(x, nic::WrOpcode::kRdmaRead))
+    w->rkey = rkey, w->remote_addr = addr;
 }
 void wr_rdma_write(ibv_qp_ex* x, uint32_t rkey, uint64_t addr) noexcept {
-  if (nic::SendWqe* w = wr_begin(x, nic::WrOpcode::kRdmaWrite)) w->rkey = rkey, w->remote_addr = addr;
+  if (nic::SendWqe* w = wr_begin(x, nic::WrOpcode::kRdmaWrite))
+    w->rkey = rkey, w->remote_addr = addr;
 }
 void wr_rdma_write_imm(ibv_qp_ex* x, uint32_t rkey, uint64_t addr, __be32 imm) noexcept {
   if (nic::SendWqe* w = wr_begin(x, nic::WrOpcode::kRdmaWriteImm)) {
@@ -254,7 +259,9 @@ int wr_complete(ibv_qp_ex* x) noexcept {
   return err;
 }
 void wr_abort(ibv_qp_ex* x) noexcept { wr_start(x); }
-void wr_atomic_write(ibv_qp_ex* x, uint32_t, uint64_t, const void*) noexcept { wr_fail(x, EOPNOTSUPP); }
+void wr_atomic_write(ibv_qp_ex* x, uint32_t, uint64_t, const void*) noexcept {
+  wr_fail(x, EOPNOTSUPP);
+}
 
 void install_wr_api(Qp* q) {
   ibv_qp_ex& x = q->qpx;
@@ -291,7 +298,8 @@ ibv_qp* create_qp(ibv_pd* pd, ibv_qp_init_attr* init, uint64_t send_ops) {
   }
   if (init->send_cq == nullptr || init->recv_cq == nullptr) return fail_errno(EINVAL);
   Context* c = ctx_of(pd->context);
-  if (ctx_of(init->send_cq->context)->dev != c->dev || ctx_of(init->recv_cq->context)->dev != c->dev ||
+  if (ctx_of(init->send_cq->context)->dev != c->dev ||
+      ctx_of(init->recv_cq->context)->dev != c->dev ||
       (init->srq != nullptr && ctx_of(init->srq->context)->dev != c->dev)) {
     return fail_errno(EINVAL);
   }
@@ -394,7 +402,8 @@ int modify_qp(ibv_qp* qp, ibv_qp_attr* attr, int mask_in) {
   a.max_dest_rd_atomic = attr->max_dest_rd_atomic;
   a.dest_qpn = attr->dest_qp_num;
   if ((mask & IBV_QP_STATE) && unsigned(attr->qp_state) > unsigned(IBV_QPS_ERR)) return EINVAL;
-  if ((mask & IBV_QP_CUR_STATE) && unsigned(attr->cur_qp_state) > unsigned(IBV_QPS_ERR)) return EINVAL;
+  if ((mask & IBV_QP_CUR_STATE) && unsigned(attr->cur_qp_state) > unsigned(IBV_QPS_ERR))
+    return EINVAL;
   Status st = q->dev->modify_qp(q->nqp, a, mask);
   if (!st) return fail("ibv_modify_qp", st);
   return 0;
@@ -538,9 +547,9 @@ int op_post_recv(ibv_qp* qp, ibv_recv_wr* wr, ibv_recv_wr** bad_wr) noexcept {
   Qp* q = qp_of(qp);
   for (; wr != nullptr; wr = wr->next) {
     const int err = wr->num_sge < 0 ? EINVAL
-                                    : q->nqp->post_recv(wr->wr_id,
-                                                        reinterpret_cast<const nic::Sge*>(wr->sg_list),
-                                                        uint32_t(wr->num_sge));
+                                    : q->nqp->post_recv(
+                                          wr->wr_id, reinterpret_cast<const nic::Sge*>(wr->sg_list),
+                                          uint32_t(wr->num_sge));
     if (err != 0) {
       *bad_wr = wr;
       return err;
@@ -553,9 +562,9 @@ int op_post_srq_recv(ibv_srq* srq, ibv_recv_wr* wr, ibv_recv_wr** bad_wr) noexce
   Srq* s = srq_of(srq);
   for (; wr != nullptr; wr = wr->next) {
     const int err = wr->num_sge < 0 ? EINVAL
-                                    : s->nsrq->post_recv(wr->wr_id,
-                                                         reinterpret_cast<const nic::Sge*>(wr->sg_list),
-                                                         uint32_t(wr->num_sge));
+                                    : s->nsrq->post_recv(
+                                          wr->wr_id, reinterpret_cast<const nic::Sge*>(wr->sg_list),
+                                          uint32_t(wr->num_sge));
     if (err != 0) {
       *bad_wr = wr;
       return err;
@@ -570,14 +579,16 @@ ibv_qp* op_create_qp_ex(ibv_context* ctx, ibv_qp_init_attr_ex* attr) noexcept {
         constexpr uint32_t kKnown =
             IBV_QP_INIT_ATTR_PD | IBV_QP_INIT_ATTR_CREATE_FLAGS | IBV_QP_INIT_ATTR_SEND_OPS_FLAGS;
         if (attr->comp_mask & ~kKnown) return fail_errno(EOPNOTSUPP);  // XRC, RSS, TSO
-        if (!(attr->comp_mask & IBV_QP_INIT_ATTR_PD) || attr->pd == nullptr) return fail_errno(EINVAL);
+        if (!(attr->comp_mask & IBV_QP_INIT_ATTR_PD) || attr->pd == nullptr)
+          return fail_errno(EINVAL);
         if ((attr->comp_mask & IBV_QP_INIT_ATTR_CREATE_FLAGS) && attr->create_flags != 0) {
           return fail_errno(EOPNOTSUPP);
         }
         if (attr->pd->context != ctx) return fail_errno(EINVAL);
         const uint64_t ops =
             (attr->comp_mask & IBV_QP_INIT_ATTR_SEND_OPS_FLAGS) ? attr->send_ops_flags : 0;
-        if ((attr->comp_mask & IBV_QP_INIT_ATTR_SEND_OPS_FLAGS) && ops == 0) return fail_errno(EINVAL);
+        if ((attr->comp_mask & IBV_QP_INIT_ATTR_SEND_OPS_FLAGS) && ops == 0)
+          return fail_errno(EINVAL);
         // ibv_qp_init_attr is the prefix of ibv_qp_init_attr_ex.
         return create_qp(attr->pd, reinterpret_cast<ibv_qp_init_attr*>(attr), ops);
       },
@@ -611,7 +622,9 @@ int ibv_query_qp(ibv_qp* qp, ibv_qp_attr* attr, int attr_mask, ibv_qp_init_attr*
   return rc;
 }
 
-int ibv_destroy_qp(ibv_qp* qp) { return guard([&] { return destroy_qp(qp); }, ENOMEM); }
+int ibv_destroy_qp(ibv_qp* qp) {
+  return guard([&] { return destroy_qp(qp); }, ENOMEM);
+}
 
 int ibv_query_qp_data_in_order(ibv_qp*, ibv_wr_opcode, uint32_t) {
   return 0;  // no in-order placement guarantee is promised
@@ -643,6 +656,8 @@ int ibv_query_srq(ibv_srq* srq, ibv_srq_attr* srq_attr) {
       ENOMEM);
 }
 
-int ibv_destroy_srq(ibv_srq* srq) { return guard([&] { return destroy_srq(srq); }, ENOMEM); }
+int ibv_destroy_srq(ibv_srq* srq) {
+  return guard([&] { return destroy_srq(srq); }, ENOMEM);
+}
 
 }  // extern "C"

@@ -11,7 +11,8 @@
 #include "tests/verbs/verbs_util.h"
 
 /* Exported by libibverbs as IBVERBS_PRIVATE_34 (declared in rdma-core's driver.h). */
-int ibv_query_gid_type(struct ibv_context* context, uint8_t port_num, unsigned int index, int* type);
+int ibv_query_gid_type(struct ibv_context* context, uint8_t port_num, unsigned int index,
+                       int* type);
 
 static void test_device(void) {
   struct dev d;
@@ -162,7 +163,7 @@ static void test_mr(void) {
   CHECK(munmap(hole + 4096, 4096) == 0);
   CHECK_NULL_ERRNO(ibv_reg_mr(d.pd, hole, 3 * 4096, IBV_ACCESS_LOCAL_WRITE), EFAULT);
   CHECK_NULL_ERRNO(ibv_reg_mr(d.pd, NULL, 4096, IBV_ACCESS_LOCAL_WRITE), EFAULT);
-  struct ibv_mr* mr3 = ibv_reg_mr(d.pd, hole, 4096, IBV_ACCESS_LOCAL_WRITE);  /* the mapped page */
+  struct ibv_mr* mr3 = ibv_reg_mr(d.pd, hole, 4096, IBV_ACCESS_LOCAL_WRITE); /* the mapped page */
   CHECK(mr3 != NULL);
   CHECK_RC(ibv_dereg_mr(mr3), 0);
   CHECK(munmap(hole, 4096) == 0 && munmap(hole + 2 * 4096, 4096) == 0);
@@ -342,12 +343,15 @@ static void test_qp(void) {
   CHECK_RC(ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PORT), EINVAL); /* no P_Key index, access */
   CHECK(qp_state(qp) == IBV_QPS_RESET);
   a.pkey_index = 1;
-  CHECK_RC(ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PORT | IBV_QP_PKEY_INDEX | IBV_QP_ACCESS_FLAGS),
-           EINVAL); /* P_Key index 1 does not exist */
+  CHECK_RC(
+      ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PORT | IBV_QP_PKEY_INDEX | IBV_QP_ACCESS_FLAGS),
+      EINVAL); /* P_Key index 1 does not exist */
   a.pkey_index = 0;
   CHECK_RC(ibv_modify_qp(qp, &a, 1 << 30), EOPNOTSUPP);
   CHECK(qp_state(qp) == IBV_QPS_RESET);
-  CHECK_RC(ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PORT | IBV_QP_PKEY_INDEX | IBV_QP_ACCESS_FLAGS), 0);
+  CHECK_RC(
+      ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PORT | IBV_QP_PKEY_INDEX | IBV_QP_ACCESS_FLAGS),
+      0);
   CHECK(qp->state == IBV_QPS_INIT && qp_state(qp) == IBV_QPS_INIT);
 
   /* INIT: receives may be posted, sends not. A chain stops at the bad WR. */
@@ -395,8 +399,8 @@ static void test_qp(void) {
   a.rnr_retry = 7;
   a.sq_psn = 1;
   a.max_rd_atomic = 1;
-  const int rts = IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
-                  IBV_QP_MAX_QP_RD_ATOMIC;
+  const int rts = IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY |
+                  IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC;
   CHECK_RC(ibv_modify_qp(qp, &a, rts | IBV_QP_CUR_STATE), EINVAL);
   a.retry_cnt = 8;
   CHECK_RC(ibv_modify_qp(qp, &a, rts), EINVAL);
@@ -440,13 +444,16 @@ static void test_qp(void) {
   CHECK(qp_state(qp) == IBV_QPS_RESET);
   a.qp_state = IBV_QPS_INIT;
   a.port_num = 1;
-  CHECK_RC(ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PORT | IBV_QP_PKEY_INDEX | IBV_QP_ACCESS_FLAGS), 0);
+  CHECK_RC(
+      ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PORT | IBV_QP_PKEY_INDEX | IBV_QP_ACCESS_FLAGS),
+      0);
 
   /* Query reports what the QP was created with. */
   struct ibv_qp_init_attr qi;
   CHECK_RC(ibv_query_qp(qp, &a, IBV_QP_CAP, &qi), 0);
   CHECK(qi.send_cq == cq && qi.recv_cq == cq && qi.qp_type == IBV_QPT_RC && qi.srq == NULL);
-  CHECK(qi.cap.max_send_wr == init.cap.max_send_wr && qi.cap.max_inline_data == init.cap.max_inline_data);
+  CHECK(qi.cap.max_send_wr == init.cap.max_send_wr &&
+        qi.cap.max_inline_data == init.cap.max_inline_data);
 
   /* The CQ and the PD are in use. */
   CHECK_RC(ibv_destroy_cq(cq), EBUSY);
@@ -581,11 +588,19 @@ static void test_bad_faults(void) { bad_setting("DROCE_FAULTS", "drop=2"); }
 static void test_bad_eal_args(void) { bad_setting("DROCE_EAL_ARGS", "--no-such-eal-option"); }
 
 static const struct test_case kCases[] = {
-    {"bad_ipv4", test_bad_ipv4}, {"bad_mtu", test_bad_mtu}, {"bad_faults", test_bad_faults},
+    {"bad_ipv4", test_bad_ipv4},
+    {"bad_mtu", test_bad_mtu},
+    {"bad_faults", test_bad_faults},
     {"bad_eal_args", test_bad_eal_args},
-    {"device", test_device}, {"strings", test_strings}, {"mr", test_mr},
-    {"cq", test_cq},         {"channel", test_channel}, {"qp", test_qp},
-    {"srq", test_srq},       {"ah", test_ah},           {NULL, NULL},
+    {"device", test_device},
+    {"strings", test_strings},
+    {"mr", test_mr},
+    {"cq", test_cq},
+    {"channel", test_channel},
+    {"qp", test_qp},
+    {"srq", test_srq},
+    {"ah", test_ah},
+    {NULL, NULL},
 };
 
 int main(int argc, char** argv) { return run_case(kCases, argc, argv); }

@@ -9,8 +9,10 @@
 
 #include "tests/verbs/verbs_util.h"
 
-enum { kAll = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ |
-              IBV_ACCESS_REMOTE_ATOMIC };
+enum {
+  kAll = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ |
+         IBV_ACCESS_REMOTE_ATOMIC
+};
 
 struct pair {
   struct dev d;
@@ -373,7 +375,8 @@ static void test_events(void) {
   CHECK(wait_wc(b.cq, wc, 1) == 1 && wc[0].wr_id == 1);
   /* ... a solicited one fires it. */
   post_recv(b.qp, 3, &buf, 0, 64);
-  CHECK_RC(post_send(a.qp, 4, IBV_WR_SEND, &buf, 0, 8, IBV_SEND_SIGNALED | IBV_SEND_SOLICITED, 0, 0), 0);
+  CHECK_RC(
+      post_send(a.qp, 4, IBV_WR_SEND, &buf, 0, 8, IBV_SEND_SIGNALED | IBV_SEND_SOLICITED, 0, 0), 0);
   CHECK(wait_fd(ch->fd, kWaitMs));
   CHECK_RC(ibv_get_cq_event(ch, &ev_cq, &ev_ctx), 0);
   CHECK(ev_cq == b.cq);
@@ -568,7 +571,8 @@ static void test_ud(void) {
   CHECK(back != NULL);
   struct ibv_ah_attr from;
   CHECK_RC(ibv_init_ah_from_wc(p.d.ctx, 1, &wc[0], (struct ibv_grh*)p.bb.data, &from), 0);
-  CHECK(from.is_global && memcmp(from.grh.dgid.raw, p.d.gid.raw, 16) == 0 && from.grh.sgid_index == 0);
+  CHECK(from.is_global && memcmp(from.grh.dgid.raw, p.d.gid.raw, 16) == 0 &&
+        from.grh.sgid_index == 0);
   post_recv(p.a.qp, 3, &p.ba, 1024, 40 + 64);
   wr.wr_id = 4;
   wr.wr.ud.ah = back;
@@ -613,7 +617,8 @@ static void test_ex(void) {
   qx.pd = d.pd;
   qx.send_ops_flags = IBV_QP_EX_WITH_BIND_MW;
   CHECK_NULL_ERRNO(ibv_create_qp_ex(d.ctx, &qx), EOPNOTSUPP);
-  qx.send_ops_flags = IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_SEND_WITH_IMM;
+  qx.send_ops_flags =
+      IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_RDMA_WRITE | IBV_QP_EX_WITH_SEND_WITH_IMM;
   struct ibv_qp* qp = ibv_create_qp_ex(d.ctx, &qx);
   CHECK(qp != NULL);
   struct ibv_qp_ex* x = ibv_qp_to_qp_ex(qp);

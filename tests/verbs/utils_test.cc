@@ -49,22 +49,24 @@ bool has_line(const std::string& text, const std::vector<std::string>& want) {
   return false;
 }
 
-#define SKIP_UNLESS_RUNNABLE(tool)                                                          \
-  do {                                                                                      \
-    if (sanitized_build()) {                                                                \
-      GTEST_SKIP() << "sanitizer build: the ASan drop-in cannot be loaded by " tool;        \
-    }                                                                                       \
-    if (!have(tool)) GTEST_SKIP() << tool " is not installed (package ibverbs-utils)";      \
-    ASSERT_FALSE(dropin_lib_dir().empty()) << "DROCE_BUILD_DIR is not set";                 \
+#define SKIP_UNLESS_RUNNABLE(tool)                                                     \
+  do {                                                                                 \
+    if (sanitized_build()) {                                                           \
+      GTEST_SKIP() << "sanitizer build: the ASan drop-in cannot be loaded by " tool;   \
+    }                                                                                  \
+    if (!have(tool)) GTEST_SKIP() << tool " is not installed (package ibverbs-utils)"; \
+    ASSERT_FALSE(dropin_lib_dir().empty()) << "DROCE_BUILD_DIR is not set";            \
   } while (0)
 
 // Runs a tool on the drop-in with the embedded default configuration.
 std::string run_tool(const std::vector<std::string>& argv, int* exit_code) {
   TempDir dir;
   Process p;
-  const std::map<std::string, std::string> env = {
-      {"LD_LIBRARY_PATH", dropin_lib_dir()}, {"DROCE_EAL_ARGS", ""}, {"DROCE_IPV4", ""},
-      {"DROCE_MTU", ""}, {"DROCE_CAPTURE", ""}};
+  const std::map<std::string, std::string> env = {{"LD_LIBRARY_PATH", dropin_lib_dir()},
+                                                  {"DROCE_EAL_ARGS", ""},
+                                                  {"DROCE_IPV4", ""},
+                                                  {"DROCE_MTU", ""},
+                                                  {"DROCE_CAPTURE", ""}};
   if (!start(argv, env, dir.path() + "/out.txt", &p)) {
     *exit_code = -1;
     return "";
@@ -140,14 +142,15 @@ PingPongResult pingpong(const std::string& program, const std::vector<std::strin
   TempDir dir;
   if (as_nobody) chmod(dir.path().c_str(), 0777);
   const std::string sock = dir.path() + "/memif.sock";
-  const std::string tag = std::to_string(getpid()) + "-" +
-                          std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 100000);
+  const std::string tag =
+      std::to_string(getpid()) + "-" +
+      std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 100000);
   const std::string prefix_s = "droce-pp-s-" + tag, prefix_c = "droce-pp-c-" + tag;
   const int port = free_tcp_port();
   EXPECT_GT(port, 0);
   auto eal = [&](const std::string& prefix, const char* role) {
-    return "--no-huge --no-pci -m 256 --no-telemetry --log-level=*:warning --file-prefix " + prefix +
-           " --vdev=net_memif0,role=" + role + ",socket=" + sock;
+    return "--no-huge --no-pci -m 256 --no-telemetry --log-level=*:warning --file-prefix " +
+           prefix + " --vdev=net_memif0,role=" + role + ",socket=" + sock;
   };
   std::vector<std::string> args;
   if (as_nobody) {
@@ -182,10 +185,10 @@ PingPongResult pingpong(const std::string& program, const std::vector<std::strin
                     dir.path() + "/client.txt", &client));
   const bool client_done = wait_for(&client, kPingPongTimeoutMs);
   const bool server_done = wait_for(&server, client_done ? 10000 : 1000);
-  r.server = read_file(dir.path() + "/server.txt") + "[exit status " + std::to_string(server.exit_code) +
-             (server_done ? "]" : ", killed after the timeout]");
-  r.client = read_file(dir.path() + "/client.txt") + "[exit status " + std::to_string(client.exit_code) +
-             (client_done ? "]" : ", killed after the timeout]");
+  r.server = read_file(dir.path() + "/server.txt") + "[exit status " +
+             std::to_string(server.exit_code) + (server_done ? "]" : ", killed after the timeout]");
+  r.client = read_file(dir.path() + "/client.txt") + "[exit status " +
+             std::to_string(client.exit_code) + (client_done ? "]" : ", killed after the timeout]");
   r.ok = client_done && server_done && client.exit_code == 0 && server.exit_code == 0;
   remove_dpdk_runtime_dir(prefix_s);
   remove_dpdk_runtime_dir(prefix_c);
@@ -196,7 +199,8 @@ PingPongResult pingpong(const std::string& program, const std::vector<std::strin
 // "1000 iters in 0.21 seconds = 209.93 usec/iter".
 void expect_result_lines(const std::string& out, int iters) {
   EXPECT_TRUE(has_line(out, {"#", "bytes", "in", "#", "seconds", "=", "#", "Mbit/sec"})) << out;
-  EXPECT_TRUE(has_line(out, {std::to_string(iters), "iters", "in", "#", "seconds", "=", "#", "usec/iter"}))
+  EXPECT_TRUE(
+      has_line(out, {std::to_string(iters), "iters", "in", "#", "seconds", "=", "#", "usec/iter"}))
       << out;
   EXPECT_NE(out.find("GID ::ffff:10.0.0."), std::string::npos) << out;
 }
@@ -218,7 +222,8 @@ class PingPong : public ::testing::TestWithParam<PingPongCase> {};
 TEST_P(PingPong, OverMemif) {
   const PingPongCase& c = GetParam();
   const std::string path = std::string("/usr/bin/") + c.program;
-  if (sanitized_build()) GTEST_SKIP() << "sanitizer build: the ASan drop-in cannot be loaded by " << path;
+  if (sanitized_build())
+    GTEST_SKIP() << "sanitizer build: the ASan drop-in cannot be loaded by " << path;
   if (!have(path.c_str())) GTEST_SKIP() << path << " is not installed (package ibverbs-utils)";
   ASSERT_FALSE(dropin_lib_dir().empty()) << "DROCE_BUILD_DIR is not set";
   std::vector<std::string> extra = c.args;
@@ -234,7 +239,8 @@ TEST_P(PingPong, OverMemif) {
 // No root and no capabilities needed: the same over memif as user nobody.
 TEST(PingPongUnprivileged, RcOverMemifAsNobody) {
   const char* path = "/usr/bin/ibv_rc_pingpong";
-  if (sanitized_build()) GTEST_SKIP() << "sanitizer build: the ASan drop-in cannot be loaded by " << path;
+  if (sanitized_build())
+    GTEST_SKIP() << "sanitizer build: the ASan drop-in cannot be loaded by " << path;
   if (!have(path)) GTEST_SKIP() << path << " is not installed (package ibverbs-utils)";
   if (getuid() != 0) GTEST_SKIP() << "not root: the other pingpong tests already run unprivileged";
   if (!have("/usr/bin/setpriv")) GTEST_SKIP() << "setpriv (util-linux) is not installed";
@@ -250,13 +256,17 @@ TEST(PingPongUnprivileged, RcOverMemifAsNobody) {
 // are dropped, RC retransmits, and the content check (-c) still passes.
 TEST(PingPongFaults, RcSurvivesFivePercentDrop) {
   const char* path = "/usr/bin/ibv_rc_pingpong";
-  if (sanitized_build()) GTEST_SKIP() << "sanitizer build: the ASan drop-in cannot be loaded by " << path;
+  if (sanitized_build())
+    GTEST_SKIP() << "sanitizer build: the ASan drop-in cannot be loaded by " << path;
   if (!have(path)) GTEST_SKIP() << path << " is not installed (package ibverbs-utils)";
   ASSERT_FALSE(dropin_lib_dir().empty()) << "DROCE_BUILD_DIR is not set";
-  const PingPongResult r = pingpong(path, {"-s", "4096", "-c", "-n", "200"}, false, "drop=0.05,seed=7");
+  const PingPongResult r =
+      pingpong(path, {"-s", "4096", "-c", "-n", "200"}, false, "drop=0.05,seed=7");
   EXPECT_TRUE(r.ok) << "server:\n" << r.server << "\nclient:\n" << r.client;
-  EXPECT_NE(r.server.find("droce0: DROCE_FAULTS active on transmit"), std::string::npos) << r.server;
-  EXPECT_NE(r.client.find("droce0: DROCE_FAULTS active on transmit"), std::string::npos) << r.client;
+  EXPECT_NE(r.server.find("droce0: DROCE_FAULTS active on transmit"), std::string::npos)
+      << r.server;
+  EXPECT_NE(r.client.find("droce0: DROCE_FAULTS active on transmit"), std::string::npos)
+      << r.client;
   expect_result_lines(r.server, 200);
   expect_result_lines(r.client, 200);
   std::printf("server:\n%s\nclient:\n%s\n", r.server.c_str(), r.client.c_str());

@@ -13,36 +13,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(cond)                                                                       \
-  do {                                                                                    \
-    if (!(cond)) {                                                                        \
+#define CHECK(cond)                                                                          \
+  do {                                                                                       \
+    if (!(cond)) {                                                                           \
       fprintf(stderr, "%s:%d: CHECK failed: %s (errno %d: %s)\n", __FILE__, __LINE__, #cond, \
-              errno, strerror(errno));                                                    \
-      exit(1);                                                                            \
-    }                                                                                     \
+              errno, strerror(errno));                                                       \
+      exit(1);                                                                               \
+    }                                                                                        \
   } while (0)
 
 /* Checks a call returning 0 or a positive errno (libibverbs convention). */
-#define CHECK_RC(call, want)                                                              \
-  do {                                                                                    \
-    int rc_ = (call);                                                                     \
-    if (rc_ != (want)) {                                                                  \
+#define CHECK_RC(call, want)                                                                       \
+  do {                                                                                             \
+    int rc_ = (call);                                                                              \
+    if (rc_ != (want)) {                                                                           \
       fprintf(stderr, "%s:%d: %s returned %d (%s), expected %d (%s)\n", __FILE__, __LINE__, #call, \
-              rc_, rc_ > 0 ? strerror(rc_) : "", (want), (want) > 0 ? strerror(want) : "");  \
-      exit(1);                                                                            \
-    }                                                                                     \
+              rc_, rc_ > 0 ? strerror(rc_) : "", (want), (want) > 0 ? strerror(want) : "");        \
+      exit(1);                                                                                     \
+    }                                                                                              \
   } while (0)
 
 /* Checks that a create/reg call returned NULL with errno == want. */
-#define CHECK_NULL_ERRNO(expr, want)                                                      \
-  do {                                                                                    \
-    errno = 0;                                                                            \
-    const void* p_ = (const void*)(expr);                                                 \
-    if (p_ != NULL || errno != (want)) {                                                  \
+#define CHECK_NULL_ERRNO(expr, want)                                                              \
+  do {                                                                                            \
+    errno = 0;                                                                                    \
+    const void* p_ = (const void*)(expr);                                                         \
+    if (p_ != NULL || errno != (want)) {                                                          \
       fprintf(stderr, "%s:%d: %s gave %p errno %d (%s), expected NULL errno %d (%s)\n", __FILE__, \
-              __LINE__, #expr, p_, errno, strerror(errno), (want), strerror(want));       \
-      exit(1);                                                                            \
-    }                                                                                     \
+              __LINE__, #expr, p_, errno, strerror(errno), (want), strerror(want));               \
+      exit(1);                                                                                    \
+    }                                                                                             \
   } while (0)
 
 enum { kWaitMs = 10000 };
@@ -69,12 +69,12 @@ void buf_free(struct buf* b);
 
 struct qp_opts {
   enum ibv_qp_type type;
-  int depth;             /* send and receive WRs */
+  int depth; /* send and receive WRs */
   int max_inline;
-  int rnr_retry;         /* RC */
-  int min_rnr_timer;     /* RC responder */
-  struct ibv_srq* srq;   /* NULL: own receive queue */
-  struct ibv_cq* cq;     /* NULL: a new CQ of 4 * depth */
+  int rnr_retry;       /* RC */
+  int min_rnr_timer;   /* RC responder */
+  struct ibv_srq* srq; /* NULL: own receive queue */
+  struct ibv_cq* cq;   /* NULL: a new CQ of 4 * depth */
 };
 struct qp_opts qp_defaults(enum ibv_qp_type type);
 
