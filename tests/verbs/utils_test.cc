@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <ostream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -124,6 +125,59 @@ TEST(IbverbsUtils, DevinfoNamesABadSetting) {
   EXPECT_NE(p.exit_code, 0) << out;
   EXPECT_NE(out.find("DROCE_IPV4"), std::string::npos) << out;
   EXPECT_EQ(out.find("Aborted"), std::string::npos) << out;
+}
+
+// ---- the ABI: what the drop-in exports ----
+
+// "VERSION name" for each symbol objdump -T lists as defined in path; hidden
+// (non-default) versions, shown in parentheses, are left out.
+std::set<std::string> exported(const std::string& path, std::string* soname) {
+  TempDir dir;
+  Process p;
+  std::set<std::string> out;
+  if (!start({"/usr/bin/objdump", "-T", "-p", path}, {}, dir.path() + "/t.txt", &p) ||
+      !wait_for(&p, kToolTimeoutMs) || p.exit_code != 0) {
+    return out;
+  }
+  std::istringstream lines(read_file(p.output_path));
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream w(line);
+    std::vector<std::string> f;
+    for (std::string x; w >> x;) f.push_back(x);
+    if (f.size() == 2 && f[0] == "SONAME") *soname = f[1];
+    if (f.size() < 4 || line.find("*UND*") != std::string::npos) continue;
+    if (line.find(" DF ") == std::string::npos && line.find(" DO ") == std::string::npos) continue;
+    const std::string& version = f[f.size() - 2];
+    const std::string& name = f.back();
+    if (version.rfind("IBVERBS", 0) == 0 && version != name) out.insert(version + " " + name);
+  }
+  return out;
+}
+
+// Every default-versioned symbol of rdma-core's libibverbs.so.1 (Debian 12:
+// v44) is exported by the drop-in under the same version, so programs and the
+// providers that DPDK's mlx PMDs pull in (loaded with BIND_NOW) resolve.
+TEST(DropinAbi, ExportsWhatRdmaCoreExports) {
+  const char* system_lib = "/usr/lib/x86_64-linux-gnu/libibverbs.so.1";
+  if (!have("/usr/bin/objdump")) GTEST_SKIP() << "objdump (binutils) is not installed";
+  if (access(system_lib, R_OK) != 0) GTEST_SKIP() << system_lib << " is not installed";
+  ASSERT_FALSE(dropin_lib_dir().empty()) << "DROCE_BUILD_DIR is not set";
+  std::string theirs_soname, ours_soname;
+  const std::set<std::string> theirs = exported(system_lib, &theirs_soname);
+  const std::set<std::string> ours = exported(dropin_lib_dir() + "/libibverbs.so.1", &ours_soname);
+  ASSERT_GT(theirs.size(), 100u);
+  EXPECT_EQ(ours_soname, "libibverbs.so.1");
+  std::string missing;
+  for (const std::string& s : theirs) {
+    if (ours.count(s) == 0) missing += s + "\n";
+  }
+  EXPECT_TRUE(missing.empty()) << "not exported by the drop-in:\n" << missing;
+  std::string extra;
+  for (const std::string& s : ours) {
+    if (theirs.count(s) == 0) extra += s + "\n";
+  }
+  // Only ibv_register_driver, which rdma-core keeps as a hidden compat symbol.
+  EXPECT_EQ(extra, "IBVERBS_1.1 ibv_register_driver\n");
 }
 
 // ---- the pingpong examples over net_memif ----
