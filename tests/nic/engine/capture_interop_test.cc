@@ -119,7 +119,7 @@ class CaptureTest : public EngineTest {
   std::string path_;
 };
 
-TEST_F(CaptureTest, EngineFramesPassDroccePcapAndTshark) {
+TEST_F(CaptureTest, EngineFramesPassDrocePcapAndTshark) {
   constexpr uint32_t kAll =
       kAccessLocalWrite | kAccessRemoteWrite | kAccessRemoteRead | kAccessRemoteAtomic;
   Buffer src = make_buffer(a_, 64 * 1024, kAll, 0x5A);
