@@ -100,9 +100,15 @@ void ex_read_tm_info(ibv_cq_ex*, ibv_wc_tm_info* info) noexcept {
 ibv_cq_ex* create_cq(ibv_context* ctx, int cqe, void* cq_context, ibv_comp_channel* channel,
                      int comp_vector, uint64_t wc_flags) {
   Context* c = ctx_of(ctx);
-  if (cqe < 1 || uint32_t(cqe) > c->dev->attr().max_cqe) return fail_errno(EINVAL);
-  if (comp_vector < 0 || comp_vector >= ctx->num_comp_vectors) return fail_errno(EINVAL);
-  if (channel != nullptr && ctx_of(channel->context)->dev != c->dev) return fail_errno(EINVAL);
+  if (cqe < 1 || uint32_t(cqe) > c->dev->attr().max_cqe) {
+    return refuse_null("ibv_create_cq", EINVAL, "cqe out of [1, max_cqe]");
+  }
+  if (comp_vector < 0 || comp_vector >= ctx->num_comp_vectors) {
+    return refuse_null("ibv_create_cq", EINVAL, "comp_vector must be 0 (num_comp_vectors is 1)");
+  }
+  if (channel != nullptr && ctx_of(channel->context)->dev != c->dev) {
+    return refuse_null("ibv_create_cq", EINVAL, "completion channel of another device");
+  }
   auto ncq = c->dev->create_cq(uint32_t(cqe));
   if (!ncq) return fail_null<ibv_cq_ex>("ibv_create_cq", ncq.status());
   auto* q = new Cq;

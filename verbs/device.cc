@@ -420,6 +420,11 @@ int fail(const char* what, const Status& st) {
   return to_errno(st.code());
 }
 
+int refuse(const char* what, int err, const char* why) {
+  DROCE_DEBUG("%s: %s", what, why);
+  return err;
+}
+
 bool fd_nonblocking(int fd) {
   const int fl = fcntl(fd, F_GETFL);
   return fl >= 0 && (fl & O_NONBLOCK) != 0;

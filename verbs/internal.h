@@ -178,6 +178,12 @@ inline std::nullptr_t fail_errno(int err) {
   errno = err;
   return nullptr;
 }
+// A refusal decided in verbs/: logged with its reason when DROCE_LOG=1.
+int refuse(const char* what, int err, const char* why);
+inline std::nullptr_t refuse_null(const char* what, int err, const char* why) {
+  errno = refuse(what, err, why);
+  return nullptr;
+}
 
 // Runs f, turning an escaped C++ exception into on_exception (errno ENOMEM),
 // so no exception crosses the C boundary.

@@ -52,8 +52,15 @@ int mr_access(unsigned in, uint32_t* out) {
 
 ibv_mr* reg_mr(ibv_pd* pd, void* addr, size_t length, uint64_t iova, unsigned access) {
   uint32_t acc = 0;
-  if (int err = mr_access(access, &acc); err != 0) return fail_errno(err);
-  if (!range_mapped(addr, length)) return fail_errno(EFAULT);
+  if (int err = mr_access(access, &acc); err != 0) {
+    return refuse_null("ibv_reg_mr", err,
+                       err == EOPNOTSUPP
+                           ? "on-demand paging is not supported"
+                           : "bad access flags (remote write/atomic need local write)");
+  }
+  if (!range_mapped(addr, length)) {
+    return refuse_null("ibv_reg_mr", EFAULT, "the range is not mapped memory");
+  }
   nic::Device* dev = dev_of(pd->context);
   auto key = dev->reg_mr(pd_of(pd)->handle, addr, iova, length, acc);
   if (!key) return fail_null<ibv_mr>("ibv_reg_mr", key.status());
@@ -120,7 +127,8 @@ int rereg_mr(ibv_mr* mr, int flags, ibv_pd* pd, void* addr, size_t length, int a
 ibv_ah* create_ah(ibv_pd* pd, ibv_ah_attr* attr) {
   // RoCE needs the GRH: the destination is a GID (IPv4-mapped for RoCEv2 over IPv4).
   if (!attr->is_global || attr->port_num != 1 || attr->grh.sgid_index != 0) {
-    return fail_errno(EINVAL);
+    return refuse_null("ibv_create_ah", EINVAL,
+                       "RoCE needs is_global = 1 (a GID), port_num 1 and sgid_index 0");
   }
   nic::AddressVector av;
   std::memcpy(av.dgid, attr->grh.dgid.raw, 16);

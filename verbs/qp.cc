@@ -294,9 +294,12 @@ ibv_qp* create_qp(ibv_pd* pd, ibv_qp_init_attr* init, uint64_t send_ops) {
   if (!valid_qp_type(init->qp_type)) {
     const bool known = init->qp_type == IBV_QPT_RAW_PACKET || init->qp_type == IBV_QPT_XRC_SEND ||
                        init->qp_type == IBV_QPT_XRC_RECV || init->qp_type == IBV_QPT_DRIVER;
-    return fail_errno(known ? EOPNOTSUPP : EINVAL);
+    return refuse_null("ibv_create_qp", known ? EOPNOTSUPP : EINVAL,
+                       "QP type not supported (RC, UC and UD are)");
   }
-  if (init->send_cq == nullptr || init->recv_cq == nullptr) return fail_errno(EINVAL);
+  if (init->send_cq == nullptr || init->recv_cq == nullptr) {
+    return refuse_null("ibv_create_qp", EINVAL, "a QP needs a send and a receive CQ");
+  }
   Context* c = ctx_of(pd->context);
   if (ctx_of(init->send_cq->context)->dev != c->dev ||
       ctx_of(init->recv_cq->context)->dev != c->dev ||
@@ -367,7 +370,7 @@ ibv_qp* create_qp(ibv_pd* pd, ibv_qp_init_attr* init, uint64_t send_ops) {
 int modify_qp(ibv_qp* qp, ibv_qp_attr* attr, int mask_in) {
   Qp* q = qp_of(qp);
   const uint32_t mask = uint32_t(mask_in);
-  if (mask & ~kQpAttrKnown) return EOPNOTSUPP;
+  if (mask & ~kQpAttrKnown) return refuse("ibv_modify_qp", EOPNOTSUPP, "unknown attr_mask bits");
   nic::QpAttrs a;
   a.state = static_cast<nic::QpState>(attr->qp_state);
   a.cur_state = static_cast<nic::QpState>(attr->cur_qp_state);
@@ -378,8 +381,12 @@ int modify_qp(ibv_qp* qp, ibv_qp_attr* attr, int mask_in) {
   a.qkey = attr->qkey;
   if (mask & IBV_QP_AV) {
     const ibv_ah_attr& ah = attr->ah_attr;
-    if (!ah.is_global) return EINVAL;  // RoCE addresses by GID: the GRH is required
-    if (ah.port_num != 1) return EINVAL;
+    if (!ah.is_global) {
+      return refuse("ibv_modify_qp", EINVAL,
+                    "the address vector has no GRH (is_global = 0): RoCE reaches the peer by its "
+                    "GID; give a GID index (ibv_*_pingpong -g 0)");
+    }
+    if (ah.port_num != 1) return refuse("ibv_modify_qp", EINVAL, "ah_attr.port_num must be 1");
     std::memcpy(a.av.dgid, ah.grh.dgid.raw, 16);
     a.av.sgid_index = ah.grh.sgid_index;
     a.av.hop_limit = ah.grh.hop_limit;
@@ -390,7 +397,7 @@ int modify_qp(ibv_qp* qp, ibv_qp_attr* attr, int mask_in) {
   }
   if (mask & IBV_QP_PATH_MTU) {
     a.path_mtu = mtu_bytes(attr->path_mtu);
-    if (a.path_mtu == 0) return EINVAL;
+    if (a.path_mtu == 0) return refuse("ibv_modify_qp", EINVAL, "path_mtu is not an enum ibv_mtu");
   }
   a.timeout = attr->timeout;
   a.retry_cnt = attr->retry_cnt;
