@@ -22,6 +22,8 @@ constexpr uint16_t kRxBurst = 32;
 constexpr uint32_t kSpinPolls = 2000;
 constexpr uint32_t kYieldPolls = 4000;
 constexpr int kSleepUs = 50;
+// How long after an application's own progress() the engine thread stays aside.
+constexpr Nanos kAppProgressNs = 200 * kNanosPerUs;
 
 // After removal nothing new can be created or brought up, as with a
 // disassociated kernel device (EIO); destroying and moving to ERR/RESET work.
@@ -472,7 +474,9 @@ void Device::poll(Nanos now) {
 bool Device::progress() {
   std::unique_lock<std::mutex> lock(engine_mu_, std::try_to_lock);
   if (!lock.owns_lock()) return false;
-  poll(monotonic_now());
+  const Nanos now = monotonic_now();
+  app_progress_at_.store(now, std::memory_order_relaxed);
+  poll(now);
   return true;
 }
 
@@ -480,6 +484,14 @@ void Device::engine_loop() {
   uint32_t idle = 0;
   while (!stop_.load(std::memory_order_acquire)) {
     if (commands_waiting_.load(std::memory_order_relaxed) > 0) std::this_thread::yield();
+    // An application polling its CQ drives progress itself (run to
+    // completion): stand aside instead of fighting it for the lock and the
+    // core, and take over again once it has stopped for a while.
+    if (monotonic_now() - app_progress_at_.load(std::memory_order_relaxed) < kAppProgressNs) {
+      timespec ts{0, kSleepUs * 1000};
+      nanosleep(&ts, nullptr);
+      continue;
+    }
     bool busy;
     {
       std::lock_guard<std::mutex> lock(engine_mu_);

@@ -198,6 +198,7 @@ class Device {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> sleeping_{false};
+  std::atomic<Nanos> app_progress_at_{0};  // last progress() by the application (relaxed: a hint)
   int wake_fd_ = -1;
   bool removed_ = false;
   EngineCounters counters_;
