@@ -119,21 +119,7 @@ int Qp::post_recv(uint64_t wr_id, const Sge* sges, uint32_t num_sge) {
   if (srq_ != nullptr) return EINVAL;  // receives go to the SRQ
   if (state() == QpState::kReset) return EINVAL;
   if (num_sge > caps_.max_recv_sge) return EINVAL;
-  {
-    std::lock_guard<SpinLock> lock(rq_->producer_lock());
-    uint8_t* slot = rq_->reserve();
-    if (slot == nullptr) return ENOMEM;
-    auto* w = reinterpret_cast<RecvWqe*>(slot);
-    w->wr_id = wr_id;
-    w->num_sge = num_sge;
-    uint64_t total = 0;
-    for (uint32_t i = 0; i < num_sge; ++i) {
-      w->sges()[i] = sges[i];
-      total += sges[i].length;
-    }
-    w->length = uint32_t(std::min<uint64_t>(total, UINT32_MAX));
-    rq_->publish();
-  }
+  if (int err = post_recv_wqe(*rq_, wr_id, sges, num_sge); err != 0) return err;
   dev_->ring_doorbell();  // in ERR the engine flushes it at once
   return 0;
 }

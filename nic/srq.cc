@@ -11,22 +11,7 @@ namespace droce::nic {
 
 int Srq::post_recv(uint64_t wr_id, const Sge* sges, uint32_t num_sge) {
   if (num_sge > max_sge_) return EINVAL;
-  WorkQueue& wq = q_->wq();
-  {
-    std::lock_guard<SpinLock> lock(wq.producer_lock());
-    uint8_t* slot = wq.reserve();
-    if (slot == nullptr) return ENOMEM;
-    auto* w = reinterpret_cast<RecvWqe*>(slot);
-    w->wr_id = wr_id;
-    w->num_sge = num_sge;
-    uint64_t total = 0;
-    for (uint32_t i = 0; i < num_sge; ++i) {
-      w->sges()[i] = sges[i];
-      total += sges[i].length;
-    }
-    w->length = uint32_t(std::min<uint64_t>(total, UINT32_MAX));
-    wq.publish();
-  }
+  if (int err = post_recv_wqe(q_->wq(), wr_id, sges, num_sge); err != 0) return err;
   dev_->ring_doorbell();
   return 0;
 }

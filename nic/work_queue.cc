@@ -5,6 +5,9 @@
 #include <bit>
 #include <cassert>
 #include <cstring>
+#include <mutex>
+#include <algorithm>
+#include <cerrno>
 #include <new>
 #include <utility>
 
@@ -141,6 +144,23 @@ Status SharedReceiveQueue::arm_limit(uint32_t limit) {
   if (limit > capacity()) return Status(Errc::kInvalidArgument, "SRQ limit above its capacity");
   limit_ = limit;
   return Status::ok();
+}
+
+int post_recv_wqe(WorkQueue& wq, uint64_t wr_id, const Sge* sges, uint32_t num_sge) {
+  std::lock_guard<SpinLock> lock(wq.producer_lock());
+  uint8_t* slot = wq.reserve();
+  if (slot == nullptr) return ENOMEM;
+  auto* w = reinterpret_cast<RecvWqe*>(slot);
+  w->wr_id = wr_id;
+  w->num_sge = num_sge;
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < num_sge; ++i) {
+    w->sges()[i] = sges[i];
+    total += sges[i].length;
+  }
+  w->length = uint32_t(std::min<uint64_t>(total, UINT32_MAX));
+  wq.publish();
+  return 0;
 }
 
 }  // namespace droce::nic

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "nic/base/status.h"
+#include "nic/wqe.h"
 
 namespace droce::nic {
 
@@ -199,5 +200,10 @@ class SharedReceiveQueue {
   const std::unique_ptr<WorkQueue> wq_;
   uint32_t limit_ = 0;  // guarded by the engine lock; 0 = disarmed
 };
+
+// Posts one receive WQE (RecvWqe + sges) to a receive queue or an SRQ's
+// queue: takes the producer lock, fills a slot, publishes. 0, or ENOMEM
+// when the queue is full. The caller checked num_sge against the slot.
+int post_recv_wqe(WorkQueue& wq, uint64_t wr_id, const Sge* sges, uint32_t num_sge);
 
 }  // namespace droce::nic
