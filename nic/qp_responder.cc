@@ -206,6 +206,13 @@ void Qp::execute_request(const RxPacket& pkt) {
     return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
                   "operation not enabled on this QP (access flags)");
   }
+  // Responder resources (9.9.3 class C, rxe check_resource): with
+  // max_dest_rd_atomic 0 no READ or atomic is accepted. Otherwise keeping
+  // within the limit is the requester's job, and the ring is recycled.
+  if ((info.has(wire::kOpRead) || info.has(wire::kOpAtomic)) && attrs_.max_dest_rd_atomic == 0) {
+    return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
+                  "READ or atomic with no responder resources (max_dest_rd_atomic 0)");
+  }
   // Length (C9-92, C9-94).
   if (info.has(wire::kOpPayload) && !length_ok(info, v.payload_len, mtu)) {
     return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,

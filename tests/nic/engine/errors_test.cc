@@ -175,6 +175,51 @@ TEST_F(Errors, OtherRightsStillWorkWhenOneIsMissing) {
   EXPECT_EQ(local.bytes[0], 0x22);
 }
 
+TEST_F(Errors, ReadOrAtomicToAQpWithoutResponderResourcesIsInvalidRequest) {
+  // max_dest_rd_atomic 0: no READ or atomic may be accepted (IBTA 9.9.3 class
+  // C "too many RDMA READ or atomic requests"; rxe check_resource).
+  for (WrOpcode opc : {WrOpcode::kRdmaRead, WrOpcode::kFetchAdd}) {
+    qa_ = make_qp(a_, QpType::kRc);
+    qb_ = make_qp(b_, QpType::kRc);
+    connect(a_, qa_, b_, qb_);
+    QpAttrs at;
+    at.state = QpState::kInit;
+    at.access = kAllAccess;
+    ASSERT_TRUE(
+        b_.dev
+            ->modify_qp(qb_, at,
+                        QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort | QpAttr::kAccessFlags)
+            .is_ok());
+    at.state = QpState::kRtr;
+    at.path_mtu = 1024;
+    at.dest_qpn = qa_->qpn();
+    at.rq_psn = 0x123;
+    at.av = av_to(a_);
+    at.max_dest_rd_atomic = 0;
+    at.min_rnr_timer = 1;
+    ASSERT_TRUE(b_.dev
+                    ->modify_qp(qb_, at,
+                                QpAttr::kState | QpAttr::kAv | QpAttr::kPathMtu | QpAttr::kDestQpn |
+                                    QpAttr::kRqPsn | QpAttr::kMaxDestRdAtomic |
+                                    QpAttr::kMinRnrTimer)
+                    .is_ok());
+    at.state = QpState::kRts;
+    at.sq_psn = 0x123;
+    ASSERT_TRUE(b_.dev
+                    ->modify_qp(qb_, at,
+                                QpAttr::kState | QpAttr::kSqPsn | QpAttr::kTimeout |
+                                    QpAttr::kRetryCnt | QpAttr::kRnrRetry | QpAttr::kMaxQpRdAtomic)
+                    .is_ok());
+    Buffer local = make_buffer(a_, 64, kAllAccess);
+    Buffer remote = make_buffer(b_, 64, kAllAccess, 0x22);
+    ASSERT_EQ(post(qa_, opc, 1, &local, 8, &remote), 0);
+    expect_send_wcs({{1, WcStatus::kRemInvReqErr}});
+    EXPECT_EQ(qb_->state(), QpState::kErr);
+    EXPECT_EQ(remote.bytes, std::vector<uint8_t>(64, 0x22));
+    events(b_);
+  }
+}
+
 TEST_F(Errors, MisalignedAtomicIsInvalidRequest) {
   auto p = rc_pair();
   qa_ = p.a;
