@@ -81,7 +81,8 @@ int Qp::check_send_wqe(const SendWqe& w, const Sge* sges) const {
   }
   if (total > kMaxMessageBytes) return EINVAL;
   if (is_atomic(w.opcode) && (total != 8 || w.num_sge != 1)) return EINVAL;
-  if (type_ == QpType::kUd && total > attrs_.path_mtu) return EINVAL;
+  // UD: one packet per message; a UD QP has no path MTU attribute, the port's applies.
+  if (type_ == QpType::kUd && total > dev_->port().path_mtu()) return EINVAL;
   return 0;
 }
 

@@ -414,6 +414,50 @@ INSTANTIATE_TEST_SUITE_P(AllMtus, RcMtu,
 
 // ---- SGE lists, inline, immediate, solicited ----
 
+// UD datagrams are bounded by the port's path MTU (a UD QP has no path MTU
+// attribute): on 9000-byte ports a 4096-byte datagram goes through, 4097 is refused.
+class UdJumbo : public FakeClockTest {
+ protected:
+  void SetUp() override {
+    PortConfig ca = test_config("10.9.0.1"), cb = test_config("10.9.0.2");
+    ca.mtu = cb.mtu = 9000;
+    ca.mbufs = cb.mbufs = 1023;
+    auto pair = make_port_pair(ca, cb);
+    ASSERT_TRUE(pair.is_ok()) << pair.status().message();
+    pair_ = std::make_unique<PortPair>(std::move(pair.value()));
+    make_side(&pair_->a(), &a_);
+    make_side(&pair_->b(), &b_);
+    now_ = monotonic_now();
+  }
+};
+
+TEST_F(UdJumbo, DatagramUpToThePortsPathMtu) {
+  Qp* qa = make_qp(a_, QpType::kUd);
+  Qp* qb = make_qp(b_, QpType::kUd);
+  connect(a_, qa, b_, qb);
+  connect(b_, qb, a_, qa);
+  const uint32_t ah = a_.dev->create_ah(a_.pd, av_to(b_)).value();
+  ASSERT_EQ(a_.dev->port().path_mtu(), 4096u);
+  Buffer src = make_buffer(a_, 4097, kAllAccess);
+  fill_pattern(src.bytes, 4096);
+  Buffer dst = make_buffer(b_, 40 + 4096, kAllAccess);
+  ASSERT_EQ(post_recv(qb, 9, dst, 40 + 4096), 0);
+  SendWqe w = wqe(WrOpcode::kSend, 1);
+  Sge s{src.addr(), 4097, src.key};
+  w.num_sge = 1;
+  w.ah = ah;
+  w.remote_qpn = qb->qpn();
+  w.remote_qkey = 0x11111111;
+  EXPECT_EQ(qa->post_send(w, &s, nullptr), EINVAL);
+  s.length = 4096;
+  ASSERT_EQ(qa->post_send(w, &s, nullptr), 0);
+  auto rc = collect(b_.rcq, 1);
+  ASSERT_EQ(rc.size(), 1u);
+  EXPECT_EQ(rc[0].status, WcStatus::kSuccess);
+  EXPECT_EQ(rc[0].byte_len, 40u + 4096u);
+  EXPECT_TRUE(std::equal(src.bytes.begin(), src.bytes.begin() + 4096, dst.bytes.begin() + 40));
+}
+
 class Features : public FakeClockTest {};
 
 TEST_F(Features, PathMtuAboveWhatThePortCarriesIsRefused) {
