@@ -479,6 +479,32 @@ bool Qp::needs_service() const {
 
 void Qp::mark_active() {}
 
+bool Qp::copy_sges(const Sge* sge, uint32_t num_sge, uint32_t off, uint8_t* buf, uint32_t len,
+                   bool scatter) {
+  const uint32_t need = scatter ? uint32_t(kAccessLocalWrite) : 0u;
+  uint32_t i = 0;
+  while (i < num_sge && off >= sge[i].length) off -= sge[i++].length;
+  while (len > 0 && i < num_sge) {
+    const uint32_t n = std::min(len, sge[i].length - off);
+    uint8_t* host;
+    if (dev_->mrs().check(sge[i].lkey, pd_, sge[i].addr + off, n, need, &host) != MrCheck::kOk) {
+      DROCE_DEBUG("qp %u: local key 0x%x not valid for [0x%lx, +%u)", qpn_, sge[i].lkey,
+                  (unsigned long)(sge[i].addr + off), n);
+      return false;
+    }
+    if (scatter) {
+      std::memcpy(host, buf, n);
+    } else {
+      std::memcpy(buf, host, n);
+    }
+    buf += n;
+    len -= n;
+    off = 0;
+    ++i;
+  }
+  return len == 0;
+}
+
 // ---- packets ----
 
 rte_mbuf* Qp::build_packet(wire::PacketSpec& s, const wire::MacAddr& dst_mac, uint32_t dst_ip,

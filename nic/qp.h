@@ -216,6 +216,12 @@ class Qp {
   void finish_packet(rte_mbuf* m, const wire::PacketSpec& s);
   void mark_active();
   int check_send_wqe(const SendWqe& w, const Sge* sges) const;
+  // Copies len bytes between buf and an SGE list, starting at byte `off` of
+  // the list: into the SGEs (scatter, needs local write) or out of them
+  // (gather). Every key is checked for the bytes it covers; false when one
+  // fails or the list is too short.
+  bool copy_sges(const Sge* sge, uint32_t num_sge, uint32_t off, uint8_t* buf, uint32_t len,
+                 bool scatter);
 
   // qp_requester.cc
   bool send_one_packet(Nanos now);

@@ -226,24 +226,9 @@ void Qp::handle_response(const RxPacket& pkt) {
       return;
     }
     // Scatter into the WQE's SGEs (local write access needed).
-    uint32_t skip = off, left = v.payload_len;
-    const uint8_t* src = v.payload();
-    const Sge* sge = w.sges();
-    uint32_t k = 0;
-    while (k < w.num_sge && skip >= sge[k].length) skip -= sge[k++].length;
-    while (left > 0 && k < w.num_sge) {
-      const uint32_t n = std::min(left, sge[k].length - skip);
-      uint8_t* host;
-      if (dev_->mrs().check(sge[k].lkey, pd_, sge[k].addr + skip, n, kAccessLocalWrite, &host) !=
-          MrCheck::kOk) {
-        complete_error_at(psn, WcStatus::kLocProtErr);
-        return;
-      }
-      std::memcpy(host, src, n);
-      src += n;
-      left -= n;
-      skip = 0;
-      ++k;
+    if (!copy_sges(w.sges(), w.num_sge, off, v.payload(), v.payload_len, /*scatter=*/true)) {
+      complete_error_at(psn, WcStatus::kLocProtErr);
+      return;
     }
     if (last) m.done = true;
   } else {

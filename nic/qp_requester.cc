@@ -104,22 +104,7 @@ bool Qp::gather(const SendWqe& w, uint32_t off, uint8_t* dst, uint32_t len) {
     std::memcpy(dst, w.inline_data() + off, len);
     return true;
   }
-  const Sge* sge = w.sges();
-  uint32_t i = 0;
-  while (i < w.num_sge && off >= sge[i].length) off -= sge[i++].length;
-  while (len > 0 && i < w.num_sge) {
-    const uint32_t n = std::min(len, sge[i].length - off);
-    uint8_t* host;
-    if (dev_->mrs().check(sge[i].lkey, pd_, sge[i].addr + off, n, 0, &host) != MrCheck::kOk) {
-      return false;
-    }
-    std::memcpy(dst, host, n);
-    dst += n;
-    len -= n;
-    off = 0;
-    ++i;
-  }
-  return len == 0;
+  return copy_sges(w.sges(), w.num_sge, off, dst, len, /*scatter=*/false);
 }
 
 bool Qp::send_one_packet(Nanos now) {

@@ -92,25 +92,9 @@ bool Qp::take_recv_wqe() {
 WcStatus Qp::scatter_recv(const uint8_t* src, uint32_t len) {
   const RecvWqe& w = *reinterpret_cast<const RecvWqe*>(recv_copy_.get());
   if (uint64_t(recv_off_) + len > w.length) return WcStatus::kLocLenErr;
-  uint32_t off = recv_off_;
-  uint32_t i = 0;
-  const Sge* sge = w.sges();
-  while (i < w.num_sge && off >= sge[i].length) off -= sge[i++].length;
-  uint32_t left = len;
-  while (left > 0 && i < w.num_sge) {
-    const uint32_t n = std::min(left, sge[i].length - off);
-    uint8_t* host;
-    if (dev_->mrs().check(sge[i].lkey, pd_, sge[i].addr + off, n, kAccessLocalWrite, &host) !=
-        MrCheck::kOk) {
-      DROCE_DEBUG("qp %u: receive WQE %lu: local key 0x%x not valid for writing", qpn_,
-                  (unsigned long)w.wr_id, sge[i].lkey);
-      return WcStatus::kLocProtErr;
-    }
-    std::memcpy(host, src, n);
-    src += n;
-    left -= n;
-    off = 0;
-    ++i;
+  if (!copy_sges(w.sges(), w.num_sge, recv_off_, const_cast<uint8_t*>(src), len,
+                 /*scatter=*/true)) {
+    return WcStatus::kLocProtErr;
   }
   recv_off_ += len;
   return WcStatus::kSuccess;
