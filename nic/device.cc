@@ -487,8 +487,11 @@ void Device::engine_loop() {
     // An application polling its CQ drives progress itself (run to
     // completion): stand aside instead of fighting it for the lock and the
     // core, and take over again once it has stopped for a while.
-    if (monotonic_now() - app_progress_at_.load(std::memory_order_relaxed) < kAppProgressNs) {
-      timespec ts{0, kSleepUs * 1000};
+    const Nanos aside = monotonic_now() - app_progress_at_.load(std::memory_order_relaxed);
+    if (aside < kAppProgressNs) {
+      // Sleep out the rest of the window in one go: a wake-up every few
+      // microseconds would preempt the application's own polling thread.
+      timespec ts{0, static_cast<long>(kAppProgressNs - aside)};
       nanosleep(&ts, nullptr);
       continue;
     }
