@@ -64,6 +64,8 @@ Device::Device(Port* port, std::unique_ptr<Port> owned, const Options& opts)
   async_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   live_.reserve(opts.attr.max_qp);
+  link_up_.store(port->link_up(), std::memory_order_relaxed);
+  next_link_check_ = monotonic_now() + kLinkCheckNs;
 }
 
 Device::~Device() {
@@ -461,6 +463,7 @@ void Device::poll(Nanos now) {
     for (uint16_t i = 0; i < n; ++i) dispatch(views[i], now);
     if (n > 0) rte_pktmbuf_free_bulk(mbufs, n);
     port_->poll(now);
+    if (now >= next_link_check_) check_link(now);
   }
   for (Qp* qp : live_) {
     if (!qp->needs_service()) continue;
@@ -469,6 +472,17 @@ void Device::poll(Nanos now) {
   }
   tx_flush();
   if (faults_) faults_->poll(*port_, now);  // delayed / reordered frames that are due
+}
+
+// Once every kLinkCheckNs, not per packet: a link query is a PMD call (an
+// ioctl for net_tap). Works for every PMD, with or without LSC interrupts.
+// QPs are left alone, as rxe does on a port error: their retry timers decide.
+void Device::check_link(Nanos now) {
+  next_link_check_ = now + kLinkCheckNs;
+  const bool up = port_->link_up();
+  if (up == link_up_.load(std::memory_order_relaxed)) return;
+  link_up_.store(up, std::memory_order_relaxed);
+  raise_event({up ? AsyncEventType::kPortActive : AsyncEventType::kPortErr});
 }
 
 bool Device::progress() {

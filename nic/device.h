@@ -144,6 +144,11 @@ class Device {
   void ring_doorbell();  // any thread: wakes the engine thread if it sleeps
   MrTable& mrs() { return mrs_; }
   const AddressVector* ah(uint32_t handle) const;
+  // The port's link as the engine last saw it (any thread). poll() checks the
+  // link every kLinkCheckNs and raises kPortErr when it goes down, kPortActive
+  // when it comes back (unaffiliated asynchronous events, IBTA vol. 1 ch. 11).
+  bool link_up() const { return link_up_.load(std::memory_order_relaxed); }
+  static constexpr Nanos kLinkCheckNs = 10 * kNanosPerMs;
   rte_mbuf* tx_alloc();
   void tx_enqueue(rte_mbuf* m);
   void raise_event(const AsyncEvent& ev);
@@ -162,6 +167,7 @@ class Device {
   std::unique_ptr<Port> owned_port_;
   Port* port_;
 
+  void check_link(Nanos now);
   std::mutex engine_mu_;                  // the engine lock: guards every table and QP
   std::atomic<int> commands_waiting_{0};  // control threads waiting for engine_mu_
 
@@ -198,6 +204,8 @@ class Device {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> sleeping_{false};
+  std::atomic<bool> link_up_{false};  // written by the engine in check_link()
+  Nanos next_link_check_ = 0;         // engine lock
   std::atomic<Nanos> app_progress_at_{0};  // last progress() by the application (relaxed: a hint)
   int wake_fd_ = -1;
   bool removed_ = false;

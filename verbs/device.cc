@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <thread>
 
 #include "nic/base/clock.h"
@@ -36,6 +37,7 @@ struct Provider {
   bool attempted = false;
   nic::FaultConfig faults;  // DROCE_FAULTS, applied to every device's transmit
   int init_errno = 0;       // nonzero: initialisation failed, ibv_get_device_list returns NULL
+  Nanos link_wait_ns = 0;   // DROCE_LINK_WAIT_MS: see wait_for_link
   std::vector<DeviceSlot*> slots;
 };
 
@@ -46,6 +48,11 @@ Provider& provider() {
 
 // How long ports stay open at exit after the last activity (see shutdown_at_exit).
 constexpr Nanos kExitLingerNs = 20 * kNanosPerMs;
+
+// How long ibv_open_device waits for a link that is down (DROCE_LINK_WAIT_MS).
+constexpr long kDefaultLinkWaitMs = 3000;
+constexpr long kMaxLinkWaitMs = 600000;
+constexpr Nanos kLinkPollNs = 1 * kNanosPerMs;
 
 // Set while this thread initialises the provider: a DPDK driver that calls
 // ibv_get_device_list from inside rte_eal_init (mlx5 probing) gets no device
@@ -97,6 +104,21 @@ std::string capture_path_for(const std::string& path, int index) {
   return path.substr(0, dot) + suffix + path.substr(dot);
 }
 
+// DROCE_LINK_WAIT_MS: milliseconds, 0 .. kMaxLinkWaitMs (0: do not wait).
+Result<Nanos> link_wait_from_env() {
+  const char* text = std::getenv("DROCE_LINK_WAIT_MS");
+  if (text == nullptr || *text == '\0') return Nanos(kDefaultLinkWaitMs * kNanosPerMs);
+  errno = 0;
+  char* end = nullptr;
+  const long v = std::strtol(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0' || v < 0 || v > kMaxLinkWaitMs) {
+    return Status(Errc::kBadConfig, std::string("DROCE_LINK_WAIT_MS: '") + text +
+                                        "' is not a number of milliseconds in [0, " +
+                                        std::to_string(kMaxLinkWaitMs) + "]");
+  }
+  return Nanos(v * kNanosPerMs);
+}
+
 // Opens every ethdev as a device. Returns 0 or an errno (message printed).
 int init_devices(Provider& p) {
   auto cfg = nic::port_config_from_env();
@@ -110,6 +132,12 @@ int init_devices(Provider& p) {
     return to_errno(faults.status().code());
   }
   p.faults = faults.value();
+  auto link_wait = link_wait_from_env();
+  if (!link_wait) {
+    DROCE_ERROR("%s", link_wait.status().message().c_str());
+    return to_errno(link_wait.status().code());
+  }
+  p.link_wait_ns = link_wait.value();
   Status st = nic::eal_init();
   if (!st) {
     DROCE_ERROR("%s", st.message().c_str());
@@ -192,8 +220,41 @@ int op_compat_query_port(ibv_context* ctx, uint8_t port, _compat_ibv_port_attr* 
   return ibv_query_port(ctx, port, attr);
 }
 
+// A link that is down when a device is opened is often about to come up: a
+// net_memif link is up only while the peer process is connected, so a server
+// started just before its client sees it down for a moment; likewise a tap
+// being attached or a cable being plugged in. Programs such as perftest check
+// for PORT_ACTIVE once, right after ibv_open_device, and give up. So wait a
+// bounded time (DROCE_LINK_WAIT_MS) for it; a link that stays down is then
+// reported as it is (PORT_DOWN), and PORT_ACTIVE is raised when it comes up.
+// A link that is up (the embedded net_ring default) costs one link query.
+// Called without the slot's lock: other threads keep using the device.
+void wait_for_link(DeviceSlot* s) {
+  if (s->port->link_up()) return;
+  const Nanos wait = provider().link_wait_ns;
+  const Nanos start = monotonic_now();
+  DROCE_DEBUG("%s: link of %s is down; waiting up to %lld ms for it (DROCE_LINK_WAIT_MS)",
+              s->ibdev.name, s->port->name().c_str(), static_cast<long long>(wait / kNanosPerMs));
+  while (monotonic_now() - start < wait) {
+    std::this_thread::sleep_for(std::chrono::nanoseconds(kLinkPollNs));
+    if (s->port->link_up()) {
+      DROCE_DEBUG("%s: link up after %lld ms", s->ibdev.name,
+                  static_cast<long long>((monotonic_now() - start) / kNanosPerMs));
+      return;
+    }
+  }
+  DROCE_DEBUG("%s: link of %s still down after %lld ms (DROCE_LINK_WAIT_MS): the port is "
+              "PORT_DOWN until it comes up (net_memif: is the peer process running?)",
+              s->ibdev.name, s->port->name().c_str(), static_cast<long long>(wait / kNanosPerMs));
+}
+
 ibv_context* open_device(ibv_device* ibdev) {
   DeviceSlot* s = slot_of(ibdev);
+  {
+    std::lock_guard<std::mutex> lock(s->mu);
+    if (s->exited) return fail_errno(ENODEV);  // after exit-time shutdown
+  }
+  wait_for_link(s);
   std::lock_guard<std::mutex> lock(s->mu);
   if (s->exited) return fail_errno(ENODEV);  // after exit-time shutdown
   auto c = std::make_unique<Context>();
