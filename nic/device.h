@@ -139,16 +139,16 @@ class Device {
   // --- async events (any thread) ---
   bool get_async_event(AsyncEvent* ev);
   int async_event_fd() const { return async_fd_; }
-
-  // --- used by QPs (engine lock held unless said otherwise) ---
-  void ring_doorbell();  // any thread: wakes the engine thread if it sleeps
-  MrTable& mrs() { return mrs_; }
-  const AddressVector* ah(uint32_t handle) const;
   // The port's link as the engine last saw it (any thread). poll() checks the
   // link every kLinkCheckNs and raises kPortErr when it goes down, kPortActive
   // when it comes back (unaffiliated asynchronous events, IBTA vol. 1 ch. 11).
   bool link_up() const { return link_up_.load(std::memory_order_relaxed); }
   static constexpr Nanos kLinkCheckNs = 10 * kNanosPerMs;
+
+  // --- used by QPs (engine lock held unless said otherwise) ---
+  void ring_doorbell();  // any thread: wakes the engine thread if it sleeps
+  MrTable& mrs() { return mrs_; }
+  const AddressVector* ah(uint32_t handle) const;
   rte_mbuf* tx_alloc();
   void tx_enqueue(rte_mbuf* m);
   void raise_event(const AsyncEvent& ev);
@@ -162,12 +162,12 @@ class Device {
   void engine_loop();
   void tx_flush();
   void dispatch(const wire::PacketView& v, Nanos now);
+  void check_link(Nanos now);
 
   DeviceAttr attr_;
   std::unique_ptr<Port> owned_port_;
   Port* port_;
 
-  void check_link(Nanos now);
   std::mutex engine_mu_;                  // the engine lock: guards every table and QP
   std::atomic<int> commands_waiting_{0};  // control threads waiting for engine_mu_
 
@@ -199,13 +199,13 @@ class Device {
   std::mutex async_mu_;  // guards async_
   std::deque<AsyncEvent> async_;
   int async_fd_ = -1;
+  std::atomic<bool> link_up_{false};  // written by the engine in check_link()
+  Nanos next_link_check_ = 0;         // engine lock
 
   // Engine thread and its idle backoff.
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> sleeping_{false};
-  std::atomic<bool> link_up_{false};  // written by the engine in check_link()
-  Nanos next_link_check_ = 0;         // engine lock
   std::atomic<Nanos> app_progress_at_{0};  // last progress() by the application (relaxed: a hint)
   int wake_fd_ = -1;
   bool removed_ = false;

@@ -2,6 +2,8 @@
 // create/resize/destroy, poll (driving the engine inline when the CQ is
 // empty), request notification with the kernel's flag bits, the channel's
 // pollable fd (an epoll set of the CQs' event fds), and the ibv_cq_ex poll API.
+#include <pthread.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -221,6 +223,32 @@ Cq* take_pending(Channel* ch) {
   return q;
 }
 
+}  // namespace
+
+int wait_readable(int epfd) {
+  // The restartable signals, looked up once: at the first blocking wait the
+  // ports (and their PMDs' handlers) are set up.
+  static const sigset_t restartable = [] {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig = 1; sig <= SIGRTMAX; ++sig) {
+      struct sigaction sa {};
+      if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, nullptr, &sa) != 0) continue;
+      const bool handler = (sa.sa_flags & SA_SIGINFO) != 0 ||
+                           (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
+      if (handler && (sa.sa_flags & SA_RESTART) != 0) sigaddset(&set, sig);
+    }
+    return set;
+  }();
+  sigset_t mask;
+  pthread_sigmask(SIG_SETMASK, nullptr, &mask);
+  sigorset(&mask, &mask, &restartable);
+  epoll_event ev{};
+  return epoll_pwait(epfd, &ev, 1, -1, &mask) < 0 ? -1 : 0;
+}
+
+namespace {
+
 int get_cq_event(ibv_comp_channel* channel, ibv_cq** cq, void** cq_context) {
   auto* ch = reinterpret_cast<Channel*>(channel);
   for (;;) {
@@ -251,8 +279,7 @@ int get_cq_event(ibv_comp_channel* channel, ibv_cq** cq, void** cq_context) {
       errno = EAGAIN;
       return -1;
     }
-    epoll_event ev{};
-    if (epoll_wait(channel->fd, &ev, 1, -1) < 0) return -1;  // EINTR, as read(2) would
+    if (wait_readable(channel->fd) < 0) return -1;
   }
 }
 

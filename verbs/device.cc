@@ -460,8 +460,7 @@ int get_async_event(ibv_context* ibctx, ibv_async_event* out) {
       errno = EAGAIN;
       return -1;
     }
-    epoll_event ready{};
-    if (epoll_wait(ibctx->async_fd, &ready, 1, -1) < 0) return -1;  // EINTR, as read(2) would
+    if (wait_readable(ibctx->async_fd) < 0) return -1;
   }
 }
 

@@ -200,6 +200,14 @@ R guard(F&& f, R on_exception) noexcept {
 // O_NONBLOCK set on fd by the program?
 bool fd_nonblocking(int fd);
 
+// Blocks until the epoll fd epfd (a completion channel's or the async fd) is
+// readable: 0, or -1 with errno EINTR when a signal interrupts the wait, as
+// rdma-core's read(2) of its kernel fd gives. read(2) goes on after a handler
+// installed with SA_RESTART, epoll_wait never does; so signals caught that way
+// are held off during the wait and run in another thread (or just after).
+// DPDK's net_tap raises one (SIGRTMIN+1 in 22.11) for every received frame.
+int wait_readable(int epfd);
+
 // ibv_mtu <-> bytes; 0 for a bad value.
 uint32_t mtu_bytes(int mtu);
 ibv_mtu mtu_enum(uint32_t bytes);

@@ -111,11 +111,13 @@ bool sanitized_build() {
 #endif
 }
 
-bool tcp_listening(int port) {
+bool tcp_listening(int port, pid_t in_netns_of) {
   char want[8];
   std::snprintf(want, sizeof(want), ":%04X", port);
-  for (const char* f : {"/proc/net/tcp", "/proc/net/tcp6"}) {
-    std::ifstream in(f);
+  const std::string dir =
+      in_netns_of > 0 ? "/proc/" + std::to_string(in_netns_of) + "/net/" : "/proc/net/";
+  for (const char* f : {"tcp", "tcp6"}) {
+    std::ifstream in(dir + f);
     std::string line;
     std::getline(in, line);  // header
     while (std::getline(in, line)) {

@@ -33,8 +33,9 @@ std::string dropin_lib_dir();
 // drop-in, which then cannot be loaded by an uninstrumented program.
 bool sanitized_build();
 
-// True once a TCP socket listens on port (IPv4 or IPv6), per /proc/net/tcp*.
-bool tcp_listening(int port);
+// True once a TCP socket listens on port (IPv4 or IPv6), per /proc/net/tcp*;
+// with in_netns_of a pid, in that process's network namespace.
+bool tcp_listening(int port, pid_t in_netns_of = 0);
 // A TCP port that was free a moment ago.
 int free_tcp_port();
 

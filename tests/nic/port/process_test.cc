@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/common/netns.h"
 #include "tests/nic/port/spawn.h"
 
 namespace droce::nic {
@@ -204,34 +205,10 @@ TEST(PortMemifTest, TwoProcessesResolveByArpAndExchangeFramesBothWays) {
 // ---------------------------------------------------------------------------
 // net_tap: two processes through a kernel bridge in a namespace of our own
 
-// Creates namespace `name`; on destruction kills the children still running
-// and deletes the namespace, whatever happened in between.
-class NetnsGuard {
- public:
-  explicit NetnsGuard(std::string name) : name_(std::move(name)) {
-    created_ = shell("ip netns add " + name_ + " 2>/dev/null") == 0;
-  }
-  ~NetnsGuard() {
-    for (Child* c : children_) test::kill_child(c);
-    if (created_) shell("ip netns del " + name_ + " 2>/dev/null");
-  }
-  bool created() const { return created_; }
-  void track(Child* c) { children_.push_back(c); }
-  int ip(const std::string& args) const {
-    return shell("ip -n " + name_ + " " + args + " >/dev/null 2>&1");
-  }
-  std::string exec_prefix() const { return "ip netns exec " + name_ + " "; }
-
- private:
-  std::string name_;
-  bool created_ = false;
-  std::vector<Child*> children_;
-};
-
 TEST(PortTapTest, TwoProcessesResolveByArpAndExchangeFramesThroughAKernelBridge) {
   const std::string pid = std::to_string(getpid());
   const std::string ns = "droce-" + pid;
-  NetnsGuard guard(ns);
+  droce::test::Netns guard(ns);
   if (!guard.created()) {
     GTEST_SKIP() << "cannot create network namespace " << ns
                  << " (needs root and netns support): net_tap test not run";
@@ -249,7 +226,7 @@ TEST(PortTapTest, TwoProcessesResolveByArpAndExchangeFramesThroughAKernelBridge)
   const std::string tag = "droce-t" + pid;
   Child peers[2];
   for (int i = 0; i < 2; ++i) {
-    guard.track(&peers[i]);
+    guard.at_exit([c = &peers[i]] { test::kill_child(c); });
     ASSERT_TRUE(spawn({"/usr/bin/ip", "netns", "exec", ns, peer_path(), "--port", "net_tap0",
                        "--peer", ip[1 - i], "--count", "200", "--min-junk", "1", "--timeout-ms",
                        std::to_string(kPeerTimeoutMs)},
@@ -276,15 +253,11 @@ TEST(PortTapTest, TwoProcessesResolveByArpAndExchangeFramesThroughAKernelBridge)
   // answers) and sends it a UDP datagram to port 9 (droce counts it as not
   // RoCEv2 and drops it).
   const std::string mac0 = peer_mac(read_file(peers[0].output_path));
-  EXPECT_EQ(shell(guard.exec_prefix() + "bash -c 'echo junk > /dev/udp/10.77.2.1/9'"), 0);
+  EXPECT_EQ(shell("ip netns exec " + ns + " bash -c 'echo junk > /dev/udp/10.77.2.1/9'"), 0);
   std::string neigh;
   wait_for(
       [&] {
-        neigh.clear();
-        FILE* f = popen(("ip -n " + ns + " neigh show 10.77.2.1 2>&1").c_str(), "r");
-        char buf[512];
-        while (f != nullptr && fgets(buf, sizeof(buf), f) != nullptr) neigh += buf;
-        if (f != nullptr) pclose(f);
+        neigh = droce::test::command_output("ip -n " + ns + " neigh show 10.77.2.1 2>&1");
         return neigh.find(mac0) != std::string::npos;
       },
       3000);
