@@ -5,6 +5,8 @@
  * failure. Usage: verbs_conformance CASE. */
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -275,6 +277,109 @@ static void test_channel(void) {
   CHECK(ch->refcnt == 0);
   CHECK_RC(ibv_destroy_comp_channel(ch), 0);
   dev_close(&d);
+}
+
+/* A blocking ibv_get_cq_event behaves as rdma-core's read(2) of its kernel
+ * fd: a signal whose handler has SA_RESTART does not end the wait (net_tap
+ * raises one for every received frame); one without SA_RESTART ends it with
+ * -1 and EINTR, and the channel stays usable. */
+static volatile sig_atomic_t g_restart_hits, g_plain_hits, g_waiter_back;
+
+static void on_restart_signal(int sig) {
+  (void)sig;
+  ++g_restart_hits;
+}
+
+static void on_plain_signal(int sig) {
+  (void)sig;
+  ++g_plain_hits;
+}
+
+struct kicker {
+  pthread_t target;
+  int sig;
+  int times;            /* at most this many signals, 20 ms apart */
+  int until_back;       /* stop once the waiter has returned */
+  struct ibv_qp* flush; /* then move this QP to ERR (its receive is flushed) */
+};
+
+static void* kick(void* arg) {
+  struct kicker* k = (struct kicker*)arg;
+  for (int i = 0; i < k->times && !(k->until_back && g_waiter_back); ++i) {
+    usleep(20000);
+    pthread_kill(k->target, k->sig);
+  }
+  if (k->flush != NULL) {
+    struct ibv_qp_attr a;
+    memset(&a, 0, sizeof(a));
+    a.qp_state = IBV_QPS_ERR;
+    CHECK_RC(ibv_modify_qp(k->flush, &a, IBV_QP_STATE), 0);
+  }
+  return NULL;
+}
+
+static void test_channel_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sigemptyset(&sa.sa_mask);
+  sa.sa_handler = on_restart_signal;
+  sa.sa_flags = SA_RESTART;
+  CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+  sa.sa_handler = on_plain_signal;
+  sa.sa_flags = 0;
+  CHECK(sigaction(SIGUSR2, &sa, NULL) == 0);
+  alarm(30); /* bounded: a wait that never ends kills the case */
+
+  struct dev d;
+  dev_open(&d);
+  struct ibv_comp_channel* ch = ibv_create_comp_channel(d.ctx);
+  CHECK(ch != NULL);
+  struct ibv_cq* cq = ibv_create_cq(d.ctx, 16, NULL, ch, 0);
+  CHECK(cq != NULL);
+  struct qp_opts o = qp_defaults(IBV_QPT_RC);
+  o.cq = cq;
+  struct end e;
+  end_create(&d, &e, &o);
+  end_connect(&d, &e, &o, e.qp->qp_num);
+  struct buf b;
+  buf_alloc(&d, &b, 64, IBV_ACCESS_LOCAL_WRITE);
+  post_recv(e.qp, 7, &b, 0, 64);
+  CHECK_RC(ibv_req_notify_cq(cq, 0), 0);
+
+  /* No SA_RESTART: the wait ends with EINTR. */
+  struct kicker plain = {pthread_self(), SIGUSR2, 500, 1, NULL};
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, kick, &plain) == 0);
+  struct ibv_cq* ev_cq = NULL;
+  void* ev_ctx = NULL;
+  errno = 0;
+  const int rc = ibv_get_cq_event(ch, &ev_cq, &ev_ctx);
+  const int err = errno;
+  g_waiter_back = 1;
+  CHECK(pthread_join(t, NULL) == 0);
+  errno = err;
+  CHECK(rc == -1 && err == EINTR);
+  CHECK(g_plain_hits >= 1);
+
+  /* SA_RESTART: five signals come and go, the wait goes on until the flushed
+   * receive completes. */
+  struct kicker restart = {pthread_self(), SIGUSR1, 5, 0, e.qp};
+  CHECK(pthread_create(&t, NULL, kick, &restart) == 0);
+  CHECK(ibv_get_cq_event(ch, &ev_cq, &ev_ctx) == 0);
+  CHECK(pthread_join(t, NULL) == 0);
+  CHECK(ev_cq == cq);
+  CHECK(g_restart_hits >= 1); /* delivered after the wait (held off during it) */
+  ibv_ack_cq_events(cq, 1);
+  struct ibv_wc wc;
+  CHECK(wait_wc(cq, &wc, 1) == 1);
+  CHECK(wc.wr_id == 7 && wc.status == IBV_WC_WR_FLUSH_ERR);
+
+  buf_free(&b);
+  end_destroy(&e, 0);
+  CHECK_RC(ibv_destroy_cq(cq), 0);
+  CHECK_RC(ibv_destroy_comp_channel(ch), 0);
+  dev_close(&d);
+  alarm(0);
 }
 
 static void test_qp(void) {
@@ -597,6 +702,7 @@ static const struct test_case kCases[] = {
     {"mr", test_mr},
     {"cq", test_cq},
     {"channel", test_channel},
+    {"channel_signals", test_channel_signals},
     {"qp", test_qp},
     {"srq", test_srq},
     {"ah", test_ah},
