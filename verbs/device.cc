@@ -53,6 +53,10 @@ constexpr Nanos kExitLingerNs = 20 * kNanosPerMs;
 constexpr long kDefaultLinkWaitMs = 3000;
 constexpr long kMaxLinkWaitMs = 600000;
 constexpr Nanos kLinkPollNs = 1 * kNanosPerMs;
+// A link that comes up this soon after our own port started: the peer was
+// there first (see wait_for_link), and gets kPeerHeadStartNs.
+constexpr Nanos kNewcomerWindowNs = 50 * kNanosPerMs;
+constexpr Nanos kPeerHeadStartNs = 100 * kNanosPerMs;
 
 // Set while this thread initialises the provider: a DPDK driver that calls
 // ibv_get_device_list from inside rte_eal_init (mlx5 probing) gets no device
@@ -160,6 +164,7 @@ int init_devices(Provider& p) {
     auto* s = new DeviceSlot;
     s->index = index;
     s->port = std::move(port.value());
+    s->started_at = monotonic_now();
     s->node_guid = eui64(s->port->mac());
     ibv_device& d = s->ibdev;
     std::memset(&d, 0, sizeof(d));
@@ -228,6 +233,14 @@ int op_compat_query_port(ibv_context* ctx, uint8_t port, _compat_ibv_port_attr* 
 // bounded time (DROCE_LINK_WAIT_MS) for it; a link that stays down is then
 // reported as it is (PORT_DOWN), and PORT_ACTIVE is raised when it comes up.
 // A link that is up (the embedded net_ring default) costs one link query.
+//
+// The two programs of a pair then meet over TCP, and neither retries its
+// connect: the server listens only once its open returns, so a client whose
+// link came up at the same moment could reach connect() first. When the link
+// comes up within kNewcomerWindowNs of our own port's start (a memif client
+// joining: its link was down at open only while the handshake was in flight),
+// the peer was there first, probably waiting for this very link in its own
+// open; it gets a head start of kPeerHeadStartNs.
 // Called without the slot's lock: other threads keep using the device.
 void wait_for_link(DeviceSlot* s) {
   if (s->port->link_up()) return;
@@ -238,8 +251,14 @@ void wait_for_link(DeviceSlot* s) {
   while (monotonic_now() - start < wait) {
     std::this_thread::sleep_for(std::chrono::nanoseconds(kLinkPollNs));
     if (s->port->link_up()) {
+      const Nanos now = monotonic_now();
       DROCE_DEBUG("%s: link up after %lld ms", s->ibdev.name,
-                  static_cast<long long>((monotonic_now() - start) / kNanosPerMs));
+                  static_cast<long long>((now - start) / kNanosPerMs));
+      if (now - s->started_at < kNewcomerWindowNs) {
+        DROCE_DEBUG("%s: the peer was there first: %lld ms head start", s->ibdev.name,
+                    static_cast<long long>(kPeerHeadStartNs / kNanosPerMs));
+        std::this_thread::sleep_for(std::chrono::nanoseconds(kPeerHeadStartNs));
+      }
       return;
     }
   }

@@ -66,6 +66,7 @@ struct DeviceSlot {
   int index = 0;
   uint64_t node_guid = 0;  // host order, EUI-64 of the port MAC
   std::unique_ptr<nic::Port> port;
+  Nanos started_at = 0;  // when the port was started (ibv_get_device_list)
 
   std::mutex mu;
   std::unique_ptr<nic::Device> device;  // exists while a context is open

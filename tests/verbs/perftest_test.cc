@@ -7,10 +7,12 @@
 // perftest checks for PORT_ACTIVE right after opening the device, before it
 // talks to its peer over TCP. A net_memif link is up only once the client
 // process has connected, so the server waits in ibv_open_device
-// (DROCE_LINK_WAIT_MS) and listens on TCP only then; the client, started
-// meanwhile, may reach its TCP connect first (perftest does not retry:
-// "Couldn't connect"). It is then started again once the server listens,
-// as a user would.
+// (DROCE_LINK_WAIT_MS) and listens on TCP only then; the client, whose link
+// comes up at the same moment, lets it go first (droce's head start for the
+// peer that was there first, verbs/device.cc). Should the client still reach
+// its TCP connect first on a loaded machine (perftest does not retry:
+// "Couldn't connect"), it is started again once the server listens, as a
+// user would; the test reports the attempts.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
