@@ -23,12 +23,14 @@ enum Access : uint32_t {
   kAccessZeroBased = 1u << 5,
   kAccessOnDemand = 1u << 6,
   kAccessHugetlb = 1u << 7,
+  kAccessFlushGlobal = 1u << 8,      // remote FLUSH, global visibility (IBTA A19)
+  kAccessFlushPersistent = 1u << 9,  // remote FLUSH, persistence: needs pmem, never granted
   kAccessRelaxedOrdering = 1u << 20,
 };
 inline constexpr uint32_t kAccessSupported = kAccessLocalWrite | kAccessRemoteWrite |
                                              kAccessRemoteRead | kAccessRemoteAtomic |
                                              kAccessMwBind | kAccessZeroBased |
-                                             kAccessRelaxedOrdering;
+                                             kAccessFlushGlobal | kAccessRelaxedOrdering;
 
 // Why an access was refused; maps to a NAK / work-completion status.
 enum class MrCheck : uint8_t {

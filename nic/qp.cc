@@ -64,6 +64,17 @@ int Qp::check_send_wqe(const SendWqe& w, const Sge* sges) const {
     case WrOpcode::kLocalInv:
       if (type_ != QpType::kRc) return EINVAL;
       break;
+    case WrOpcode::kFlush:
+    case WrOpcode::kAtomicWrite:
+      // IBTA A19: RC only; no local data (ATOMIC_WRITE's 8 bytes travel in
+      // the WQE itself, FLUSH has none).
+      if (type_ != QpType::kRc || w.num_sge != 0 || (w.flags & kSendInline)) return EINVAL;
+      if (w.opcode == WrOpcode::kFlush &&
+          (w.flush_type == 0 || (w.flush_type & ~(wire::kFlushGlobal | wire::kFlushPersistent)) ||
+           w.flush_level > wire::kFlushMr || w.compare_add > kMaxMessageBytes)) {
+        return EINVAL;
+      }
+      break;
     default:
       return EINVAL;  // memory windows are not offered
   }
@@ -108,7 +119,8 @@ int Qp::post_send(const SendWqe& wqe, const Sge* sges, const void* inline_data) 
         w->sges()[i] = sges[i];
         total += sges[i].length;
       }
-      w->length = uint32_t(total);
+      // ATOMIC_WRITE carries its 8 bytes in the WQE (SendWqe::swap).
+      w->length = wqe.opcode == WrOpcode::kAtomicWrite ? 8 : uint32_t(total);
     }
     sq_->publish();
   }
@@ -163,7 +175,8 @@ Status Qp::modify(const QpAttrs& a, uint32_t mask) {
     return Status(Errc::kInvalidArgument, "P_Key index must be 0");
   if (has_attr(mask, QpAttr::kAccessFlags) &&
       (a.access &
-       ~(kAccessLocalWrite | kAccessRemoteWrite | kAccessRemoteRead | kAccessRemoteAtomic))) {
+       ~(kAccessLocalWrite | kAccessRemoteWrite | kAccessRemoteRead | kAccessRemoteAtomic |
+         kAccessFlushGlobal | kAccessFlushPersistent))) {
     return Status(Errc::kInvalidArgument, "unsupported QP access flags");
   }
   if (has_attr(mask, QpAttr::kMaxQpRdAtomic) &&
@@ -303,7 +316,7 @@ Cqe Qp::send_cqe(uint32_t index, WcStatus status) {
   c.status = status;
   c.opcode = wc_opcode_for(w.opcode);
   c.byte_len =
-      status != WcStatus::kWrFlushErr && (w.opcode == WrOpcode::kRdmaRead || is_atomic(w.opcode))
+      status != WcStatus::kWrFlushErr && is_read_or_atomic(w.opcode)
           ? w.length
           : 0;
   c.qp_num = qpn_;

@@ -101,11 +101,13 @@ struct SendMeta {
   WcStatus status = WcStatus::kSuccess;
 };
 
-// A READ or atomic the responder accepted (IBTA 9.7.5.1.3 responder resources):
-// kept so that a duplicate request is answered again, and an atomic never
-// executes twice.
+// A READ, atomic, FLUSH or ATOMIC_WRITE the responder accepted (IBTA 9.7.5.1.3
+// responder resources; A19 for the last two): kept so that a duplicate request
+// is answered again, and an atomic never executes twice.
 struct RespResource {
-  enum class Kind : uint8_t { kFree, kRead, kAtomic };
+  // kPlacement: FLUSH / ATOMIC_WRITE, answered by a zero-length READ RESPONSE
+  // ONLY (a READ stream of length 0), as rxe's send_read_response_ack does.
+  enum class Kind : uint8_t { kFree, kRead, kAtomic, kPlacement };
   Kind kind = Kind::kFree;
   uint32_t first_psn = 0;  // PSN of the request
   uint32_t last_psn = 0;   // PSN of the last response packet
@@ -241,6 +243,7 @@ class Qp {
   void execute_request(const RxPacket& pkt);
   void replay_duplicate(const RxPacket& pkt);
   RespResource& alloc_resource();
+  void queue_placement_response(uint32_t psn);
   void send_atomic_ack(const RespResource& r, Nanos now);
   bool send_resp_resources(Nanos now);
   bool responses_owed() const;

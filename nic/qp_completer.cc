@@ -194,7 +194,10 @@ void Qp::handle_response(const RxPacket& pkt) {
   SendMeta& m = meta_at(i);
   SendWqe& w = wqe_at(i);
   const bool want_read = w.opcode == WrOpcode::kRdmaRead;
-  if (want_read ? !info.has(wire::kOpReadResp) : v.bth().opcode != op::kAtomicAck) {
+  // FLUSH / ATOMIC_WRITE (IBTA A19) are answered by a READ RESPONSE ONLY.
+  const bool placement = is_placement(w.opcode);
+  if (want_read || placement ? !info.has(wire::kOpReadResp)
+                             : v.bth().opcode != op::kAtomicAck) {
     ++counters_.drops;
     return;
   }
@@ -213,7 +216,16 @@ void Qp::handle_response(const RxPacket& pkt) {
     return;
   }
 
-  if (want_read) {
+  if (placement) {
+    if (v.bth().opcode != op::kReadRespOnly || v.payload_len != 0) {
+      DROCE_DEBUG("qp %u: %s answered by %s with %u bytes (a zero-length READ RESPONSE ONLY expected)",
+                  qpn_, w.opcode == WrOpcode::kFlush ? "FLUSH" : "ATOMIC_WRITE", info.name,
+                  v.payload_len);
+      complete_error_at(psn, WcStatus::kBadRespErr);
+      return;
+    }
+    m.done = true;
+  } else if (want_read) {
     const uint32_t mtu = attrs_.path_mtu;
     const uint32_t off = uint32_t(psn_diff(psn, m.first_psn)) * mtu;
     const bool last = info.has(wire::kOpEnd);

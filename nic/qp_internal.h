@@ -18,7 +18,17 @@ inline constexpr uint32_t kMaxInflightPsns = 512;
 constexpr bool is_atomic(WrOpcode op) {
   return op == WrOpcode::kCmpSwap || op == WrOpcode::kFetchAdd;
 }
-constexpr bool is_read_or_atomic(WrOpcode op) { return op == WrOpcode::kRdmaRead || is_atomic(op); }
+// FLUSH and ATOMIC_WRITE (IBTA A19): one request packet, answered by a
+// zero-length READ RESPONSE ONLY from a responder resource, like a READ.
+constexpr bool is_placement(WrOpcode op) {
+  return op == WrOpcode::kFlush || op == WrOpcode::kAtomicWrite;
+}
+// One request packet whose PSN the responder answers with a response of its
+// own (so an ACK past it means that response was lost), holding an
+// initiator-depth credit while outstanding.
+constexpr bool is_read_or_atomic(WrOpcode op) {
+  return op == WrOpcode::kRdmaRead || is_atomic(op) || is_placement(op);
+}
 
 // ibv_wc_opcode of a send WQE's completion.
 constexpr WcOpcode wc_opcode_for(WrOpcode op) {
@@ -30,6 +40,8 @@ constexpr WcOpcode wc_opcode_for(WrOpcode op) {
     case WrOpcode::kFetchAdd: return WcOpcode::kFetchAdd;
     case WrOpcode::kLocalInv: return WcOpcode::kLocalInv;
     case WrOpcode::kBindMw: return WcOpcode::kBindMw;
+    case WrOpcode::kFlush: return WcOpcode::kFlush;
+    case WrOpcode::kAtomicWrite: return WcOpcode::kAtomicWrite;
     default: return WcOpcode::kSend;
   }
 }

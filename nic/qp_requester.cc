@@ -52,6 +52,10 @@ uint8_t request_opcode(QpType type, const SendWqe& w, uint32_t off, uint32_t mtu
       return op::kCmpSwap;
     case WrOpcode::kFetchAdd:
       return op::kFetchAdd;
+    case WrOpcode::kFlush:
+      return op::kFlush;
+    case WrOpcode::kAtomicWrite:
+      return op::kAtomicWrite;
     default:
       return 0xFF;
   }
@@ -87,7 +91,7 @@ bool Qp::start_wqe(uint32_t index, Nanos now) {
     }
   }
   m.first_psn = psn_;
-  m.npkts = is_atomic(w.opcode) ? 1 : psns_for(w.length);
+  m.npkts = is_atomic(w.opcode) || is_placement(w.opcode) ? 1 : psns_for(w.length);
   m.last_psn = psn_add(psn_, m.npkts - 1);
   m.started = true;
   m.done = false;
@@ -167,7 +171,12 @@ bool Qp::send_one_packet(Nanos now) {
   if (info.has(wire::kOpReth)) {
     s.reth_va = w.remote_addr + off;
     s.reth_rkey = w.rkey;
-    s.reth_len = w.length - off;
+    // FLUSH: the range to flush (its WQE moves no data of its own).
+    s.reth_len = w.opcode == WrOpcode::kFlush ? uint32_t(w.compare_add) : w.length - off;
+  }
+  if (info.has(wire::kOpFeth)) {
+    s.feth_placement = w.flush_type;
+    s.feth_selectivity = w.flush_level;
   }
   if (info.has(wire::kOpAtomicEth)) {
     s.atomic_va = w.remote_addr;
@@ -185,7 +194,9 @@ bool Qp::send_one_packet(Nanos now) {
   uint8_t* payload = nullptr;
   rte_mbuf* mb = build_packet(s, dst_mac, dst_ip, &payload);
   if (mb == nullptr) return false;  // no mbuf: try again next poll (counted by the port)
-  if (s.payload_len > 0 && !gather(w, off, payload, s.payload_len)) {
+  if (w.opcode == WrOpcode::kAtomicWrite) {
+    std::memcpy(payload, &w.swap, sizeof(w.swap));  // the 8 bytes as the application gave them
+  } else if (s.payload_len > 0 && !gather(w, off, payload, s.payload_len)) {
     rte_pktmbuf_free(mb);
     DROCE_DEBUG("qp %u: send WQE %lu: local key no longer valid", qpn_, (unsigned long)w.wr_id);
     complete_send_now(sq_send_, WcStatus::kLocProtErr);
@@ -267,7 +278,9 @@ void Qp::restart_from(uint32_t psn) {
   } else {
     const SendMeta& m = meta_at(i);
     const SendWqe& w = wqe_at(i);
-    if (psn_before(psn, m.first_psn) || is_atomic(w.opcode)) psn = m.first_psn;
+    if (psn_before(psn, m.first_psn) || is_atomic(w.opcode) || is_placement(w.opcode)) {
+      psn = m.first_psn;
+    }
     send_off_ = uint32_t(psn_diff(psn, m.first_psn)) * attrs_.path_mtu;
     psn_ = psn;
   }

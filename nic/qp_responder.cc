@@ -2,9 +2,11 @@
 // packet in the order rxe does (PSN, opcode sequence, opcode valid, resources,
 // length, rkey), executes it, completes receive WQEs, and acknowledges.
 // READ responses and atomic replies come from responder resources, so that a
-// duplicate request is answered again and an atomic never executes twice.
+// duplicate request is answered again and an atomic never executes twice;
+// FLUSH and ATOMIC_WRITE (annex A19) likewise, answered by an empty READ response.
 #include <rte_mbuf.h>
 
+#include <atomic>
 #include <cstring>
 
 #include "nic/base/log.h"
@@ -28,6 +30,12 @@ constexpr uint8_t kAckSyndrome =
 
 constexpr uint8_t nak_syndrome(NakCode c) {
   return wire::Aeth::make_syndrome(AethType::kNak, uint8_t(c));
+}
+
+// The MR rights a FLUSH of these placement types needs (A19.4.1.1; rxe check_rkey).
+uint32_t flush_access(uint8_t placement) {
+  return ((placement & wire::kFlushGlobal) ? uint32_t(kAccessFlushGlobal) : 0u) |
+         ((placement & wire::kFlushPersistent) ? uint32_t(kAccessFlushPersistent) : 0u);
 }
 
 bool length_ok(const wire::OpcodeInfo& info, uint32_t len, uint32_t mtu) {
@@ -190,12 +198,23 @@ void Qp::execute_request(const RxPacket& pkt) {
     return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
                   "operation not enabled on this QP (access flags)");
   }
+  // A19 (rxe check_qp_attr_access): ATOMIC_WRITE is a write; a FLUSH needs
+  // the QP's right for each placement type it names.
+  if ((info.has(wire::kOpAtomicWrite) && !(attrs_.access & kAccessRemoteWrite)) ||
+      (info.has(wire::kOpFlush) && (flush_access(v.feth().placement()) & ~attrs_.access))) {
+    return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
+                  "FLUSH / ATOMIC_WRITE not enabled on this QP (access flags)");
+  }
   // Responder resources (9.9.3 class C, rxe check_resource): with
   // max_dest_rd_atomic 0 no READ or atomic is accepted. Otherwise keeping
   // within the limit is the requester's job, and the ring is recycled.
-  if ((info.has(wire::kOpRead) || info.has(wire::kOpAtomic)) && attrs_.max_dest_rd_atomic == 0) {
+  // FLUSH and ATOMIC_WRITE take a responder resource too (rxe_prepare_res);
+  // rxe checks only ATOMIC_WRITE here, droce both.
+  if ((info.flags & (wire::kOpRead | wire::kOpAtomic | wire::kOpFlush | wire::kOpAtomicWrite)) &&
+      attrs_.max_dest_rd_atomic == 0) {
     return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
-                  "READ or atomic with no responder resources (max_dest_rd_atomic 0)");
+                  "READ, atomic, FLUSH or ATOMIC_WRITE with no responder resources "
+                  "(max_dest_rd_atomic 0)");
   }
   // Length (C9-92, C9-94).
   if (info.has(wire::kOpPayload) && !length_ok(info, v.payload_len, mtu)) {
@@ -360,6 +379,63 @@ void Qp::execute_request(const RxPacket& pkt) {
       send_atomic_ack(r, pkt.now);
     }
     return;
+  } else if (info.has(wire::kOpAtomicWrite)) {
+    // A19.4.2 (rxe check_rkey / atomic_write_reply): exactly 8 bytes, to an
+    // 8-byte aligned address of a region with remote write access, stored in
+    // one piece after everything before it.
+    const wire::Reth& reth = v.reth();
+    const uint64_t va = reth.va.get();
+    if (reth.dma_length.get() != 8 || v.payload_len != 8 || v.pad != 0) {
+      return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
+                    "ATOMIC_WRITE length is not 8 bytes");
+    }
+    uint8_t* host = nullptr;
+    const MrCheck c = dev_->mrs().check(reth.rkey.get(), pd_, va, 8, kAccessRemoteWrite, &host);
+    if (c != MrCheck::kOk) {
+      DROCE_DEBUG("qp %u: ATOMIC_WRITE rkey 0x%x [0x%lx, +8): %s", qpn_, reth.rkey.get(),
+                  (unsigned long)va, mr_check_name(c));
+      return reject(NakCode::kRemoteAccessError, WcStatus::kRemAccessErr,
+                    AsyncEventType::kQpAccessErr, "bad rkey or range for ATOMIC_WRITE");
+    }
+    if ((va & 7) || (reinterpret_cast<uintptr_t>(host) & 7)) {
+      return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
+                    "ATOMIC_WRITE address not 8-byte aligned");
+    }
+    uint64_t value;  // the payload's bytes land as they are (rxe: *(u64 *)payload)
+    std::memcpy(&value, v.payload(), sizeof(value));
+    __atomic_store_n(reinterpret_cast<uint64_t*>(host), value, __ATOMIC_RELEASE);
+    queue_placement_response(psn);
+    return;
+  } else if (info.has(wire::kOpFlush)) {
+    // A19.4.1 (rxe check_rkey / process_flush): the key must grant the
+    // placement types; the range is checked unless the whole region is named.
+    const wire::Reth& reth = v.reth();
+    const uint32_t key = reth.rkey.get();
+    const uint32_t need = flush_access(v.feth().placement());
+    const MrEntry* e = dev_->mrs().find(key);
+    MrCheck c = e == nullptr                      ? MrCheck::kBadKey
+                : e->pd != pd_                    ? MrCheck::kWrongPd
+                : (e->access & need) != need      ? MrCheck::kNoAccess
+                                                  : MrCheck::kOk;
+    uint8_t* host = nullptr;
+    if (c == MrCheck::kOk && v.feth().selectivity() != wire::kFlushMr) {
+      c = dev_->mrs().check(key, pd_, reth.va.get(), reth.dma_length.get(), need, &host);
+    }
+    if (c != MrCheck::kOk) {
+      DROCE_DEBUG("qp %u: FLUSH type %u level %u rkey 0x%x [0x%lx, +%u): %s", qpn_,
+                  v.feth().placement(), v.feth().selectivity(), key, (unsigned long)reth.va.get(),
+                  reth.dma_length.get(), mr_check_name(c));
+      return reject(NakCode::kRemoteAccessError, WcStatus::kRemAccessErr,
+                    AsyncEventType::kQpAccessErr, "bad rkey, rights or range for FLUSH");
+    }
+    // Host memory: what the engine stored is globally visible once stored;
+    // the fence orders every earlier placement before the response (rxe: wmb).
+    // Persistence would need pmem, which no region has: registration refuses
+    // kAccessFlushPersistent, so a persistent FLUSH failed the check above,
+    // as rxe's does on a region that is not pmem.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    queue_placement_response(psn);
+    return;
   }
 
   epsn_ = psn_add(psn, 1);
@@ -372,6 +448,20 @@ void Qp::execute_request(const RxPacket& pkt) {
       send_ack(kAckSyndrome, psn, pkt.now);
     }
   }
+}
+
+// FLUSH / ATOMIC_WRITE done: its response, a zero-length READ RESPONSE ONLY,
+// leaves from a responder resource behind any READ responses still owed.
+void Qp::queue_placement_response(uint32_t psn) {
+  RespResource& r = alloc_resource();
+  r.kind = RespResource::Kind::kPlacement;
+  r.first_psn = r.last_psn = r.cur_psn = psn;
+  r.length = 0;
+  r.cur_off = 0;
+  r.sending = true;
+  msn_ = psn_add(msn_, 1);
+  epsn_ = psn_add(psn, 1);
+  mark_active();
 }
 
 void Qp::send_atomic_ack(const RespResource& r, Nanos now) {
@@ -418,6 +508,20 @@ void Qp::replay_duplicate(const RxPacket& pkt) {
       }
     }
     return;
+  }
+  if (info.has(wire::kOpFlush) || info.has(wire::kOpAtomicWrite)) {
+    // oA19-14 / oA19-15 (rxe duplicate_request): answer again, never redo.
+    for (uint32_t i = 0; i < res_count_; ++i) {
+      RespResource& r = res_[i];
+      if (r.kind == RespResource::Kind::kPlacement && r.first_psn == psn) {
+        r.cur_psn = psn;
+        r.cur_off = 0;
+        r.sending = true;
+        mark_active();
+        return;
+      }
+    }
+    return;  // resource already reused (class D): dropped, as rxe does
   }
   // SEND / WRITE: acknowledge again up to the last PSN received (rxe: epsn - 1),
   // behind any READ responses or atomic replies still owed (an ACK now would

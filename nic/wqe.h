@@ -20,6 +20,8 @@ enum class WrOpcode : uint8_t {
   kLocalInv = 7,
   kBindMw = 8,
   kSendInv = 9,
+  kFlush = 14,        // IBTA A19 FLUSH (rdma-core v45's IBV_WR_FLUSH)
+  kAtomicWrite = 15,  // IBTA A19 ATOMIC_WRITE
 };
 
 // ibv_send_flags values.
@@ -58,6 +60,8 @@ enum class WcOpcode : uint8_t {
   kFetchAdd = 4,
   kBindMw = 5,
   kLocalInv = 6,
+  kFlush = 8,         // rdma-core v45's IBV_WC_FLUSH
+  kAtomicWrite = 9,
   kRecv = 1 << 7,
   kRecvRdmaImm = (1 << 7) + 1,
 };
@@ -86,14 +90,16 @@ struct SendWqe {
   uint16_t num_sge;     // Sge entries after the header (0 when inline)
   uint32_t length;      // total message bytes (sum of SGE lengths or inline bytes)
   uint32_t imm_or_inv;  // immediate data (network order) or rkey to invalidate
-  uint32_t rkey;        // RDMA / atomic remote key
-  uint64_t remote_addr; // RDMA / atomic remote address
-  uint64_t compare_add; // CMP_SWAP compare value / FETCH_ADD addend
-  uint64_t swap;        // CMP_SWAP swap value
+  uint32_t rkey;        // RDMA / atomic / FLUSH remote key
+  uint64_t remote_addr; // RDMA / atomic / FLUSH remote address
+  uint64_t compare_add; // CMP_SWAP compare value / FETCH_ADD addend / FLUSH length
+  uint64_t swap;        // CMP_SWAP swap value / ATOMIC_WRITE: the 8 bytes to write, as given
   uint32_t ah;          // UD: address handle number
   uint32_t remote_qpn;  // UD: destination QP
   uint32_t remote_qkey; // UD: Q_Key
-  uint32_t reserved;
+  uint8_t flush_type;   // FLUSH: placement type bits (wire::kFlushGlobal | kFlushPersistent)
+  uint8_t flush_level;  // FLUSH: selectivity level (wire::kFlushRange or kFlushMr)
+  uint16_t reserved;
 
   Sge* sges() { return reinterpret_cast<Sge*>(this + 1); }
   const Sge* sges() const { return reinterpret_cast<const Sge*>(this + 1); }

@@ -95,6 +95,7 @@ size_t write_headers(uint8_t* buf, size_t cap, const PacketSpec& s) {
     d.qkey = Be32(s.deth_qkey);
     d.set_src_qp(s.deth_src_qp);
   }
+  if (op.has(kOpFeth)) at<Feth>(ext + op.feth_off).set(s.feth_placement, s.feth_selectivity);
   if (op.has(kOpReth)) {
     auto& r = at<Reth>(ext + op.reth_off);
     r.va = Be64(s.reth_va);

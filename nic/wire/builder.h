@@ -49,6 +49,8 @@ struct PacketSpec {
   uint32_t ieth_rkey = 0;
   uint32_t deth_qkey = 0;
   uint32_t deth_src_qp = 0;
+  uint8_t feth_placement = 0;    // FLUSH: placement type bits (kFlushGlobal...)
+  uint8_t feth_selectivity = 0;  // FLUSH: kFlushRange or kFlushMr
   // Payload
   uint32_t payload_len = 0;
 };

@@ -1,4 +1,5 @@
-// The one opcode table (IBTA vol. 1, 9.2 table 35; RoCEv2 annex A17 for CNP):
+// The one opcode table (IBTA vol. 1, 9.2 table 35; RoCEv2 annex A17 for CNP;
+// annex A19 Memory Placement Extensions for RC FLUSH and ATOMIC_WRITE):
 // for each 8-bit BTH opcode, its name, transport, role flags, and which
 // extension headers follow the BTH at which offsets. It drives parsing,
 // validation and tracing.
@@ -11,6 +12,7 @@
 #include "nic/wire/atomic_eth.h"
 #include "nic/wire/cnp.h"
 #include "nic/wire/deth.h"
+#include "nic/wire/feth.h"
 #include "nic/wire/ieth.h"
 #include "nic/wire/immdt.h"
 #include "nic/wire/reth.h"
@@ -29,7 +31,8 @@ inline constexpr uint8_t kSendFirst = 0x00, kSendMiddle = 0x01, kSendLast = 0x02
                          kReadRequest = 0x0C, kReadRespFirst = 0x0D, kReadRespMiddle = 0x0E,
                          kReadRespLast = 0x0F, kReadRespOnly = 0x10, kAck = 0x11,
                          kAtomicAck = 0x12, kCmpSwap = 0x13, kFetchAdd = 0x14,
-                         kSendLastInv = 0x16, kSendOnlyInv = 0x17;
+                         kSendLastInv = 0x16, kSendOnlyInv = 0x17, kFlush = 0x1C,
+                         kAtomicWrite = 0x1D;
 inline constexpr uint8_t kCnp = 0x81;
 }  // namespace op
 
@@ -61,6 +64,9 @@ enum OpFlag : uint32_t {
   kOpStart = 1u << 23,     // FIRST or ONLY: starts a message
   kOpEnd = 1u << 24,       // LAST or ONLY: ends a message
   kOpCnp = 1u << 25,       // congestion notification
+  kOpFeth = 1u << 26,      // FETH follows (before the RETH)
+  kOpFlush = 1u << 27,     // RC FLUSH request (A19)
+  kOpAtomicWrite = 1u << 28,  // RC ATOMIC_WRITE request: RETH + 8-byte payload (A19)
 };
 
 struct OpcodeInfo {
@@ -70,7 +76,7 @@ struct OpcodeInfo {
   uint8_t ext_len = 0;  // bytes of extension headers after the BTH
   // Offsets after the BTH of each extension header, valid when its flag is set.
   uint8_t reth_off = 0, aeth_off = 0, atomic_eth_off = 0, atomic_ack_off = 0, imm_off = 0,
-          ieth_off = 0, deth_off = 0;
+          ieth_off = 0, deth_off = 0, feth_off = 0;
 
   constexpr bool valid() const { return flags & kOpValid; }
   constexpr bool has(uint32_t f) const { return (flags & f) == f; }
@@ -79,7 +85,8 @@ struct OpcodeInfo {
 namespace detail {
 
 // Builds one entry: the extension headers are laid out in IBTA order
-// (DETH, RETH, AETH, AtomicETH, AtomicAckETH, ImmDt, IETH, CNP body).
+// (DETH, FETH, RETH, AETH, AtomicETH, AtomicAckETH, ImmDt, IETH, CNP body;
+// FLUSH is the one opcode with a FETH, and it precedes the RETH, A19.4.1).
 constexpr OpcodeInfo make_op(const char* name, Transport t, uint32_t flags) {
   OpcodeInfo o{};
   o.name = name;
@@ -87,6 +94,7 @@ constexpr OpcodeInfo make_op(const char* name, Transport t, uint32_t flags) {
   o.flags = flags | kOpValid;
   uint8_t off = 0;
   if (flags & kOpDeth) { o.deth_off = off; off += sizeof(Deth); }
+  if (flags & kOpFeth) { o.feth_off = off; off += sizeof(Feth); }
   if (flags & kOpReth) { o.reth_off = off; off += sizeof(Reth); }
   if (flags & kOpAeth) { o.aeth_off = off; off += sizeof(Aeth); }
   if (flags & kOpAtomicEth) { o.atomic_eth_off = off; off += sizeof(AtomicEth); }
@@ -155,6 +163,11 @@ constexpr std::array<OpcodeInfo, 256> make_table() {
                                 kOpRequest | kOpSend | kOpPayload | kOpLast | kOpComp | kOpIeth);
   t[op::kSendOnlyInv] = make_op("RC_SEND_ONLY_WITH_INVALIDATE", kRc,
                                 kOpRequest | kOpSend | kOpPayload | kOpOnly | kOpComp | kOpIeth);
+  // Memory Placement Extensions (A19): both are answered by a zero-length
+  // RDMA READ RESPONSE ONLY (rxe send_read_response_ack).
+  t[op::kFlush] = make_op("RC_FLUSH", kRc, kOpRequest | kOpFlush | kOpOnly | kOpFeth | kOpReth);
+  t[op::kAtomicWrite] = make_op("RC_ATOMIC_WRITE", kRc,
+                                kOpRequest | kOpAtomicWrite | kOpPayload | kOpOnly | kOpReth);
 
   t[op::kUd | op::kSendOnly] = make_op("UD_SEND_ONLY", Transport::kUd,
                                        kOpRequest | kOpSend | kOpPayload | kOpOnly | kOpComp | kOpDeth);
@@ -182,5 +195,7 @@ static_assert(opcode_info(op::kUd | op::kSendOnlyImm).ext_len == 12);
 static_assert(opcode_info(op::kAtomicAck).ext_len == 12);
 static_assert(opcode_info(op::kCmpSwap).ext_len == 28);
 static_assert(opcode_info(op::kCnp).ext_len == 16);
+static_assert(opcode_info(op::kFlush).ext_len == 20 && opcode_info(op::kFlush).reth_off == 4);
+static_assert(opcode_info(op::kAtomicWrite).ext_len == 16);
 
 }  // namespace droce::wire

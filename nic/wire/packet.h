@@ -82,6 +82,7 @@ struct PacketView {
   const ImmDt& immdt() const { return ext_at<ImmDt>(op->imm_off); }
   const Ieth& ieth() const { return ext_at<Ieth>(op->ieth_off); }
   const Deth& deth() const { return ext_at<Deth>(op->deth_off); }
+  const Feth& feth() const { return ext_at<Feth>(op->feth_off); }
   uint8_t* payload() const { return frame + payload_off; }
 };
 

@@ -76,6 +76,10 @@ void expect_fields(const PacketView& v, const PacketSpec& s, const test::Frame& 
   if (o.has(kOpIeth)) {
     EXPECT_EQ(v.ieth().rkey.get(), s.ieth_rkey);
   }
+  if (o.has(kOpFeth)) {
+    EXPECT_EQ(v.feth().placement(), s.feth_placement);
+    EXPECT_EQ(v.feth().selectivity(), s.feth_selectivity);
+  }
   if (o.has(kOpDeth)) {
     EXPECT_EQ(v.deth().qkey.get(), s.deth_qkey);
     EXPECT_EQ(v.deth().src_qp(), s.deth_src_qp);
@@ -125,9 +129,9 @@ TEST(WireBuilder, RoundTripEveryOpcode) {
       }
     }
   }
-  // 38 opcodes: 32 carry payload (5 sizes); READ request, ACK, atomic ACK, CMP_SWAP,
-  // FETCH_ADD and CNP do not. Each with and without VLAN.
-  EXPECT_EQ(built, (32u * 5 + 6) * 2);
+  // 40 opcodes: 33 carry payload (5 sizes); READ request, ACK, atomic ACK, CMP_SWAP,
+  // FETCH_ADD, FLUSH and CNP do not. Each with and without VLAN.
+  EXPECT_EQ(built, (33u * 5 + 7) * 2);
 }
 
 TEST(WireBuilder, FlagsAndSmallValues) {

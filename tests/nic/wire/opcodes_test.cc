@@ -18,7 +18,8 @@ namespace droce::wire {
 namespace {
 
 constexpr uint32_t kHeaderFlags =
-    kOpReth | kOpAeth | kOpAtomicEth | kOpAtomicAck | kOpImm | kOpIeth | kOpDeth | kOpCnpBody;
+    kOpReth | kOpAeth | kOpAtomicEth | kOpAtomicAck | kOpImm | kOpIeth | kOpDeth | kOpCnpBody |
+    kOpFeth;
 
 // roce-wire.md 6.3, "headers after BTH", per opcode that droce implements.
 const std::map<uint8_t, uint32_t> kExpectedHeaders = [] {
@@ -40,15 +41,13 @@ const std::map<uint8_t, uint32_t> kExpectedHeaders = [] {
   m[0x14] = kOpAtomicEth;            // FETCH_ADD
   m[0x16] = kOpIeth;                 // SEND_LAST_WITH_INVALIDATE
   m[0x17] = kOpIeth;                 // SEND_ONLY_WITH_INVALIDATE
+  m[0x1C] = kOpFeth | kOpReth;       // FLUSH (A19)
+  m[0x1D] = kOpReth;                 // ATOMIC_WRITE (A19): RETH + 8-byte payload
   m[0x64] = kOpDeth;                 // UD SEND_ONLY
   m[0x65] = kOpDeth | kOpImm;        // UD SEND_ONLY_WITH_IMMEDIATE
   m[0x81] = kOpCnpBody;              // CNP: 16 reserved bytes
   return m;
 }();
-
-// In roce-wire.md's table but outside droce's scope (DESIGN.md section 4 lists
-// no FLUSH and no ATOMIC_WRITE): the parser reports them as unknown opcodes.
-const std::set<uint8_t> kReferenceOnly = {0x1C /* FLUSH */, 0x1D /* ATOMIC_WRITE */};
 
 TEST(WireOpcodes, ValidSetIsExactlyTheReferenceTable) {
   for (int i = 0; i < 256; ++i) {
@@ -56,9 +55,6 @@ TEST(WireOpcodes, ValidSetIsExactlyTheReferenceTable) {
     const OpcodeInfo& o = opcode_info(uint8_t(i));
     const bool expected = kExpectedHeaders.count(uint8_t(i)) != 0;
     EXPECT_EQ(o.valid(), expected);
-    if (kReferenceOnly.count(uint8_t(i))) {
-      EXPECT_FALSE(o.valid());
-    }
   }
 }
 
@@ -87,6 +83,8 @@ TEST(WireOpcodes, TransportSets) {
   for (int i = 0x00; i <= 0x14; ++i) want_rc.insert(i);
   want_rc.insert(0x16);
   want_rc.insert(0x17);
+  want_rc.insert(0x1C);
+  want_rc.insert(0x1D);
   std::set<int> want_uc;
   for (int i = 0x20; i <= 0x2B; ++i) want_uc.insert(i);
   EXPECT_EQ(rc, want_rc);
@@ -103,6 +101,7 @@ TEST(WireOpcodes, HeadersMatchReferenceAndExtLenIsTheirSum) {
     EXPECT_EQ(o.flags & kHeaderFlags, headers);
     size_t sum = 0;
     if (o.has(kOpDeth)) sum += sizeof(Deth);
+    if (o.has(kOpFeth)) sum += sizeof(Feth);
     if (o.has(kOpReth)) sum += sizeof(Reth);
     if (o.has(kOpAeth)) sum += sizeof(Aeth);
     if (o.has(kOpAtomicEth)) sum += sizeof(AtomicEth);
@@ -115,7 +114,7 @@ TEST(WireOpcodes, HeadersMatchReferenceAndExtLenIsTheirSum) {
 }
 
 TEST(WireOpcodes, OffsetsAreInIbtaOrderAndDoNotOverlap) {
-  // IBTA order: DETH, RETH, AETH, AtomicETH, AtomicAckETH, ImmDt, IETH.
+  // IBTA order: DETH, FETH, RETH, AETH, AtomicETH, AtomicAckETH, ImmDt, IETH.
   for (const auto& [code, headers] : kExpectedHeaders) {
     SCOPED_TRACE(int(code));
     const OpcodeInfo& o = opcode_info(code);
@@ -126,6 +125,7 @@ TEST(WireOpcodes, OffsetsAreInIbtaOrderAndDoNotOverlap) {
       next += size;
     };
     check(kOpDeth, o.deth_off, sizeof(Deth));
+    check(kOpFeth, o.feth_off, sizeof(Feth));
     check(kOpReth, o.reth_off, sizeof(Reth));
     check(kOpAeth, o.aeth_off, sizeof(Aeth));
     check(kOpAtomicEth, o.atomic_eth_off, sizeof(AtomicEth));
@@ -150,7 +150,9 @@ TEST(WireOpcodes, Names) {
   EXPECT_STREQ(opcode_name(0x65), "UD_SEND_ONLY_WITH_IMMEDIATE");
   EXPECT_STREQ(opcode_name(0x81), "CNP");
   EXPECT_STREQ(opcode_name(0x15), "UNKNOWN");
-  EXPECT_STREQ(opcode_name(0x1C), "UNKNOWN");
+  EXPECT_STREQ(opcode_name(0x1C), "RC_FLUSH");
+  EXPECT_STREQ(opcode_name(0x1D), "RC_ATOMIC_WRITE");
+  EXPECT_STREQ(opcode_name(0x1E), "UNKNOWN");
   EXPECT_STREQ(opcode_name(0xFF), "UNKNOWN");
   std::set<std::string> names;
   for (int i = 0; i < 256; ++i) {
@@ -192,6 +194,14 @@ TEST(WireOpcodes, RoleFlags) {
   EXPECT_FALSE(opcode_info(op::kAtomicAck).has(kOpPayload));
   EXPECT_FALSE(opcode_info(op::kCmpSwap).has(kOpPayload));
   EXPECT_FALSE(opcode_info(op::kCnp).has(kOpPayload));
+  EXPECT_FALSE(opcode_info(op::kFlush).has(kOpPayload));
+  EXPECT_TRUE(opcode_info(op::kFlush).has(kOpRequest | kOpFlush | kOpOnly));
+  EXPECT_TRUE(opcode_info(op::kAtomicWrite).has(kOpPayload));
+  EXPECT_TRUE(opcode_info(op::kAtomicWrite).has(kOpRequest | kOpAtomicWrite | kOpOnly));
+  // Neither is a WRITE, READ or atomic for the responder's generic paths.
+  for (uint8_t c : {op::kFlush, op::kAtomicWrite}) {
+    EXPECT_FALSE(opcode_info(c).flags & (kOpWrite | kOpRead | kOpAtomic | kOpSend)) << int(c);
+  }
   EXPECT_TRUE(opcode_info(op::kReadRespMiddle).has(kOpPayload));
   EXPECT_TRUE(opcode_info(op::kWriteLastImm).has(kOpComp));
   EXPECT_FALSE(opcode_info(op::kWriteLast).has(kOpComp));
@@ -212,6 +222,7 @@ TEST(WireHeaders, SizesEqualTheSpec) {
   EXPECT_EQ(sizeof(Ieth), 4u);
   EXPECT_EQ(sizeof(Deth), 8u);
   EXPECT_EQ(sizeof(CnpBody), 16u);
+  EXPECT_EQ(sizeof(Feth), 4u);
 }
 
 TEST(WireHeaders, MaskedAccessorsKeepNeighbouringBits) {
@@ -239,6 +250,16 @@ TEST(WireHeaders, MaskedAccessorsKeepNeighbouringBits) {
   EXPECT_EQ(a.type(), AethType::kNak);
   EXPECT_EQ(a.value(), 2);
   EXPECT_EQ(a.msn(), 0x234567u);
+
+  // FETH (A19.4.1): placement type bits 3:0, selectivity level bits 5:4.
+  Feth f{};
+  f.set(kFlushGlobal | kFlushPersistent, kFlushMr);
+  EXPECT_EQ(f.bits.get(), 0x13u);
+  EXPECT_EQ(f.placement(), 3);
+  EXPECT_EQ(f.selectivity(), kFlushMr);
+  f.bits.set(0xFFFFFFC1);  // reserved bits set by a peer are ignored
+  EXPECT_EQ(f.placement(), kFlushGlobal);
+  EXPECT_EQ(f.selectivity(), 0);
 
   Deth d{};
   d.set_src_qp(0xFF000001);

@@ -102,8 +102,12 @@ const Case kCases[] = {
      [](test::Frame& f) { cut(f, kBth); }},
     {"reserved opcode 0x15", ParseError::kUnknownOpcode, op::kSendOnly, 0,
      [](test::Frame& f) { f[kBth] = 0x15; }},
-    {"FLUSH (outside droce's table)", ParseError::kUnknownOpcode, op::kSendOnly, 0,
-     [](test::Frame& f) { f[kBth] = 0x1C; }},
+    {"opcode 0x1E (after ATOMIC_WRITE)", ParseError::kUnknownOpcode, op::kSendOnly, 0,
+     [](test::Frame& f) { f[kBth] = 0x1E; }},
+    {"FLUSH carrying a payload", ParseError::kPayloadNotAllowed, op::kAtomicWrite, 8,
+     [](test::Frame& f) { f[kBth] = op::kFlush; }},
+    {"ATOMIC_WRITE relabelled FLUSH, too short for FETH+RETH", ParseError::kHeaderLength,
+     op::kAtomicWrite, 0, [](test::Frame& f) { f[kBth] = op::kFlush; }},
     {"RD opcode", ParseError::kUnknownOpcode, op::kSendOnly, 0,
      [](test::Frame& f) { f[kBth] = 0x44; }},
     {"TVer 1", ParseError::kBadTver, op::kSendOnly, 0, [](test::Frame& f) { f[kBth + 1] |= 1; }},
@@ -240,6 +244,36 @@ TEST(WireParse, FailedParseLeavesViewUntouched) {
   EXPECT_NE(parse_frame(f.data(), f.size(), &v), ParseError::kOk);
   EXPECT_EQ(v.payload_len, 12345u);
   EXPECT_EQ(v.frame, nullptr);
+}
+
+// Memory Placement Extensions (A19), laid out as rxe_opcode.c does: FLUSH is
+// BTH, FETH, RETH; ATOMIC_WRITE is BTH, RETH and the 8-byte value.
+TEST(WireParse, FlushAndAtomicWriteLayout) {
+  PacketSpec s = test::sample_spec(op::kFlush, 0, false);
+  s.feth_placement = kFlushGlobal;
+  s.feth_selectivity = kFlushRange;
+  test::Frame f = test::build(s);
+  ASSERT_EQ(f.size(), kBth + 12 + 4 + 16 + 4);
+  EXPECT_EQ(f[kBth], 0x1C);
+  EXPECT_EQ(f[kBth + 12], 0);
+  EXPECT_EQ(f[kBth + 15], 0x01);  // FETH: placement global, selectivity range
+  EXPECT_EQ(f[kBth + 16], uint8_t(s.reth_va >> 56));  // RETH right after the FETH
+  PacketView v;
+  ASSERT_EQ(parse_frame(f.data(), f.size(), &v), ParseError::kOk);
+  EXPECT_EQ(v.feth().placement(), kFlushGlobal);
+  EXPECT_EQ(v.feth().selectivity(), kFlushRange);
+  EXPECT_EQ(v.reth().va.get(), s.reth_va);
+  EXPECT_EQ(v.reth().rkey.get(), s.reth_rkey);
+  EXPECT_EQ(v.payload_len, 0u);
+
+  s = test::sample_spec(op::kAtomicWrite, 8, false);
+  f = test::build(s);
+  ASSERT_EQ(f.size(), kBth + 12 + 16 + 8 + 4);
+  ASSERT_EQ(parse_frame(f.data(), f.size(), &v), ParseError::kOk);
+  EXPECT_EQ(v.payload_off, kBth + 28);
+  EXPECT_EQ(v.payload_len, 8u);
+  EXPECT_EQ(v.pad, 0);
+  EXPECT_EQ(v.reth().dma_length.get(), s.reth_len);
 }
 
 }  // namespace

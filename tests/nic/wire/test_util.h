@@ -99,6 +99,8 @@ inline PacketSpec sample_spec(uint8_t opcode, uint32_t payload_len, bool vlan) {
   s.ieth_rkey = 0x0BADF00D;
   s.deth_qkey = 0x11111111;
   s.deth_src_qp = 0x000123;
+  s.feth_placement = 3;    // global | persistent
+  s.feth_selectivity = 1;  // whole MR
   s.payload_len = payload_len;
   return s;
 }
