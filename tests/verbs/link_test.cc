@@ -19,9 +19,9 @@
 #include <string>
 #include <thread>
 
-#include "tests/verbs/process.h"
+#include "tests/common/process.h"
 
-namespace droce::verbs::test {
+namespace droce::test {
 namespace {
 
 constexpr int kEventTimeoutMs = 10000;
@@ -233,4 +233,4 @@ TEST(PortEvents, BadLinkWaitIsNamed) {
 }
 
 }  // namespace
-}  // namespace droce::verbs::test
+}  // namespace droce::test

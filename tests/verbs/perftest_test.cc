@@ -25,9 +25,9 @@
 #include <thread>
 #include <vector>
 
-#include "tests/verbs/process.h"
+#include "tests/common/process.h"
 
-namespace droce::verbs::test {
+namespace droce::test {
 namespace {
 
 constexpr int kRunTimeoutMs = 60000;
@@ -204,4 +204,4 @@ INSTANTIATE_TEST_SUITE_P(
     case_name);
 
 }  // namespace
-}  // namespace droce::verbs::test
+}  // namespace droce::test

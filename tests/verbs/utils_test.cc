@@ -18,9 +18,9 @@
 #include <thread>
 
 #include "tests/common/netns.h"
-#include "tests/verbs/process.h"
+#include "tests/common/process.h"
 
-namespace droce::verbs::test {
+namespace droce::test {
 namespace {
 
 constexpr int kToolTimeoutMs = 30000;
@@ -359,7 +359,7 @@ class PingPongTap : public ::testing::TestWithParam<TapCase> {};
 // a bridge treats its ports' addresses as local and would deliver frames for
 // droce to the host instead of forwarding them, so the kernel side gets an
 // address of its own first.
-::testing::AssertionResult join_bridge(const droce::test::Netns& ns, const std::string& tap,
+::testing::AssertionResult join_bridge(const Netns& ns, const std::string& tap,
                                        const std::string& mac, const Process& p) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (!ns.link_up(tap)) {
@@ -392,7 +392,7 @@ TEST_P(PingPongTap, ThroughAKernelBridge) {
   // Declared before the namespace: its cleanups kill these processes.
   TempDir dir;
   Process dump, procs[2];  // tcpdump; the pingpong server and client
-  droce::test::Netns ns("droce-vt-" + tag);
+  Netns ns("droce-vt-" + tag);
   if (!ns.created()) {
     GTEST_SKIP() << "cannot create network namespace " << ns.name()
                  << " (needs root and netns support): net_tap pingpong not run";
@@ -478,7 +478,7 @@ TEST_P(PingPongTap, ThroughAKernelBridge) {
   // raw buffer; Wireshark's heuristic guess that it is RPC-over-RDMA (it takes
   // a 1-byte SEND for a broken RPC header and calls it malformed) is off.
   int st = -1;
-  const std::string fields = droce::test::command_output(
+  const std::string fields = command_output(
       "tshark -r " + pcap + " --disable-protocol rpcordma" +
           " -Y udp.port==4791 -T fields -E separator=, -e infiniband.bth.opcode "
           "-e _ws.malformed -e _ws.expert.severity 2>/dev/null",
@@ -559,4 +559,4 @@ INSTANTIATE_TEST_SUITE_P(
     case_name);
 
 }  // namespace
-}  // namespace droce::verbs::test
+}  // namespace droce::test

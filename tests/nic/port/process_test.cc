@@ -13,18 +13,17 @@
 #include <vector>
 
 #include "tests/common/netns.h"
-#include "tests/nic/port/spawn.h"
+#include "tests/common/process.h"
 
 namespace droce::nic {
 namespace {
 
-using test::Child;
-using test::read_file;
-using test::shell;
-using test::spawn;
-using test::TempDir;
-using test::tests_dir;
-using test::wait_child;
+using droce::test::Process;
+using droce::test::read_file;
+using droce::test::shell;
+using droce::test::start;
+using droce::test::TempDir;
+using droce::test::tests_dir;
 
 constexpr int kPeerTimeoutMs = 15000;  // each peer gives up by itself after this
 constexpr int kWaitMs = kPeerTimeoutMs + 5000;
@@ -68,12 +67,12 @@ bool wait_for(const std::function<bool()>& cond, int timeout_ms) {
 class Reaper {
  public:
   ~Reaper() {
-    for (Child* c : children_) test::kill_child(c);
+    for (Process* c : children_) droce::test::kill_and_reap(c);
   }
-  void track(Child* c) { children_.push_back(c); }
+  void track(Process* c) { children_.push_back(c); }
 
  private:
-  std::vector<Child*> children_;
+  std::vector<Process*> children_;
 };
 
 // The MAC the peer printed when its port started, or "".
@@ -86,17 +85,17 @@ std::string peer_mac(const std::string& out) {
 // ---------------------------------------------------------------------------
 // EAL
 
-Child run_check_eal(const TempDir& dir, const std::string& args, const std::string& name) {
-  Child c;
-  EXPECT_TRUE(spawn({peer_path(), "--check-eal"}, {{"DROCE_EAL_ARGS", args}},
+Process run_check_eal(const TempDir& dir, const std::string& args, const std::string& name) {
+  Process c;
+  EXPECT_TRUE(start({peer_path(), "--check-eal"}, {{"DROCE_EAL_ARGS", args}},
                     dir.path() + "/" + name + ".out", &c));
-  EXPECT_TRUE(wait_child(&c, 20000)) << "EAL init must not hang";
+  EXPECT_TRUE(droce::test::wait_for(&c, 20000)) << "EAL init must not hang";
   return c;
 }
 
 TEST(PortEalTest, UnknownOptionIsAClearErrorNotAnAbort) {
   TempDir dir;
-  Child c = run_check_eal(dir, "--no-huge --no-pci --definitely-not-an-eal-option", "bad");
+  Process c = run_check_eal(dir, "--no-huge --no-pci --definitely-not-an-eal-option", "bad");
   const std::string out = read_file(c.output_path);
   EXPECT_EQ(c.exit_code, 3) << out;  // returned an error: no abort (134), no crash
   EXPECT_NE(out.find("eal: error: DPDK EAL initialisation failed"), std::string::npos) << out;
@@ -112,8 +111,8 @@ TEST(PortEalTest, UnknownOptionIsAClearErrorNotAnAbort) {
 TEST(PortEalTest, UnknownDeviceIsAClearErrorNotAnAbort) {
   TempDir dir;
   const std::string prefix = "droce-t" + std::to_string(getpid()) + "-nodev";
-  Child c = run_check_eal(dir, eal_args(prefix, "net_no_such_pmd0"), "nodev");
-  test::remove_dpdk_runtime_dir(prefix);
+  Process c = run_check_eal(dir, eal_args(prefix, "net_no_such_pmd0"), "nodev");
+  droce::test::remove_dpdk_runtime_dir(prefix);
   const std::string out = read_file(c.output_path);
   EXPECT_EQ(c.exit_code, 3) << out;
   EXPECT_NE(out.find("DROCE_EAL_ARGS="), std::string::npos) << out;
@@ -122,11 +121,11 @@ TEST(PortEalTest, UnknownDeviceIsAClearErrorNotAnAbort) {
 
 TEST(PortEalTest, DefaultArgumentsWorkAndLeaveNoRuntimeDirectory) {
   TempDir dir;
-  Child c;
-  ASSERT_TRUE(spawn({peer_path(), "--check-eal"}, {{"DROCE_EAL_ARGS", ""}},
+  Process c;
+  ASSERT_TRUE(start({peer_path(), "--check-eal"}, {{"DROCE_EAL_ARGS", ""}},
                     dir.path() + "/default.out", &c));
   const pid_t pid = c.pid;
-  ASSERT_TRUE(wait_child(&c, 20000));
+  ASSERT_TRUE(droce::test::wait_for(&c, 20000));
   const std::string out = read_file(c.output_path);
   EXPECT_EQ(c.exit_code, 0) << out;
   EXPECT_NE(out.find("eal: ok"), std::string::npos) << out;
@@ -146,12 +145,12 @@ TEST(PortEalTest, DefaultArgumentsWorkUnprivileged) {
     GTEST_SKIP() << "user nobody cannot run " << peer_path();
   }
   TempDir dir;
-  Child c;
-  ASSERT_TRUE(spawn({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+  Process c;
+  ASSERT_TRUE(start({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                      peer_path(), "--check-eal"},
                     {{"DROCE_EAL_ARGS", ""}, {"XDG_RUNTIME_DIR", ""}, {"HOME", "/tmp"}},
                     dir.path() + "/nobody.out", &c));
-  ASSERT_TRUE(wait_child(&c, 20000));
+  ASSERT_TRUE(droce::test::wait_for(&c, 20000));
   const std::string out = read_file(c.output_path);
   EXPECT_EQ(c.exit_code, 0) << out;
   EXPECT_NE(out.find("eal: ok"), std::string::npos) << out;
@@ -167,11 +166,11 @@ TEST(PortMemifTest, TwoProcessesResolveByArpAndExchangeFramesBothWays) {
   const std::string tag = "droce-t" + std::to_string(getpid());
   const std::string vdev = "net_memif0,socket=" + sock + ",socket-abstract=no,role=";
   const std::string count = "300";
-  Child server, client;
+  Process server, client;
   Reaper reaper;
   reaper.track(&server);
   reaper.track(&client);
-  ASSERT_TRUE(spawn({peer_path(), "--port", "net_memif0", "--peer", "10.77.1.2", "--count",
+  ASSERT_TRUE(start({peer_path(), "--port", "net_memif0", "--peer", "10.77.1.2", "--count",
                      count, "--timeout-ms", std::to_string(kPeerTimeoutMs)},
                     {{"DROCE_EAL_ARGS", eal_args(tag + "-srv", vdev + "server")},
                      {"DROCE_IPV4", "10.77.1.1"}},
@@ -180,15 +179,15 @@ TEST(PortMemifTest, TwoProcessesResolveByArpAndExchangeFramesBothWays) {
   // exists once its port has started (it prints its MAC).
   ASSERT_TRUE(wait_for([&] { return !peer_mac(read_file(server.output_path)).empty(); }, 10000))
       << read_file(server.output_path);
-  ASSERT_TRUE(spawn({peer_path(), "--port", "net_memif0", "--peer", "10.77.1.1", "--count",
+  ASSERT_TRUE(start({peer_path(), "--port", "net_memif0", "--peer", "10.77.1.1", "--count",
                      count, "--timeout-ms", std::to_string(kPeerTimeoutMs)},
                     {{"DROCE_EAL_ARGS", eal_args(tag + "-cli", vdev + "client")},
                      {"DROCE_IPV4", "10.77.1.2"}},
                     dir.path() + "/client.out", &client));
-  const bool server_done = wait_child(&server, kWaitMs);
-  const bool client_done = wait_child(&client, kWaitMs);
-  test::remove_dpdk_runtime_dir(tag + "-srv");
-  test::remove_dpdk_runtime_dir(tag + "-cli");
+  const bool server_done = droce::test::wait_for(&server, kWaitMs);
+  const bool client_done = droce::test::wait_for(&client, kWaitMs);
+  droce::test::remove_dpdk_runtime_dir(tag + "-srv");
+  droce::test::remove_dpdk_runtime_dir(tag + "-cli");
   const std::string so = read_file(server.output_path), co = read_file(client.output_path);
   ASSERT_TRUE(server_done && client_done) << "server:\n" << so << "client:\n" << co;
   EXPECT_EQ(server.exit_code, 0) << so;
@@ -224,10 +223,10 @@ TEST(PortTapTest, TwoProcessesResolveByArpAndExchangeFramesThroughAKernelBridge)
   const std::string tap[2] = {"dta" + suffix, "dtb" + suffix};
   const std::string ip[2] = {"10.77.2.1", "10.77.2.2"};
   const std::string tag = "droce-t" + pid;
-  Child peers[2];
+  Process peers[2];
   for (int i = 0; i < 2; ++i) {
-    guard.at_exit([c = &peers[i]] { test::kill_child(c); });
-    ASSERT_TRUE(spawn({"/usr/bin/ip", "netns", "exec", ns, peer_path(), "--port", "net_tap0",
+    guard.at_exit([c = &peers[i]] { droce::test::kill_and_reap(c); });
+    ASSERT_TRUE(start({"/usr/bin/ip", "netns", "exec", ns, peer_path(), "--port", "net_tap0",
                        "--peer", ip[1 - i], "--count", "200", "--min-junk", "1", "--timeout-ms",
                        std::to_string(kPeerTimeoutMs)},
                       {{"DROCE_EAL_ARGS", eal_args(tag + "-tap" + std::to_string(i),
@@ -265,9 +264,9 @@ TEST(PortTapTest, TwoProcessesResolveByArpAndExchangeFramesThroughAKernelBridge)
       << "the kernel learned droce's MAC " << mac0 << " by ARP: " << neigh;
 
   bool done[2];
-  for (int i = 0; i < 2; ++i) done[i] = wait_child(&peers[i], kWaitMs);
-  test::remove_dpdk_runtime_dir(tag + "-tap0");
-  test::remove_dpdk_runtime_dir(tag + "-tap1");
+  for (int i = 0; i < 2; ++i) done[i] = droce::test::wait_for(&peers[i], kWaitMs);
+  droce::test::remove_dpdk_runtime_dir(tag + "-tap0");
+  droce::test::remove_dpdk_runtime_dir(tag + "-tap1");
   const std::string out[2] = {read_file(peers[0].output_path), read_file(peers[1].output_path)};
   ASSERT_TRUE(done[0] && done[1]) << "peer0:\n" << out[0] << "peer1:\n" << out[1];
   for (int i = 0; i < 2; ++i) {

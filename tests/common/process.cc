@@ -1,5 +1,5 @@
-// Test helper: processes for the ibverbs-utils tests (see process.h).
-#include "tests/verbs/process.h"
+// Test helper: child processes (see process.h).
+#include "tests/common/process.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -21,7 +21,7 @@
 
 extern char** environ;
 
-namespace droce::verbs::test {
+namespace droce::test {
 
 bool start(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
            const std::string& output_path, Process* p) {
@@ -92,6 +92,17 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+int shell(const std::string& cmd) {
+  const int rc = std::system(cmd.c_str());
+  if (rc == -1 || !WIFEXITED(rc)) return -1;
+  return WEXITSTATUS(rc);
+}
+
+std::string tests_dir() {
+  const char* b = std::getenv("DROCE_BUILD_DIR");
+  return b != nullptr ? std::string(b) + "/tests" : std::string();
+}
+
 std::string dropin_lib_dir() {
   const char* b = std::getenv("DROCE_BUILD_DIR");
   return b != nullptr ? std::string(b) + "/lib" : std::string();
@@ -150,7 +161,7 @@ int free_tcp_port() {
 }
 
 TempDir::TempDir() {
-  char tmpl[] = "/tmp/droce-verbs-XXXXXX";
+  char tmpl[] = "/tmp/droce-test-XXXXXX";
   const char* d = mkdtemp(tmpl);
   path_ = d != nullptr ? d : "";
 }
@@ -171,4 +182,4 @@ void remove_dpdk_runtime_dir(const std::string& prefix) {
   }
 }
 
-}  // namespace droce::verbs::test
+}  // namespace droce::test

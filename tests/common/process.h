@@ -1,6 +1,6 @@
-// Test helper: runs unmodified programs (Debian's ibverbs-utils) on the
-// drop-in libibverbs: posix_spawn with extra environment, output to a file,
-// bounded waits, and the paths those tests need.
+// Test helper: child processes for tests of every layer (port peers,
+// Debian's ibverbs-utils and perftest on the drop-in): posix_spawn with extra
+// environment, output to a file, bounded waits, and the paths they need.
 #pragma once
 
 #include <sys/types.h>
@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-namespace droce::verbs::test {
+namespace droce::test {
 
 struct Process {
   pid_t pid = -1;
@@ -27,7 +27,12 @@ void kill_and_reap(Process* p);
 
 std::string read_file(const std::string& path);
 
-// The build's drop-in directory ($DROCE_BUILD_DIR/lib), or "" when unknown.
+// Runs a shell command; its exit status, or -1 if it did not exit normally.
+int shell(const std::string& cmd);
+
+// The build's test programs ($DROCE_BUILD_DIR/tests) and drop-in directory
+// ($DROCE_BUILD_DIR/lib); "" when DROCE_BUILD_DIR is not set.
+std::string tests_dir();
 std::string dropin_lib_dir();
 // True when this test binary is built with AddressSanitizer: so is the
 // drop-in, which then cannot be loaded by an uninstrumented program.
@@ -53,4 +58,4 @@ class TempDir {
 // Removes DPDK's runtime directory for a --file-prefix.
 void remove_dpdk_runtime_dir(const std::string& prefix);
 
-}  // namespace droce::verbs::test
+}  // namespace droce::test
