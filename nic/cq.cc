@@ -13,6 +13,8 @@
 #include <string>
 #include <utility>
 
+#include "nic/base/clock.h"
+
 namespace droce::nic {
 namespace {
 
@@ -33,6 +35,10 @@ CompletionQueue::Slots CompletionQueue::allocate(uint32_t capacity) {
   Slots slots(static_cast<Cqe*>(std::aligned_alloc(kCacheLine, alloc)));
   if (slots) std::memset(static_cast<void*>(slots.get()), 0, alloc);
   return slots;
+}
+
+CompletionQueue::Stamps CompletionQueue::allocate_stamps(uint32_t capacity) {
+  return Stamps(new (std::nothrow) uint64_t[capacity]());
 }
 
 Result<std::unique_ptr<CompletionQueue>> CompletionQueue::create(uint32_t cqe) {
@@ -70,6 +76,7 @@ bool CompletionQueue::push(const Cqe& cqe, bool solicited) {
     }
   }
   slots_[producer & mask_] = cqe;
+  if (stamps_ != nullptr) [[unlikely]] stamps_[producer & mask_] = monotonic_now();
   // seq_cst, not just release: with the seq_cst load of arm_ below and the
   // seq_cst fetch_or + load in arm(), either this push sees the arm or the
   // arming thread sees this CQE (see cq.h).
@@ -97,7 +104,14 @@ uint32_t CompletionQueue::free_slots() {
   return capacity() - (producer_.load(std::memory_order_relaxed) - cached_consumer_);
 }
 
-int CompletionQueue::poll(Cqe* out, int max) {
+int CompletionQueue::poll(Cqe* out, int max) { return poll_impl<false>(out, nullptr, max); }
+
+int CompletionQueue::poll_timestamped(Cqe* out, uint64_t* ts, int max) {
+  return poll_impl<true>(out, ts, max);
+}
+
+template <bool kStamps>
+int CompletionQueue::poll_impl(Cqe* out, uint64_t* ts, int max) {
   if (max <= 0) return 0;
   // Empty check without the lock: an empty poll (the common busy-poll case)
   // costs two loads.
@@ -109,6 +123,11 @@ int CompletionQueue::poll(Cqe* out, int max) {
   uint32_t n = producer_.load(std::memory_order_acquire) - consumer;
   if (n > static_cast<uint32_t>(max)) n = static_cast<uint32_t>(max);
   for (uint32_t i = 0; i < n; ++i) out[i] = slots_[(consumer + i) & mask_];
+  if constexpr (kStamps) {
+    for (uint32_t i = 0; i < n; ++i) {
+      ts[i] = stamps_ != nullptr ? stamps_[(consumer + i) & mask_] : 0;
+    }
+  }
   if (n != 0) {
     consumer_.store(consumer + n, std::memory_order_release);
     polled_.store(polled() + n, std::memory_order_relaxed);
@@ -138,13 +157,31 @@ Status CompletionQueue::resize(uint32_t new_cqe) {
   const uint32_t capacity = std::bit_ceil(new_cqe);
   Slots slots = allocate(capacity);
   if (!slots) return Status(Errc::kNoMemory, "CQ slots");
-  // Indices keep running; each pending CQE moves to its slot in the new mask.
+  Stamps stamps;
+  if (stamps_ != nullptr) {
+    stamps = allocate_stamps(capacity);
+    if (!stamps) return Status(Errc::kNoMemory, "CQ timestamps");
+  }
+  // Indices keep running; each pending CQE (and its stamp) moves to its slot
+  // in the new mask.
   for (uint32_t i = 0; i < n; ++i) {
     slots[(consumer + i) & (capacity - 1)] = slots_[(consumer + i) & mask_];
+    if (stamps) stamps[(consumer + i) & (capacity - 1)] = stamps_[(consumer + i) & mask_];
   }
   slots_ = std::move(slots);
+  if (stamps) stamps_ = std::move(stamps);
   mask_ = capacity - 1;
   cached_consumer_ = consumer;
+  return Status::ok();
+}
+
+Status CompletionQueue::enable_timestamps() {
+  if (stamps_ != nullptr) return Status::ok();
+  std::lock_guard<SpinLock> guard(consumer_lock_);
+  Stamps stamps = allocate_stamps(capacity());
+  if (!stamps) return Status(Errc::kNoMemory, "CQ timestamps");
+  // CQEs already pending (none when called before any QP uses the CQ) read 0.
+  stamps_ = std::move(stamps);
   return Status::ok();
 }
 

@@ -56,9 +56,18 @@ enum class CqArm : uint8_t {
 //   lock (an atomic read-modify-write of the arm state).
 // - resize runs under the engine lock (no concurrent push) and takes
 //   consumer_lock_ itself (no concurrent poll).
+// - enable_timestamps runs under the engine lock (no concurrent push) before
+//   any QP uses the CQ (no CQE pending, no concurrent poll).
 // - event_fd, armed and the counters: any thread (snapshots); capacity and
 //   pending too, except concurrently with resize. No method allocates
-//   except create and resize.
+//   except create, resize and enable_timestamps.
+//
+// Completion timestamps (ibv_create_cq_ex with
+// IBV_WC_EX_WITH_COMPLETION_TIMESTAMP): a CQ that enabled them keeps a
+// second ring of 64-bit stamps beside the CQE ring, one per slot, written
+// by push() from the engine's clock (monotonic_now(), CLOCK_MONOTONIC
+// nanoseconds) when the CQE enters the ring. The CQE layout does not grow;
+// a CQ without stamps pays one not-taken branch in push().
 class CompletionQueue {
  public:
   static constexpr uint32_t kMaxCqe = 1u << 24;
@@ -86,6 +95,9 @@ class CompletionQueue {
   // Copies up to max of the oldest CQEs to out, in order, and removes them.
   // Returns how many (0 when empty or max <= 0).
   int poll(Cqe* out, int max);
+  // poll() that also copies each CQE's completion timestamp to ts[i] (0 on
+  // a CQ without timestamps).
+  int poll_timestamped(Cqe* out, uint64_t* ts, int max);
   // Requests one event (see above). Returns true if CQEs were already
   // pending, which this arm will not report.
   bool arm(bool solicited_only);
@@ -95,6 +107,9 @@ class CompletionQueue {
   // CQEs in order, the arm and the overflow flag. kInvalidArgument when
   // new_cqe is 0, above kMaxCqe or fewer than the CQEs pending.
   Status resize(uint32_t new_cqe);
+  // Allocates the timestamp ring (see above); idempotent. kNoMemory.
+  Status enable_timestamps();
+  bool timestamps() const { return stamps_ != nullptr; }
 
   // ---- any thread (snapshots) ----
   uint32_t pending() const;
@@ -111,13 +126,18 @@ class CompletionQueue {
     void operator()(Cqe* p) const { std::free(p); }
   };
   using Slots = std::unique_ptr<Cqe[], Free>;
+  using Stamps = std::unique_ptr<uint64_t[]>;
 
   CompletionQueue(Slots slots, uint32_t capacity, int event_fd);
   static Slots allocate(uint32_t capacity);
+  static Stamps allocate_stamps(uint32_t capacity);
   void fire();
+  template <bool kStamps>
+  int poll_impl(Cqe* out, uint64_t* ts, int max);
 
   // Replaced only by resize, which excludes both sides.
   Slots slots_;
+  Stamps stamps_;  // nullptr unless enable_timestamps(); one per slot
   uint32_t mask_;  // capacity - 1
   const int event_fd_;
 

@@ -1,7 +1,7 @@
 // Shared receive queues (IBTA vol. 1, 10.2.9): receive WQEs shared by the QPs
 // created with the SRQ, and the SRQ limit event.
-// Threading: post_recv on any thread (producer lock of the work queue); take
-// and modify_limit under the engine lock.
+// Threading: post_recv on any thread (producer lock of the work queue); take,
+// modify_limit and resize under the engine lock.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +29,11 @@ class Srq {
   const RecvWqe* take(uint8_t* buf, uint32_t size);
 
   Status modify_limit(uint32_t limit) { return q_->arm_limit(limit); }
+  // ibv_modify_srq IBV_SRQ_MAX_WR: capacity becomes the smallest power of two
+  // >= max_wr, the posted WQEs kept in order; kInvalidArgument below the
+  // armed limit or the WQEs still posted (SharedReceiveQueue::resize).
+  // Engine lock held; posters wait on the producer lock meanwhile.
+  Status resize(uint32_t max_wr) { return q_->resize(max_wr); }
   uint32_t limit() const { return q_->limit(); }
   uint32_t pd() const { return pd_; }
   uint32_t max_sge() const { return max_sge_; }

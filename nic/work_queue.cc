@@ -18,6 +18,17 @@ namespace {
 
 constexpr uint64_t kCacheLine = 64;
 
+// Zeroed slot memory for capacity slots of stride bytes, aligned to a cache
+// line; nullptr when out of memory.
+uint8_t* allocate_slots(uint32_t capacity, uint32_t stride) {
+  const uint64_t bytes = uint64_t{capacity} * stride;
+  // aligned_alloc wants a size that is a multiple of the alignment.
+  const uint64_t alloc = (bytes + kCacheLine - 1) & ~(kCacheLine - 1);
+  auto* mem = static_cast<uint8_t*>(std::aligned_alloc(kCacheLine, alloc));
+  if (mem != nullptr) std::memset(mem, 0, alloc);
+  return mem;
+}
+
 // Smallest power of two >= need, or 0 when that exceeds WorkQueue::kMaxStride.
 uint32_t stride_for(uint64_t need) {
   if (need < WorkQueue::kMinStride) need = WorkQueue::kMinStride;
@@ -35,13 +46,8 @@ Result<std::unique_ptr<WorkQueue>> WorkQueue::create(uint32_t depth, uint32_t st
     return Status(Errc::kInvalidArgument, "WQE stride must be a power of two in [16, 1 MiB]");
   }
   const uint32_t capacity = std::bit_ceil(depth);
-  const uint64_t bytes = uint64_t{capacity} * stride;
-  // aligned_alloc wants a size that is a multiple of the alignment.
-  const uint64_t alloc = (bytes + kCacheLine - 1) & ~(kCacheLine - 1);
-  std::unique_ptr<uint8_t[], Free> mem(
-      static_cast<uint8_t*>(std::aligned_alloc(kCacheLine, alloc)));
+  std::unique_ptr<uint8_t[], Free> mem(allocate_slots(capacity, stride));
   if (!mem) return Status(Errc::kNoMemory, "work queue slots");
-  std::memset(mem.get(), 0, alloc);
   std::unique_ptr<WorkQueue> wq(new (std::nothrow) WorkQueue(std::move(mem), capacity, stride));
   if (!wq) return Status(Errc::kNoMemory, "work queue");
   return wq;
@@ -102,6 +108,30 @@ uint32_t WorkQueue::discard_all() {
   return n;
 }
 
+Status WorkQueue::resize(uint32_t depth) {
+  if (depth == 0 || depth > kMaxDepth) {
+    return Status(Errc::kInvalidArgument, "work queue depth must be in [1, 2^24]");
+  }
+  const uint32_t completed = completed_.load(std::memory_order_relaxed);
+  const uint32_t published = producer_.load(std::memory_order_relaxed);
+  const uint32_t posted = published - completed;
+  if (depth < posted) {
+    return Status(Errc::kInvalidArgument, "work queue resize below the WQEs it holds");
+  }
+  const uint32_t capacity = std::bit_ceil(depth);
+  std::unique_ptr<uint8_t[], Free> mem(allocate_slots(capacity, stride()));
+  if (!mem) return Status(Errc::kNoMemory, "work queue slots");
+  // Indices keep running; each posted WQE moves to its slot under the new mask.
+  for (uint32_t i = completed; i != published; ++i) {
+    std::memcpy(mem.get() + (uint64_t{i & (capacity - 1)} << stride_shift_), slot(i), stride());
+  }
+  mem_ = std::move(mem);
+  mask_ = capacity - 1;
+  next_ = published;  // the producer lock is held: nothing is staged
+  cached_completed_ = completed;
+  return Status::ok();
+}
+
 uint32_t WorkQueue::outstanding() const {
   // completed first: both only grow and completed <= published, so the
   // difference never underflows; it can overshoot if the engine retired
@@ -144,6 +174,14 @@ Status SharedReceiveQueue::arm_limit(uint32_t limit) {
   if (limit > capacity()) return Status(Errc::kInvalidArgument, "SRQ limit above its capacity");
   limit_ = limit;
   return Status::ok();
+}
+
+Status SharedReceiveQueue::resize(uint32_t depth) {
+  if (limit_ != 0 && depth < limit_) {
+    return Status(Errc::kInvalidArgument, "SRQ resize below its armed limit");
+  }
+  std::lock_guard<SpinLock> lock(wq_->producer_lock());
+  return wq_->resize(depth);
 }
 
 int post_recv_wqe(WorkQueue& wq, uint64_t wr_id, const Sge* sges, uint32_t num_sge) {

@@ -74,8 +74,13 @@ class SpinLock {
 //   cursors (next WQE to start, next to complete) are its own state.
 // - discard_all: for the transition to RESET; the caller holds the engine
 //   lock and producer_lock(), so neither side runs concurrently.
-// - capacity, stride, outstanding and the counters: any thread (snapshots).
-// Nothing here allocates after create() or blocks, except producer_lock().
+// - resize (SRQ resize): the caller holds the engine lock and
+//   producer_lock(), and the engine keeps no pointer into a slot across
+//   polls (the SRQ copies each WQE out as it takes it).
+// - capacity, stride, outstanding and the counters: any thread (snapshots),
+//   except concurrently with resize (which replaces the slots and the mask).
+// Nothing here allocates after create() or blocks, except producer_lock()
+// and resize().
 class WorkQueue {
  public:
   static constexpr uint32_t kMaxDepth = 1u << 24;
@@ -127,6 +132,13 @@ class WorkQueue {
   // Caller holds the engine lock and producer_lock(); afterwards
   // completed() == published(), and engine cursors must be reset to it.
   uint32_t discard_all();
+  // New capacity: the smallest power of two >= depth (same stride). The
+  // posted WQEs [completed(), published()) move to the new slots in order;
+  // the free-running indices keep their values. Caller holds the engine lock
+  // and producer_lock() (nothing staged). kInvalidArgument when depth is 0,
+  // above kMaxDepth or fewer than the WQEs posted; kNoMemory leaves the
+  // queue as it was.
+  Status resize(uint32_t depth);
 
   // ---- any thread (snapshots) ----
   // Posted WQEs not yet retired.
@@ -143,8 +155,9 @@ class WorkQueue {
 
   WorkQueue(std::unique_ptr<uint8_t[], Free> mem, uint32_t capacity, uint32_t stride);
 
-  const std::unique_ptr<uint8_t[], Free> mem_;  // slots; pointer read-only after create
-  const uint32_t mask_;                         // capacity - 1
+  // Slots and capacity - 1: replaced only by resize(), which excludes both sides.
+  std::unique_ptr<uint8_t[], Free> mem_;
+  uint32_t mask_;
   const uint32_t stride_shift_;                 // log2(stride)
 
   // Written by the producer under producer_lock_ (release), read by the engine (acquire).
@@ -176,7 +189,7 @@ class WorkQueue {
 // consume then fires (as rdma_rxe does).
 //
 // Threading: the producer side is wq() under wq().producer_lock(). front,
-// consume, arm_limit and limit run under the engine lock (the limit is
+// consume, arm_limit, resize and limit run under the engine lock (the limit is
 // engine-lock state, set by modify_srq).
 class SharedReceiveQueue {
  public:
@@ -192,6 +205,11 @@ class SharedReceiveQueue {
 
   // 0 disarms; otherwise limit in [1, capacity()] (kInvalidArgument beyond).
   Status arm_limit(uint32_t limit);
+  // SRQ resize (ibv_modify_srq IBV_SRQ_MAX_WR), as rdma_rxe: kInvalidArgument
+  // when depth is below the armed limit or below the WQEs still posted (not
+  // yet consumed); otherwise WorkQueue::resize. Runs under the engine lock;
+  // takes the producer lock itself (lock order: engine, then producer).
+  Status resize(uint32_t depth);
   uint32_t limit() const { return limit_; }
 
  private:
