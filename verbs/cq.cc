@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -79,6 +80,37 @@ int ex_start_poll(ibv_cq_ex* cq, ibv_poll_cq_attr* attr) noexcept {
   return rc;
 }
 int ex_next_poll(ibv_cq_ex* cq) noexcept { return ex_start_poll(cq, nullptr); }
+
+// The same for a CQ created with completion timestamps: the CQE and its stamp.
+int poll_one_timestamped(Cq* c) {
+  if (c->ncq->poll_timestamped(&c->cur, &c->cur_ts, 1) == 1) return 0;
+  c->dev->progress();
+  return c->ncq->poll_timestamped(&c->cur, &c->cur_ts, 1) == 1 ? 0 : ENOENT;
+}
+int ex_start_poll_timestamped(ibv_cq_ex* cq, ibv_poll_cq_attr* attr) noexcept {
+  if (attr != nullptr && attr->comp_mask != 0) return EINVAL;
+  Cq* c = cq_of(cq);
+  const int rc = poll_one_timestamped(c);
+  if (rc == 0) {
+    cq->wr_id = c->cur.wr_id;
+    cq->status = static_cast<ibv_wc_status>(c->cur.status);
+  }
+  return rc;
+}
+int ex_next_poll_timestamped(ibv_cq_ex* cq) noexcept {
+  return ex_start_poll_timestamped(cq, nullptr);
+}
+// The device clock is CLOCK_MONOTONIC in nanoseconds (hca_core_clock 1 GHz).
+uint64_t ex_read_completion_ts(ibv_cq_ex* cq) noexcept { return cq_of(cq)->cur_ts; }
+// Wall clock: the stamp moved onto CLOCK_REALTIME by the clocks' current offset.
+uint64_t ex_read_completion_wallclock_ns(ibv_cq_ex* cq) noexcept {
+  timespec real, mono;
+  clock_gettime(CLOCK_REALTIME, &real);
+  clock_gettime(CLOCK_MONOTONIC, &mono);
+  const int64_t offset = (int64_t(real.tv_sec) - int64_t(mono.tv_sec)) * 1000000000 +
+                         (int64_t(real.tv_nsec) - int64_t(mono.tv_nsec));
+  return cq_of(cq)->cur_ts + uint64_t(offset);
+}
 void ex_end_poll(ibv_cq_ex*) noexcept {}
 ibv_wc_opcode ex_read_opcode(ibv_cq_ex* cq) noexcept {
   return static_cast<ibv_wc_opcode>(cq_of(cq)->cur.opcode);
@@ -113,6 +145,19 @@ ibv_cq_ex* create_cq(ibv_context* ctx, int cqe, void* cq_context, ibv_comp_chann
   }
   auto ncq = c->dev->create_cq(uint32_t(cqe));
   if (!ncq) return fail_null<ibv_cq_ex>("ibv_create_cq", ncq.status());
+  const bool stamped = (wc_flags & (uint64_t(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP) |
+                                    uint64_t(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP_WALLCLOCK))) != 0;
+  if (stamped) {
+    Status st;
+    {
+      auto lock = c->dev->lock_engine();  // no QP uses the CQ yet; no push meanwhile
+      st = ncq.value()->enable_timestamps();
+    }
+    if (!st) {
+      (void)c->dev->destroy_cq(ncq.value());
+      return fail_null<ibv_cq_ex>("ibv_create_cq_ex", st);
+    }
+  }
   auto* q = new Cq;
   std::memset(&q->cq, 0, sizeof(q->cq));
   q->ncq = ncq.value();
@@ -143,8 +188,8 @@ ibv_cq_ex* create_cq(ibv_context* ctx, int cqe, void* cq_context, ibv_comp_chann
   x.cqe = int(q->ncq->capacity());
   pthread_mutex_init(&x.mutex, nullptr);
   pthread_cond_init(&x.cond, nullptr);
-  x.start_poll = ex_start_poll;
-  x.next_poll = ex_next_poll;
+  x.start_poll = stamped ? ex_start_poll_timestamped : ex_start_poll;
+  x.next_poll = stamped ? ex_next_poll_timestamped : ex_next_poll;
   x.end_poll = ex_end_poll;
   x.read_opcode = ex_read_opcode;
   x.read_vendor_err = ex_read_vendor_err;
@@ -156,11 +201,11 @@ ibv_cq_ex* create_cq(ibv_context* ctx, int cqe, void* cq_context, ibv_comp_chann
   x.read_slid = ex_read_slid;
   x.read_sl = ex_read_sl;
   x.read_dlid_path_bits = ex_read_dlid_path_bits;
-  x.read_completion_ts = ex_read_zero64;
+  x.read_completion_ts = stamped ? ex_read_completion_ts : ex_read_zero64;
   x.read_cvlan = ex_read_cvlan;
   x.read_flow_tag = ex_read_flow_tag;
   x.read_tm_info = ex_read_tm_info;
-  x.read_completion_wallclock_ns = ex_read_zero64;
+  x.read_completion_wallclock_ns = stamped ? ex_read_completion_wallclock_ns : ex_read_zero64;
   {
     std::lock_guard<std::mutex> lock(c->slot->mu);
     c->slot->cqs[q->ncq] = q;
@@ -325,7 +370,12 @@ ibv_cq_ex* op_create_cq_ex(ibv_context* ctx, ibv_cq_init_attr_ex* attr) noexcept
             (attr->flags & ~uint32_t(IBV_CREATE_CQ_ATTR_SINGLE_THREADED))) {
           return fail_errno(EOPNOTSUPP);
         }
-        if (attr->wc_flags & ~uint64_t(IBV_WC_STANDARD_FLAGS)) return fail_errno(EOPNOTSUPP);
+        // The standard fields, and completion timestamps (nanoseconds of the
+        // engine's clock, also as wall clock); not cvlan, flow tag, TM info.
+        constexpr uint64_t kSupported = uint64_t(IBV_WC_STANDARD_FLAGS) |
+                                        uint64_t(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP) |
+                                        uint64_t(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP_WALLCLOCK);
+        if (attr->wc_flags & ~kSupported) return fail_errno(EOPNOTSUPP);
         if (attr->cqe > uint32_t(std::numeric_limits<int>::max())) return fail_errno(EINVAL);
         return create_cq(ctx, int(attr->cqe), attr->cq_context, attr->channel,
                          int(attr->comp_vector), attr->wc_flags);

@@ -2,6 +2,7 @@
 // and 11.4.1): create/modify/query/destroy, posting work requests into the
 // engine's rings, and the ibv_qp_ex work-request builder API.
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "verbs/internal.h"
@@ -522,13 +523,38 @@ ibv_srq* create_srq(ibv_pd* pd, ibv_srq_init_attr* init) {
   return &srq;
 }
 
+// IBV_SRQ_MAX_WR resizes the ring while QPs use it (as rdma_rxe): every
+// posted receive is kept, in order; EINVAL for 0, above max_srq_wr, below the
+// armed limit or below the receives still posted. IBV_SRQ_LIMIT is checked
+// against the size the SRQ has after the call; nothing changes on EINVAL.
 int modify_srq(ibv_srq* srq, ibv_srq_attr* attr, int mask) {
   Srq* s = srq_of(srq);
   if (mask & ~(IBV_SRQ_MAX_WR | IBV_SRQ_LIMIT)) return EINVAL;
-  if (mask & IBV_SRQ_MAX_WR) return EOPNOTSUPP;  // no SRQ resize (IBV_DEVICE_SRQ_RESIZE is not set)
+  const bool resize = (mask & IBV_SRQ_MAX_WR) != 0;
+  if (resize && (attr->max_wr == 0 || attr->max_wr > s->dev->attr().max_srq_wr)) {
+    return refuse("ibv_modify_srq", EINVAL, "max_wr out of [1, max_srq_wr]");
+  }
+  auto lock = s->dev->lock_engine();  // the engine takes receives meanwhile otherwise
+  const uint32_t new_max_wr = resize ? std::bit_ceil(attr->max_wr) : s->nsrq->capacity();
+  if ((mask & IBV_SRQ_LIMIT) && attr->srq_limit > new_max_wr) return EINVAL;
+  if (resize) {
+    // The limit that will be armed: rxe refuses a size below it.
+    const uint32_t limit = (mask & IBV_SRQ_LIMIT) ? attr->srq_limit : s->nsrq->limit();
+    if (limit != 0 && attr->max_wr < limit) {
+      return refuse("ibv_modify_srq", EINVAL, "max_wr below the armed SRQ limit");
+    }
+    // The new limit is armed below; the old one must not refuse the size.
+    const uint32_t old_limit = s->nsrq->limit();
+    if (mask & IBV_SRQ_LIMIT) (void)s->nsrq->modify_limit(0);
+    Status st = s->nsrq->resize(attr->max_wr);
+    if (!st) {
+      (void)s->nsrq->modify_limit(old_limit);
+      return fail("ibv_modify_srq", st);
+    }
+    s->max_wr = s->nsrq->capacity();
+  }
   if (mask & IBV_SRQ_LIMIT) {
-    if (attr->srq_limit > s->max_wr) return EINVAL;
-    Status st = s->dev->modify_srq(s->nsrq, attr->srq_limit);
+    Status st = s->nsrq->modify_limit(attr->srq_limit);
     if (!st) return fail("ibv_modify_srq", st);
   }
   return 0;
@@ -666,9 +692,9 @@ int ibv_query_srq(ibv_srq* srq, ibv_srq_attr* srq_attr) {
   return guard(
       [&] {
         Srq* s = srq_of(srq);
-        srq_attr->max_wr = s->max_wr;
         srq_attr->max_sge = s->max_sge;
-        auto lock = s->dev->lock_engine();  // the limit is engine state
+        auto lock = s->dev->lock_engine();  // the limit and the size are engine state
+        srq_attr->max_wr = s->nsrq->capacity();
         srq_attr->srq_limit = s->nsrq->limit();
         return 0;
       },
