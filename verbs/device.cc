@@ -63,6 +63,10 @@ constexpr Nanos kPeerHeadStartNs = 100 * kNanosPerMs;
 constexpr uint64_t kCompletionTimestampMask = ~uint64_t{0};
 constexpr uint64_t kHcaCoreClockKhz = 1000000;
 
+// IB_UVERBS_DEVICE_ATOMIC_WRITE (kernel uapi ib_user_ioctl_verbs.h since 6.2;
+// Debian 12's headers predate it): IBTA A19 ATOMIC_WRITE, as rxe advertises.
+constexpr uint64_t kDeviceAtomicWrite = 1ULL << 40;
+
 // ibv_query_rt_values_ex: the clock completion timestamps are taken from,
 // in device units (nanoseconds), all in tv_nsec as mlx5 reports its cycles
 // (tv_sec 0), so both that reading and tv_sec * 1e9 + tv_nsec give it.
@@ -556,7 +560,7 @@ int op_query_device_ex(ibv_context* ctx, const ibv_query_device_ex_input* in,
   ibv_device_attr_ex a;
   std::memset(&a, 0, sizeof(a));
   fill_device_attr(ctx_of(ctx), &a.orig_attr);
-  a.device_cap_flags_ex = a.orig_attr.device_cap_flags;
+  a.device_cap_flags_ex = a.orig_attr.device_cap_flags | kDeviceAtomicWrite;
   a.phys_port_cnt_ex = 1;
   // Completion timestamps (ibv_create_cq_ex): the engine's clock,
   // CLOCK_MONOTONIC nanoseconds, i.e. a 1 GHz clock using all 64 bits.

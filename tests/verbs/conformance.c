@@ -526,8 +526,12 @@ static void test_qp(void) {
   CHECK_RC(ibv_post_send(qp, &swr, &sbad), EINVAL);
   CHECK(sbad == &swr);
   swr.num_sge = 1;
-  swr.opcode = (enum ibv_wr_opcode)15; /* ATOMIC_WRITE: not offered */
+  swr.opcode = IBV_WR_TSO; /* raw packet QPs only */
   CHECK_RC(ibv_post_send(qp, &swr, &sbad), EINVAL);
+  swr.opcode = IBV_WR_ATOMIC_WRITE; /* needs exactly one 8-byte SGE */
+  swr.num_sge = 2;
+  CHECK_RC(ibv_post_send(qp, &swr, &sbad), EINVAL);
+  swr.num_sge = 1;
   swr.opcode = IBV_WR_SEND;
   swr.send_flags = IBV_SEND_INLINE;
   sges[0].length = 4000; /* more than max_inline_data */

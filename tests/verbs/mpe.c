@@ -162,11 +162,72 @@ static void test_send_ops(void) {
   dev_close(&d);
 }
 
+/* The same through ibv_post_send(IBV_WR_ATOMIC_WRITE): the 8 bytes of the
+ * one 8-byte SGE, read at post time (key-checked), or inline. */
+static void test_post_send(void) {
+  struct pair p;
+  pair_open(&p);
+  /* Advertised as rxe does: IB_UVERBS_DEVICE_ATOMIC_WRITE (1 << 40). */
+  struct ibv_device_attr_ex dx;
+  CHECK_RC(ibv_query_device_ex(p.d.ctx, NULL, &dx), 0);
+  CHECK((dx.device_cap_flags_ex >> 40) & 1);
+  memset(p.bb.data, 0x5A, 4096);
+  const uint8_t v[8] = {9, 8, 7, 6, 5, 4, 3, 2};
+  memcpy(p.ba.data, v, 8);
+  struct ibv_sge sge = {(uintptr_t)p.ba.data, 8, p.ba.mr->lkey};
+  struct ibv_send_wr wr, *bad = NULL;
+  memset(&wr, 0, sizeof(wr));
+  wr.wr_id = 11;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = IBV_WR_ATOMIC_WRITE;
+  wr.send_flags = IBV_SEND_SIGNALED;
+  wr.wr.rdma.remote_addr = (uintptr_t)p.bb.data + 128;
+  wr.wr.rdma.rkey = p.bb.mr->rkey;
+  CHECK_RC(ibv_post_send(p.a.qp, &wr, &bad), 0);
+  memset(p.ba.data, 0, 8); /* taken at post time: changing the source now is fine */
+  struct ibv_wc wc;
+  CHECK(wait_wc(p.cq, &wc, 1) == 1);
+  CHECK(wc.wr_id == 11 && wc.status == IBV_WC_SUCCESS && wc.opcode == IBV_WC_ATOMIC_WRITE);
+  CHECK(memcmp(p.bb.data + 128, v, 8) == 0);
+  CHECK(p.bb.data[127] == 0x5A && p.bb.data[136] == 0x5A);
+
+  /* Inline: straight from the address, no key. */
+  const uint64_t inl = 0x0123456789ABCDEFull;
+  sge.addr = (uintptr_t)&inl;
+  sge.lkey = 0;
+  wr.wr_id = 12;
+  wr.send_flags = IBV_SEND_SIGNALED | IBV_SEND_INLINE;
+  wr.wr.rdma.remote_addr = (uintptr_t)p.bb.data + 256;
+  CHECK_RC(ibv_post_send(p.a.qp, &wr, &bad), 0);
+  CHECK(wait_wc(p.cq, &wc, 1) == 1);
+  CHECK(wc.wr_id == 12 && wc.status == IBV_WC_SUCCESS && wc.opcode == IBV_WC_ATOMIC_WRITE);
+  CHECK(memcmp(p.bb.data + 256, &inl, 8) == 0);
+
+  /* Refused at post, nothing sent, the QP goes on: a wrong lkey, a source
+   * outside its MR, a length other than 8. */
+  wr.send_flags = IBV_SEND_SIGNALED;
+  sge.addr = (uintptr_t)p.ba.data;
+  sge.lkey = p.ba.mr->lkey + 1;
+  CHECK_RC(ibv_post_send(p.a.qp, &wr, &bad), EINVAL);
+  CHECK(bad == &wr);
+  sge.lkey = p.ba.mr->lkey;
+  sge.addr = (uintptr_t)p.ba.data + 4092;
+  CHECK_RC(ibv_post_send(p.a.qp, &wr, &bad), EINVAL);
+  sge.addr = (uintptr_t)p.ba.data;
+  sge.length = 4;
+  CHECK_RC(ibv_post_send(p.a.qp, &wr, &bad), EINVAL);
+  CHECK(drain_wc(p.cq, 50) == 0);
+  CHECK(qp_state(p.a.qp) == IBV_QPS_RTS);
+  pair_close(&p);
+}
+
 static const struct test_case kCases[] = {
     {"atomic_write", test_atomic_write},
     {"misaligned", test_misaligned},
     {"bad_rkey", test_bad_rkey},
     {"send_ops", test_send_ops},
+    {"post_send", test_post_send},
     {NULL, NULL},
 };
 
