@@ -68,10 +68,16 @@ size_t write_headers(uint8_t* buf, size_t cap, const PacketSpec& s) {
   ip.frag = Be16(kIpv4FlagDf);
   ip.ttl = s.ttl;
   ip.protocol = kIpProtoUdp;
-  ip.checksum = Be16(0);
   ip.src = Be32(s.src_ip);
   ip.dst = Be32(s.dst_ip);
-  ip.checksum = Be16(ipv4_checksum(ip));
+  // RFC 1071 sum of the ten 16-bit words, taken from the values rather than
+  // read back from the header just stored (same result as ipv4_checksum).
+  uint32_t sum = (uint32_t(0x45) << 8 | s.tos) + uint32_t(total) + s.ip_id + kIpv4FlagDf +
+                 (uint32_t(s.ttl) << 8 | kIpProtoUdp) + (s.src_ip >> 16) + (s.src_ip & 0xFFFF) +
+                 (s.dst_ip >> 16) + (s.dst_ip & 0xFFFF);
+  sum = (sum & 0xFFFF) + (sum >> 16);
+  sum = (sum & 0xFFFF) + (sum >> 16);
+  ip.checksum = Be16(uint16_t(~sum));
   p += sizeof(Ipv4Hdr);
 
   auto& udp = at<UdpHdr>(p);
