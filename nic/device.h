@@ -193,7 +193,7 @@ class Device {
   uint16_t tx_n_ = 0;
   // tx_[0, tx_icrc_) carry their ICRC; the rest get it in tx_enqueue once
   // kIcrcLag newer frames are queued, or in tx_flush (device.cc says why).
-  static constexpr uint16_t kIcrcLag = 4;
+  static constexpr uint16_t kIcrcLag = 1;
   uint16_t tx_icrc_ = 0;
   uint16_t ip_id_ = 1;
   // Fault shim on the transmit side (engine lock), and the time of the current poll for it.
