@@ -3,7 +3,9 @@
 #include "nic/device.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <rte_mbuf.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -524,6 +526,20 @@ bool Device::progress() {
 }
 
 void Device::engine_loop() {
+  // DPDK 22.11's net_tap reads its tun fds only after its F_SETSIG signal
+  // (SIGRTMIN+1, process-directed: the kernel picks any thread not blocking
+  // it) bumped a trigger. Landing on this thread while it stands aside or
+  // polls wakes it onto a core that the application's polling thread needs
+  // (perf trace: most signals went to sleeping threads, each a wake-up and
+  // context switch). 1 MiB rc_pingpong over tap + bridge: about 590 Mbit/s,
+  // 870 with the signal also blocked in EAL's threads (not done here: that
+  // belongs around rte_eal_init). Blocked here except while asleep in ppoll
+  // below, where it is the wake-up we want. Harmless for other PMDs.
+  sigset_t tap_signal;
+  sigset_t sleep_mask;
+  sigemptyset(&tap_signal);
+  sigaddset(&tap_signal, SIGRTMIN + 1);
+  const bool masked = pthread_sigmask(SIG_BLOCK, &tap_signal, &sleep_mask) == 0;
   uint32_t idle = 0;
   while (!stop_.load(std::memory_order_acquire)) {
     if (commands_waiting_.load(std::memory_order_relaxed) > 0) std::this_thread::yield();
@@ -558,7 +574,7 @@ void Device::engine_loop() {
     sleeping_.store(true, std::memory_order_seq_cst);
     pollfd pfd{wake_fd_, POLLIN, 0};
     timespec ts{0, kSleepUs * 1000};
-    ppoll(&pfd, 1, &ts, nullptr);
+    ppoll(&pfd, 1, &ts, masked ? &sleep_mask : nullptr);
     uint64_t v;
     [[maybe_unused]] ssize_t n = read(wake_fd_, &v, sizeof(v));
     sleeping_.store(false, std::memory_order_relaxed);
