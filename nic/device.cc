@@ -528,18 +528,21 @@ bool Device::progress() {
 void Device::engine_loop() {
   // DPDK 22.11's net_tap reads its tun fds only after its F_SETSIG signal
   // (SIGRTMIN+1, process-directed: the kernel picks any thread not blocking
-  // it) bumped a trigger. Landing on this thread while it stands aside or
-  // polls wakes it onto a core that the application's polling thread needs
-  // (perf trace: most signals went to sleeping threads, each a wake-up and
-  // context switch). 1 MiB rc_pingpong over tap + bridge: about 590 Mbit/s,
-  // 870 with the signal also blocked in EAL's threads (not done here: that
-  // belongs around rte_eal_init). Blocked here except while asleep in ppoll
-  // below, where it is the wake-up we want. Harmless for other PMDs.
+  // it) bumped a trigger. Landing on this thread while it stands aside wakes
+  // it onto a core the application's polling thread needs (perf trace: most
+  // signals went to sleeping threads, a wake-up and context switch each).
+  // So it is blocked here while standing aside, open while this thread polls
+  // or sleeps in ppoll (there it is the wake-up we want). 1 MiB rc_pingpong
+  // over tap + bridge: about 590 Mbit/s, 870 with the signal also blocked in
+  // EAL's own threads (that part belongs around rte_eal_init). Harmless for
+  // other PMDs.
   sigset_t tap_signal;
-  sigset_t sleep_mask;
   sigemptyset(&tap_signal);
   sigaddset(&tap_signal, SIGRTMIN + 1);
-  const bool masked = pthread_sigmask(SIG_BLOCK, &tap_signal, &sleep_mask) == 0;
+  sigset_t start_mask;  // left alone if the application blocks the signal itself
+  const bool may_block = pthread_sigmask(SIG_SETMASK, nullptr, &start_mask) == 0 &&
+                         sigismember(&start_mask, SIGRTMIN + 1) == 0;
+  bool signal_blocked = false;
   uint32_t idle = 0;
   while (!stop_.load(std::memory_order_acquire)) {
     if (commands_waiting_.load(std::memory_order_relaxed) > 0) std::this_thread::yield();
@@ -548,12 +551,14 @@ void Device::engine_loop() {
     // core, and take over again once it has stopped for a while.
     const Nanos aside = monotonic_now() - app_progress_at_.load(std::memory_order_relaxed);
     if (aside < kAppProgressNs) {
+      if (may_block && !signal_blocked) signal_blocked = pthread_sigmask(SIG_BLOCK, &tap_signal, nullptr) == 0;
       // Sleep out the rest of the window in one go: a wake-up every few
       // microseconds would preempt the application's own polling thread.
       timespec ts{0, static_cast<long>(kAppProgressNs - aside)};
       nanosleep(&ts, nullptr);
       continue;
     }
+    if (signal_blocked) signal_blocked = pthread_sigmask(SIG_UNBLOCK, &tap_signal, nullptr) != 0;
     bool busy;
     {
       std::lock_guard<std::mutex> lock(engine_mu_);
@@ -574,7 +579,7 @@ void Device::engine_loop() {
     sleeping_.store(true, std::memory_order_seq_cst);
     pollfd pfd{wake_fd_, POLLIN, 0};
     timespec ts{0, kSleepUs * 1000};
-    ppoll(&pfd, 1, &ts, masked ? &sleep_mask : nullptr);
+    ppoll(&pfd, 1, &ts, nullptr);
     uint64_t v;
     [[maybe_unused]] ssize_t n = read(wake_fd_, &v, sizeof(v));
     sleeping_.store(false, std::memory_order_relaxed);
