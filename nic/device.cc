@@ -3,9 +3,7 @@
 #include "nic/device.h"
 
 #include <poll.h>
-#include <pthread.h>
 #include <rte_mbuf.h>
-#include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -526,23 +524,6 @@ bool Device::progress() {
 }
 
 void Device::engine_loop() {
-  // DPDK 22.11's net_tap reads its tun fds only after its F_SETSIG signal
-  // (SIGRTMIN+1, process-directed: the kernel picks any thread not blocking
-  // it) bumped a trigger. Landing on this thread while it stands aside wakes
-  // it onto a core the application's polling thread needs (perf trace: most
-  // signals went to sleeping threads, a wake-up and context switch each).
-  // So it is blocked here while standing aside, open while this thread polls
-  // or sleeps in ppoll (there it is the wake-up we want). 1 MiB rc_pingpong
-  // over tap + bridge: about 590 Mbit/s, 870 with the signal also blocked in
-  // EAL's own threads (that part belongs around rte_eal_init). Harmless for
-  // other PMDs.
-  sigset_t tap_signal;
-  sigemptyset(&tap_signal);
-  sigaddset(&tap_signal, SIGRTMIN + 1);
-  sigset_t start_mask;  // left alone if the application blocks the signal itself
-  const bool may_block = pthread_sigmask(SIG_SETMASK, nullptr, &start_mask) == 0 &&
-                         sigismember(&start_mask, SIGRTMIN + 1) == 0;
-  bool signal_blocked = false;
   uint32_t idle = 0;
   while (!stop_.load(std::memory_order_acquire)) {
     if (commands_waiting_.load(std::memory_order_relaxed) > 0) std::this_thread::yield();
@@ -551,14 +532,12 @@ void Device::engine_loop() {
     // core, and take over again once it has stopped for a while.
     const Nanos aside = monotonic_now() - app_progress_at_.load(std::memory_order_relaxed);
     if (aside < kAppProgressNs) {
-      if (may_block && !signal_blocked) signal_blocked = pthread_sigmask(SIG_BLOCK, &tap_signal, nullptr) == 0;
       // Sleep out the rest of the window in one go: a wake-up every few
       // microseconds would preempt the application's own polling thread.
       timespec ts{0, static_cast<long>(kAppProgressNs - aside)};
       nanosleep(&ts, nullptr);
       continue;
     }
-    if (signal_blocked) signal_blocked = pthread_sigmask(SIG_UNBLOCK, &tap_signal, nullptr) != 0;
     bool busy;
     {
       std::lock_guard<std::mutex> lock(engine_mu_);
