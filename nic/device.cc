@@ -11,8 +11,7 @@
 #include <cstring>
 
 #include "nic/base/log.h"
-#include "nic/wire/eth.h"
-#include "nic/wire/icrc.h"
+#include "nic/wire/builder.h"
 
 namespace droce::nic {
 
@@ -401,18 +400,8 @@ rte_mbuf* Device::tx_alloc() {
 }
 
 namespace {
-
-// Writes the ICRC of a frame the requester/responder built (IPv4, optional
-// 802.1Q tag, pad already zeroed, data_len = whole frame with its ICRC).
-void write_icrc(rte_mbuf* m) {
-  uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
-  const size_t l2 = sizeof(wire::EthHdr) +
-                    (f[12] == (wire::kEtherTypeVlan >> 8) && f[13] == (wire::kEtherTypeVlan & 0xFF)
-                         ? sizeof(wire::VlanTag)
-                         : 0);
-  wire::icrc_write(f + l2, size_t(m->data_len) - l2 - 4, /*ipv6=*/false);
-}
-
+// The ICRC of a frame the requester/responder built (data_len = whole frame).
+void icrc_of(rte_mbuf* m) { wire::write_frame_icrc(rte_pktmbuf_mtod(m, uint8_t*), m->data_len); }
 }  // namespace
 
 // Frames arrive here without their ICRC (Qp::finish_packet). Computing it at
@@ -430,13 +419,13 @@ void Device::tx_enqueue(rte_mbuf* m) {
     return;
   }
   tx_[tx_n_++] = m;
-  while (tx_n_ - tx_icrc_ > kIcrcLag) write_icrc(tx_[tx_icrc_++]);
+  while (tx_n_ - tx_icrc_ > kIcrcLag) icrc_of(tx_[tx_icrc_++]);
   if (tx_n_ == kTxBurst) tx_flush();
 }
 
 void Device::tx_flush() {
   if (tx_n_ == 0) return;
-  while (tx_icrc_ < tx_n_) write_icrc(tx_[tx_icrc_++]);
+  while (tx_icrc_ < tx_n_) icrc_of(tx_[tx_icrc_++]);
   tx_icrc_ = 0;
   if (faults_) {
     faults_->transmit(*port_, tx_, tx_n_, fault_now_);

@@ -549,8 +549,7 @@ rte_mbuf* Qp::build_packet(wire::PacketSpec& s, const wire::MacAddr& dst_mac, ui
 void Qp::finish_packet(rte_mbuf* m, const wire::PacketSpec& s) {
   // wire::finish_frame without its ICRC: the pad is zeroed here, the ICRC is
   // written by the Device a few frames later (Device::tx_enqueue says why).
-  std::memset(rte_pktmbuf_mtod(m, uint8_t*) + wire::header_len(s) + s.payload_len, 0,
-              wire::pad_for(s.payload_len));
+  wire::zero_pad(rte_pktmbuf_mtod(m, uint8_t*), s);
   ++counters_.tx_packets;
   counters_.tx_bytes += s.payload_len;
   dev_->tx_enqueue(m);

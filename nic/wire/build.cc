@@ -125,11 +125,19 @@ size_t write_headers(uint8_t* buf, size_t cap, const PacketSpec& s) {
   return size_t(p - buf);
 }
 
+void zero_pad(uint8_t* buf, const PacketSpec& s) {
+  std::memset(buf + header_len(s) + s.payload_len, 0, pad_for(s.payload_len));
+}
+
+void write_frame_icrc(uint8_t* frame, size_t frame_len) {
+  const bool tagged = frame[12] == (kEtherTypeVlan >> 8) && frame[13] == (kEtherTypeVlan & 0xFF);
+  const size_t l2 = sizeof(EthHdr) + (tagged ? sizeof(VlanTag) : 0);
+  icrc_write(frame + l2, frame_len - l2 - kIcrcLen, /*ipv6=*/false);
+}
+
 void finish_frame(uint8_t* buf, const PacketSpec& s) {
-  const size_t hdr = header_len(s);
-  std::memset(buf + hdr + s.payload_len, 0, pad_for(s.payload_len));
-  const size_t l2 = l2_len(s);
-  icrc_write(buf + l2, frame_len(s) - l2 - kIcrcLen, /*ipv6=*/false);
+  zero_pad(buf, s);
+  write_frame_icrc(buf, frame_len(s));
 }
 
 size_t build_frame(uint8_t* buf, size_t cap, const PacketSpec& s, const void* payload) {

@@ -70,6 +70,11 @@ size_t write_headers(uint8_t* buf, size_t cap, const PacketSpec& s);
 // Zeroes the pad bytes after the payload and writes the ICRC. `buf` holds the
 // headers written by write_headers and the payload.
 void finish_frame(uint8_t* buf, const PacketSpec& s);
+// finish_frame in two steps, for a sender that writes the ICRC later (the
+// engine's transmit batch): zero the pad, then, from the frame alone (its
+// length and whether it has an 802.1Q tag), write the ICRC.
+void zero_pad(uint8_t* buf, const PacketSpec& s);
+void write_frame_icrc(uint8_t* frame, size_t frame_len);
 
 // write_headers + copy payload (zeroes when payload is nullptr) + finish_frame.
 // Returns the frame length, or 0 for an invalid opcode, payload on an opcode
