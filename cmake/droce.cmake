@@ -28,7 +28,10 @@ function(droce_test name)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 120)
   endif()
-  set(env DROCE_TEST_DATA=${DROCE_TEST_DATA} DROCE_BUILD_DIR=${PROJECT_BINARY_DIR} ${ARG_ENV})
+  # The data tests read is tests/data/ of the checkout (tests/common/test_data.h);
+  # DROCE_TEST_DATA in the environment of a run overrides it.
+  target_compile_definitions(${name} PRIVATE DROCE_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/tests/data")
+  set(env DROCE_BUILD_DIR=${PROJECT_BINARY_DIR} ${ARG_ENV})
   # gtest_discover_tests flattens PROPERTIES through a command line and a script:
   # the env list survives as one ENVIRONMENT value only with this much escaping
   # (checked with ctest --show-only=json-v1).

@@ -1,5 +1,5 @@
 // Tests for build/bin/droce-pcap (issue 3 sections 4 and 5): runs the built
-// tool as a subprocess on the shared rxe captures and on damaged copies, and
+// tool as a subprocess on the rxe captures (tests/data) and on damaged copies, and
 // checks exit codes, stderr and the parsed --json output.
 #include <fcntl.h>
 #include <pcap/pcap.h>
@@ -23,6 +23,7 @@
 
 #include "nic/wire/packet.h"
 #include "tests/apps/mini_json.h"
+#include "tests/common/test_data.h"
 
 extern char** environ;
 
@@ -140,18 +141,13 @@ RunResult run_tool(const TempDir& dir, const std::vector<std::string>& args) {
 // ---------------------------------------------------------------------------
 // Captures.
 
-fs::path captures_dir() {
-  const char* d = std::getenv("DROCE_TEST_DATA");
-  return fs::path(d == nullptr ? "/work/shared/data" : d) / "rxe-captures";
-}
+// tests/data/rxe-captures of the checkout, or $DROCE_TEST_DATA/rxe-captures.
+fs::path captures_dir() { return ::droce::test::rxe_captures_dir(); }
 
-#define SKIP_WITHOUT_CAPTURES()                                                              \
-  do {                                                                                       \
-    if (!fs::is_directory(captures_dir())) {                                                 \
-      GTEST_SKIP() << "no rxe captures at " << captures_dir()                                \
-                   << " (set DROCE_TEST_DATA to the folder holding rxe-captures/)";          \
-    }                                                                                        \
-  } while (0)
+// The captures are part of the repository: without them the test fails.
+#define REQUIRE_CAPTURES()                                                        \
+  ASSERT_TRUE(fs::is_directory(captures_dir()))                                   \
+      << "no rxe captures at " << captures_dir() << " (tests/data/README.md)"
 
 struct Packet {
   pcap_pkthdr hdr;
@@ -277,7 +273,7 @@ TEST(DrocePcap, UsageErrorWithoutFiles) {
 
 // (a) Every shared rxe capture reports clean, one file per run.
 TEST(DrocePcap, EverySharedCaptureIsClean) {
-  SKIP_WITHOUT_CAPTURES();
+  REQUIRE_CAPTURES();
   TempDir dir;
   for (const char* name : kCaptureNames) {
     SCOPED_TRACE(name);
@@ -296,7 +292,7 @@ TEST(DrocePcap, EverySharedCaptureIsClean) {
 
 // All twelve in one run: twelve lines, exit 0; counts match tshark's.
 TEST(DrocePcap, OpcodeCountsMatchTshark) {
-  SKIP_WITHOUT_CAPTURES();
+  REQUIRE_CAPTURES();
   TempDir dir;
   std::vector<std::string> args = {"--json"};
   for (const auto& e : expected_counts()) args.push_back((captures_dir() / e.file).string());
@@ -319,7 +315,7 @@ TEST(DrocePcap, OpcodeCountsMatchTshark) {
 
 // (b) One bit flipped inside the payload of one RC SEND ONLY -> that frame has a bad ICRC.
 TEST(DrocePcap, FlippedPayloadBitIsBadIcrc) {
-  SKIP_WITHOUT_CAPTURES();
+  REQUIRE_CAPTURES();
   TempDir dir;
   std::vector<Packet> pkts = read_packets(captures_dir() / "pingpong_rc.pcap");
   size_t victim = pkts.size();
@@ -363,7 +359,7 @@ TEST(DrocePcap, FlippedPayloadBitIsBadIcrc) {
 // (c) A file cut in the middle of its last record: the frames before the cut
 // are reported, the file counts as unreadable (exit 2) with a clear message.
 TEST(DrocePcap, FileCutMidRecord) {
-  SKIP_WITHOUT_CAPTURES();
+  REQUIRE_CAPTURES();
   TempDir dir;
   const fs::path good = captures_dir() / "rping.pcap";
   std::string bytes = slurp(good);
@@ -395,7 +391,7 @@ TEST(DrocePcap, FileCutMidRecord) {
 
 // (d) A missing file: exit 2 and a message naming it; the other files are still reported.
 TEST(DrocePcap, MissingFileIsExit2AndOthersStillReported) {
-  SKIP_WITHOUT_CAPTURES();
+  REQUIRE_CAPTURES();
   TempDir dir;
   const fs::path missing = dir / "no-such-capture.pcap";
   const fs::path good = captures_dir() / "pingpong_ud.pcap";
@@ -420,7 +416,7 @@ TEST(DrocePcap, MissingFileIsExit2AndOthersStillReported) {
 
 // (e) Only Ethernet captures are supported.
 TEST(DrocePcap, NonEthernetLinkTypeIsExit2) {
-  SKIP_WITHOUT_CAPTURES();
+  REQUIRE_CAPTURES();
   TempDir dir;
   // The same RoCEv2 packets as raw IP (Ethernet header stripped).
   std::vector<Packet> pkts = read_packets(captures_dir() / "pingpong_rc.pcap");
@@ -440,18 +436,20 @@ TEST(DrocePcap, NonEthernetLinkTypeIsExit2) {
 
 // (f) A pcapng copy reads exactly like the pcap.
 TEST(DrocePcap, PcapngReadsSameAsPcap) {
-  SKIP_WITHOUT_CAPTURES();
+  REQUIRE_CAPTURES();
   TempDir dir;
   const fs::path pcap = captures_dir() / "rdma_cm.pcap";
   const fs::path ng = dir / "rdma_cm.pcapng";
   RunResult conv;
-  bool converted = spawn_wait({"editcap", "-F", "pcapng", pcap.string(), ng.string()}, dir.path(), true,
-                              &conv) && conv.exit_status == 0;
-  if (!converted) {
-    converted = spawn_wait({"tshark", "-F", "pcapng", "-r", pcap.string(), "-w", ng.string()}, dir.path(),
-                           true, &conv) && conv.exit_status == 0;
+  // editcap, else tshark (both from Wireshark; scripts/install-deps installs tshark).
+  bool started = spawn_wait({"editcap", "-F", "pcapng", pcap.string(), ng.string()}, dir.path(), true,
+                            &conv);
+  if (!started) {
+    started = spawn_wait({"tshark", "-F", "pcapng", "-r", pcap.string(), "-w", ng.string()}, dir.path(),
+                         true, &conv);
   }
-  if (!converted) GTEST_SKIP() << "neither editcap nor tshark could write a pcapng file (install tshark)";
+  if (!started) GTEST_SKIP() << "neither editcap nor tshark is installed (package tshark): no pcapng copy";
+  ASSERT_EQ(conv.exit_status, 0) << "writing the pcapng copy failed: " << conv.err;
   // Make sure it really is pcapng (Section Header Block type 0x0A0D0D0A).
   const std::string head = slurp(ng).substr(0, 4);
   ASSERT_EQ(head, std::string("\x0a\x0d\x0d\x0a", 4));
@@ -479,7 +477,7 @@ TEST(DrocePcap, PcapngReadsSameAsPcap) {
 // RoCEv2 frames cut by the capture's snaplen are malformed, with that reason;
 // a TCP frame cut the same way is still just "other".
 TEST(DrocePcap, SnaplenTruncatedRoceFramesAreMalformed) {
-  SKIP_WITHOUT_CAPTURES();
+  REQUIRE_CAPTURES();
   TempDir dir;
   std::vector<Packet> pkts = read_packets(captures_dir() / "pingpong_rc.pcap");
   constexpr uint32_t kSnap = 60;  // keeps Ethernet, IPv4, UDP, BTH; drops the ICRC
@@ -514,7 +512,7 @@ TEST(DrocePcap, SnaplenTruncatedRoceFramesAreMalformed) {
 
 // A RoCEv2 frame with an opcode outside the table is malformed, with the parser's reason.
 TEST(DrocePcap, UnknownOpcodeIsMalformed) {
-  SKIP_WITHOUT_CAPTURES();
+  REQUIRE_CAPTURES();
   TempDir dir;
   std::vector<Packet> pkts = read_packets(captures_dir() / "pingpong_rc.pcap");
   size_t victim = pkts.size();
@@ -541,7 +539,7 @@ TEST(DrocePcap, UnknownOpcodeIsMalformed) {
 // ARP, IPv6 junk, TCP, UDP to other ports (e.g. a MAD-like datagram on 4792)
 // and runts are counted as other traffic, never as errors.
 TEST(DrocePcap, NonRoceFramesAreCountedNotErrors) {
-  SKIP_WITHOUT_CAPTURES();
+  REQUIRE_CAPTURES();
   TempDir dir;
   std::vector<uint8_t> eth = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 1};
   auto with_type = [&](uint16_t type, std::vector<uint8_t> body) {
@@ -603,7 +601,7 @@ TEST(DrocePcap, NonRoceFramesAreCountedNotErrors) {
 // File names with quotes, backslashes, control characters and invalid UTF-8
 // still give valid JSON, and valid names come back unchanged.
 TEST(DrocePcap, JsonEscapesFileNames) {
-  SKIP_WITHOUT_CAPTURES();
+  REQUIRE_CAPTURES();
   TempDir dir;
   const std::string weird = "we\"ird\\na\tme\x01 \xc3\xa9.pcap";
   const std::string invalid = "bad\xff\xfe.pcap";
@@ -623,7 +621,7 @@ TEST(DrocePcap, JsonEscapesFileNames) {
 
 // The text report of a clean file.
 TEST(DrocePcap, TextReport) {
-  SKIP_WITHOUT_CAPTURES();
+  REQUIRE_CAPTURES();
   TempDir dir;
   const fs::path f = captures_dir() / "rdma_read_bw.pcap";
   RunResult r = run_tool(dir, {f.string()});

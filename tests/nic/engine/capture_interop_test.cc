@@ -1,6 +1,6 @@
 // Capture interoperability (issue 4 section 7, "Captures"): frames the engine
 // sends, recorded by the port capture, pass droce-pcap and tshark; request
-// frames of real rxe captures (shared/data/rxe-captures) replayed into a
+// frames of real rxe captures (tests/data/rxe-captures) replayed into a
 // droce responder are accepted (IBTA vol. 1 ch. 9, annex A17).
 #include <pcap/pcap.h>
 #include <rte_mbuf.h>
@@ -17,6 +17,7 @@
 #include "nic/wire/icrc.h"
 #include "nic/wire/ipv4.h"
 #include "nic/wire/packet.h"
+#include "tests/common/test_data.h"
 #include "tests/nic/engine/engine_fixture.h"
 
 namespace droce::nic::test {
@@ -272,10 +273,8 @@ TEST_F(CaptureTest, EngineFramesPassDrocePcapAndTshark) {
   }
 
   // tshark.
-  if (!have_tshark()) {
-    std::printf("[  NOTE    ] tshark absent: tshark check not run\n");
-    return;
-  }
+  if (!have_tshark()) GTEST_SKIP() << "tshark is not installed (package tshark): capture written and "
+                                       "checked by droce-pcap, not decoded by tshark";
   int st = 0;
   const std::string total =
       run("tshark -r " + path_ + " -T fields -e frame.number 2>/dev/null | wc -l", &st);
@@ -303,9 +302,9 @@ class ReplayTest : public ::testing::Test {
   // Loads `file`, keeps the request frames of the direction and QP of the
   // first frame whose opcode satisfies want(), in capture order.
   void load(const char* file, bool (*want)(const wire::OpcodeInfo&)) {
-    const char* data = std::getenv("DROCE_TEST_DATA");
-    const std::string dir = std::string(data ? data : "/work/shared/data") + "/rxe-captures";
-    if (access(dir.c_str(), R_OK) != 0) GTEST_SKIP() << dir << " absent: replay not run";
+    // Part of the repository (tests/data/README.md): missing is a failure.
+    const std::string dir = ::droce::test::rxe_captures_dir().string();
+    ASSERT_EQ(access(dir.c_str(), R_OK), 0) << dir << " is missing: replay not run";
     std::string err;
     auto all = read_pcap(dir + "/" + file, &err);
     ASSERT_FALSE(all.empty()) << file << ": " << err;

@@ -1,4 +1,4 @@
-// Helpers for the nic/wire tests: reading the shared rxe captures with libpcap
+// Helpers for the nic/wire tests: reading the rxe captures with libpcap
 // and building a typical frame with the builder.
 #pragma once
 
@@ -9,26 +9,21 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "nic/wire/builder.h"
 #include "nic/wire/icrc.h"
+#include "tests/common/test_data.h"
 
 namespace droce::wire::test {
 
 using Frame = std::vector<uint8_t>;
 
-// $DROCE_TEST_DATA/rxe-captures, or nullopt when it is not there.
-inline std::optional<std::filesystem::path> captures_dir() {
-  const char* env = std::getenv("DROCE_TEST_DATA");
-  if (env == nullptr || *env == '\0') return std::nullopt;
-  std::filesystem::path dir = std::filesystem::path(env) / "rxe-captures";
-  std::error_code ec;
-  if (!std::filesystem::is_directory(dir, ec)) return std::nullopt;
-  return dir;
-}
+// The rxe captures of the checkout (tests/data/rxe-captures, or
+// $DROCE_TEST_DATA/rxe-captures); they are part of the repository, so a test
+// that reads them fails (never skips) when they are not there.
+inline std::filesystem::path captures_dir() { return ::droce::test::rxe_captures_dir(); }
 
 // Every frame of a pcap file (Ethernet link type). Sets *error on failure.
 inline std::vector<Frame> read_pcap(const std::filesystem::path& file, std::string* error) {
