@@ -137,6 +137,7 @@ struct QpCounters {
   uint64_t stale_naks = 0;          // seq NAKs ignored: a go-back-N to that PSN is under way
   uint64_t duplicate_responses = 0; // READ responses / atomic ACKs already used (earlier round)
   uint64_t response_gaps = 0;       // READ responses / atomic ACKs past a missing one
+  uint64_t tx_unresolved = 0;       // packets not sent: the peer's MAC is not resolved (ARP failed)
 };
 
 enum class ResolveResult : uint8_t { kResolved, kPending, kFailed };

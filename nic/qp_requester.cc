@@ -128,6 +128,7 @@ bool Qp::send_one_packet(Nanos now) {
   // Where it goes.
   wire::MacAddr dst_mac;
   uint32_t dst_ip;
+  bool unresolved = false;
   uint32_t dst_qpn = attrs_.dest_qpn;
   uint32_t qkey = 0;
   if (type_ == QpType::kUd) {
@@ -147,8 +148,21 @@ bool Qp::send_one_packet(Nanos now) {
   } else {
     const ResolveResult r = resolve_peer(now, &dst_mac);
     if (r == ResolveResult::kPending) return false;
-    // kFailed: send nowhere and let the retransmit timer count the loss.
     dst_ip = attrs_.av.dst_ip;
+    if (r == ResolveResult::kFailed) {
+      // No frame leaves without its destination MAC. UC fails the WQE as rxe
+      // fails one to an unreachable peer (init_req_packet: LOC_QP_OP_ERR, QP
+      // to ERR); RC counts the packet as lost below and lets its retransmit
+      // timer decide, as it would for a packet the link dropped.
+      if (type_ == QpType::kUc) {
+        DROCE_DEBUG("qp %u: UC send WQE %lu: peer %s did not answer ARP", qpn_,
+                    (unsigned long)w.wr_id, format_ipv4(dst_ip).c_str());
+        ++counters_.tx_unresolved;
+        complete_send_now(sq_send_, WcStatus::kLocQpOpErr);
+        return false;
+      }
+      unresolved = true;
+    }
   }
 
   // UD: one packet per datagram whatever its size (post_send bounds it by
@@ -191,18 +205,22 @@ bool Qp::send_one_packet(Nanos now) {
     s.deth_src_qp = qpn_;
   }
 
-  uint8_t* payload = nullptr;
-  rte_mbuf* mb = build_packet(s, dst_mac, dst_ip, &payload);
-  if (mb == nullptr) return false;  // no mbuf: try again next poll (counted by the port)
-  if (w.opcode == WrOpcode::kAtomicWrite) {
-    std::memcpy(payload, &w.swap, sizeof(w.swap));  // the 8 bytes as the application gave them
-  } else if (s.payload_len > 0 && !gather(w, off, payload, s.payload_len)) {
-    rte_pktmbuf_free(mb);
-    DROCE_DEBUG("qp %u: send WQE %lu: local key no longer valid", qpn_, (unsigned long)w.wr_id);
-    complete_send_now(sq_send_, WcStatus::kLocProtErr);
-    return false;
+  if (unresolved) {
+    ++counters_.tx_unresolved;  // RC: "sent" into the void; the retransmit timer runs
+  } else {
+    uint8_t* payload = nullptr;
+    rte_mbuf* mb = build_packet(s, dst_mac, dst_ip, &payload);
+    if (mb == nullptr) return false;  // no mbuf: try again next poll (counted by the port)
+    if (w.opcode == WrOpcode::kAtomicWrite) {
+      std::memcpy(payload, &w.swap, sizeof(w.swap));  // the 8 bytes as the application gave them
+    } else if (s.payload_len > 0 && !gather(w, off, payload, s.payload_len)) {
+      rte_pktmbuf_free(mb);
+      DROCE_DEBUG("qp %u: send WQE %lu: local key no longer valid", qpn_, (unsigned long)w.wr_id);
+      complete_send_now(sq_send_, WcStatus::kLocProtErr);
+      return false;
+    }
+    finish_packet(mb, s);
   }
-  finish_packet(mb, s);
 
   if (type_ == QpType::kRc) {
     if (psn_before(s.psn, psn_max_sent_)) ++counters_.retransmits;

@@ -50,7 +50,10 @@ bool length_ok(const wire::OpcodeInfo& info, uint32_t len, uint32_t mtu) {
 
 void Qp::send_ack(uint8_t syndrome, uint32_t psn, Nanos now) {
   wire::MacAddr mac;
-  if (resolve_peer(now, &mac) != ResolveResult::kResolved) return;  // the requester retries
+  if (resolve_peer(now, &mac) != ResolveResult::kResolved) {
+    ++counters_.tx_unresolved;  // the requester retries
+    return;
+  }
   wire::PacketSpec s;
   s.opcode = op::kAck;
   s.dest_qp = attrs_.dest_qpn;
@@ -466,7 +469,10 @@ void Qp::queue_placement_response(uint32_t psn) {
 
 void Qp::send_atomic_ack(const RespResource& r, Nanos now) {
   wire::MacAddr mac;
-  if (resolve_peer(now, &mac) != ResolveResult::kResolved) return;
+  if (resolve_peer(now, &mac) != ResolveResult::kResolved) {
+    ++counters_.tx_unresolved;  // the requester asks again; the reply is kept
+    return;
+  }
   wire::PacketSpec s;
   s.opcode = op::kAtomicAck;
   s.dest_qp = attrs_.dest_qpn;
