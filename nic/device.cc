@@ -459,12 +459,30 @@ void Device::dispatch(const wire::PacketView& v, Nanos now) {
     ++counters_.rx_bad_transport;
     return;
   }
+  // rxe_recv.c check_type_state: requests need a QP whose receive side runs
+  // (RTR, RTS, SQD, SQE); responses one whose send side does (RTS, SQD, SQE).
+  const QpState st = qp->state();
+  const bool request = info.has(wire::kOpRequest);
+  if (st == QpState::kReset || st == QpState::kInit || st == QpState::kErr ||
+      (!request && st == QpState::kRtr)) {
+    ++counters_.rx_bad_state;
+    qp->count_drop();
+    return;
+  }
+  // rxe_recv.c check_addr: a connected QP takes packets from its peer only
+  // (the source IPv4 of its destination GID, ::ffff:a.b.c.d), so a host that
+  // guesses a QPN and PSN can neither write into its memory nor fail it.
+  if (want != wire::Transport::kUd && (v.ipv6 || v.ipv4().src.get() != qp->peer_ip())) {
+    ++counters_.rx_bad_src_addr;
+    qp->count_bad_src_addr();
+    return;
+  }
   if ((v.bth().pkey.get() & 0x7FFF) != 0x7FFF) {
     ++counters_.rx_bad_pkey;
     return;
   }
   const RxPacket pkt{&v, now};
-  if (info.has(wire::kOpRequest)) {
+  if (request) {
     qp->handle_request(pkt);
   } else {
     qp->handle_response(pkt);

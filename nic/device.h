@@ -87,6 +87,7 @@ struct EngineCounters {
   uint64_t rx_bad_transport = 0;  // opcode of another transport than the QP's
   uint64_t rx_bad_state = 0;      // QP cannot receive in its state
   uint64_t rx_bad_pkey = 0;
+  uint64_t rx_bad_src_addr = 0;   // RC/UC: source IPv4/GID is not the QP's destination
   uint64_t rx_cnp = 0;
   uint64_t tx_no_mbuf = 0;
 };

@@ -138,6 +138,7 @@ struct QpCounters {
   uint64_t duplicate_responses = 0; // READ responses / atomic ACKs already used (earlier round)
   uint64_t response_gaps = 0;       // READ responses / atomic ACKs past a missing one
   uint64_t tx_unresolved = 0;       // packets not sent: the peer's MAC is not resolved (ARP failed)
+  uint64_t rx_bad_src_addr = 0;     // RC/UC packets from another address than the QP's peer
 };
 
 enum class ResolveResult : uint8_t { kResolved, kPending, kFailed };
@@ -169,6 +170,11 @@ class Qp {
   Status modify(const QpAttrs& attrs, uint32_t mask);
   QpAttrs query() const;
   const QpCounters& counters() const { return counters_; }
+  // The IPv4 address of the connected peer (RC/UC; from the AV of RTR).
+  uint32_t peer_ip() const { return attrs_.av.dst_ip; }
+  // Packets the device's receive checks dropped before the QP saw them.
+  void count_drop() { ++counters_.drops; }
+  void count_bad_src_addr() { ++counters_.rx_bad_src_addr; }
   // Moves the QP to ERR and flushes (a fatal completion, a remote error, a
   // CQ overflow, device removal). Idempotent: a second call completes nothing twice.
   void enter_error();
@@ -177,7 +183,8 @@ class Qp {
   // error, as its next packet would) and the engine never touches the region.
   void on_mr_deregistered(const uint8_t* host, uint64_t length);
 
-  // Engine entry points.
+  // Engine entry points. Device::dispatch has checked the packet's transport,
+  // the QP's state, the source address and the P_Key (rxe_recv.c hdr_check).
   void handle_request(const RxPacket& pkt);   // qp_responder.cc
   void handle_response(const RxPacket& pkt);  // qp_completer.cc
   void run_requester(Nanos now);              // qp_requester.cc

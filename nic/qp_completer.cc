@@ -93,11 +93,6 @@ void Qp::complete_error_at(uint32_t psn, WcStatus status) {
 
 void Qp::handle_response(const RxPacket& pkt) {
   const wire::PacketView& v = *pkt.v;
-  const QpState st = state();
-  if (type_ != QpType::kRc || (st != QpState::kRts && st != QpState::kSqd && st != QpState::kSqe)) {
-    ++counters_.drops;
-    return;
-  }
   ++counters_.rx_packets;
   counters_.rx_bytes += v.payload_len;
   const wire::OpcodeInfo& info = *v.op;

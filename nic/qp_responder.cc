@@ -113,11 +113,6 @@ WcStatus Qp::scatter_recv(const uint8_t* src, uint32_t len) {
 
 void Qp::handle_request(const RxPacket& pkt) {
   const wire::PacketView& v = *pkt.v;
-  const QpState st = state();
-  if (st == QpState::kReset || st == QpState::kInit || st == QpState::kErr) {
-    ++counters_.drops;
-    return;
-  }
   ++counters_.rx_packets;
   counters_.rx_bytes += v.payload_len;
   if (type_ == QpType::kUd) {

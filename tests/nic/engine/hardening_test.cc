@@ -101,5 +101,51 @@ TEST_F(Hardening, UcToUnresolvedPeerFailsTheWqe) {
   EXPECT_EQ(qp->state(), QpState::kErr);
 }
 
+// ---- 2. RC/UC receive checks the source address (rxe_recv.c check_addr) ----
+
+// A host on the segment that guesses the QPN, the PSN and an rkey: its WRITE
+// must not land, and its bad opcode must not push the QP to ERR. The QP's
+// real peer goes on undisturbed at the same PSN.
+TEST_F(Hardening, SpoofedSourceAddressIsDroppedAndCounted) {
+  for (QpType type : {QpType::kRc, QpType::kUc}) {
+    SCOPED_TRACE(type == QpType::kRc ? "RC" : "UC");
+    Qp* qa = make_qp(a_, type);
+    Qp* qb = make_qp(b_, type);
+    connect(a_, qa, b_, qb);
+    connect(b_, qb, a_, qa);
+    Buffer dst = make_buffer(b_, 256, kAllAccess, 0x00);
+    const uint8_t rc_base = type == QpType::kRc ? op::kRc : op::kUc;
+    const uint64_t before = b_.dev->counters().rx_bad_src_addr;
+    std::vector<uint8_t> evil(64, 0xEE);
+    wire::PacketSpec s = spec(a_, b_, rc_base | op::kWriteOnly, qb->qpn(), 0x123);
+    s.src_ip = parse_ipv4("10.9.0.77").value();
+    s.payload_len = 64;
+    s.ackreq = true;
+    s.reth_va = dst.addr();
+    s.reth_rkey = dst.key;
+    s.reth_len = 64;
+    inject(a_, s, evil.data());
+    wire::PacketSpec bad = spec(a_, b_, rc_base | op::kWriteMiddle, qb->qpn(), 0x123);
+    bad.src_ip = s.src_ip;
+    bad.payload_len = 1024;
+    std::vector<uint8_t> big(1024, 0xEE);
+    inject(a_, bad, big.data());
+    run_for(200 * kNanosPerUs);
+    EXPECT_EQ(dst.bytes[0], 0x00) << "a spoofed WRITE landed";
+    EXPECT_EQ(b_.dev->counters().rx_bad_src_addr - before, 2u);
+    EXPECT_EQ(qb->counters().rx_bad_src_addr, 2u);
+    EXPECT_EQ(qb->state(), QpState::kRts);
+    // The real peer, at the PSN the spoofer used: accepted.
+    Buffer src = make_buffer(a_, 64, kAllAccess, 0x11);
+    ASSERT_EQ(post(qa, WrOpcode::kRdmaWrite, 1, &src, 64, &dst), 0);
+    auto c = collect(a_.scq, 1);
+    ASSERT_EQ(c.size(), 1u);
+    EXPECT_EQ(c[0].status, WcStatus::kSuccess);
+    run_for(100 * kNanosPerUs);
+    EXPECT_EQ(dst.bytes[0], 0x11);
+    EXPECT_EQ(dst.bytes[63], 0x11);
+  }
+}
+
 }  // namespace
 }  // namespace droce::nic::test
