@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "nic/base/log.h"
@@ -60,7 +61,8 @@ Device::Device(Port* port, std::unique_ptr<Port> owned, const Options& opts)
       port_(port),
       mrs_(opts.attr.max_mr),
       pd_users_(opts.attr.max_pd + 1, 0),
-      qps_(opts.attr.max_qp),
+      qps_(std::bit_ceil(std::max<uint32_t>(opts.attr.max_qp, 1))),
+      qp_mask_(uint32_t(qps_.size() - 1)),
       ahs_(opts.attr.max_ah + 1) {
   async_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -246,9 +248,14 @@ Result<Qp*> Device::create_qp(const QpInitAttr& in) {
                                           [&](const auto& q) { return q.get() == init.srq; })) {
     return Status(Errc::kInvalidArgument, "SRQ of another device");
   }
-  size_t slot = 0;
-  while (slot < qps_.size() && qps_[slot]) ++slot;
-  if (slot == qps_.size()) return Status(Errc::kNoMemory, "too many QPs");
+  if (live_.size() >= attr_.max_qp) return Status(Errc::kNoMemory, "too many QPs");
+  // The next QPN after the last one handed out whose table slot is free
+  // (consecutive QPNs take consecutive slots, so one turn of the table finds
+  // one): a destroyed QPN returns only after the space has wrapped.
+  uint32_t qpn = next_qpn_;
+  while (qps_[qpn & qp_mask_]) qpn = next_qpn_after(qpn);
+  next_qpn_ = next_qpn_after(qpn);
+  const size_t slot = qpn & qp_mask_;
 
   auto sq =
       WorkQueue::create(c.max_send_wr, WorkQueue::send_stride(c.max_send_sge, c.max_inline_data));
@@ -267,8 +274,7 @@ Result<Qp*> Device::create_qp(const QpInitAttr& in) {
   // Inline room the slot really has (reported back, as providers do).
   c.max_inline_data = std::max(
       c.max_inline_data, std::min<uint32_t>(attr_.max_inline_data, sq.value()->stride() - 64));
-  auto qp = std::make_unique<Qp>(this, kFirstQpn + uint32_t(slot), init, std::move(sq.value()),
-                                 std::move(rq));
+  auto qp = std::make_unique<Qp>(this, qpn, init, std::move(sq.value()), std::move(rq));
   Qp* raw = qp.get();
   qps_[slot] = std::move(qp);
   live_.push_back(raw);
@@ -295,9 +301,8 @@ QpAttrs Device::query_qp(Qp* qp) {
 
 Status Device::destroy_qp(Qp* qp) {
   auto lock = lock_engine();
-  const uint32_t slot = qp->qpn() - kFirstQpn;
-  if (slot >= qps_.size() || qps_[slot].get() != qp)
-    return Status(Errc::kInvalidArgument, "no such QP");
+  const uint32_t slot = qp->qpn() & qp_mask_;
+  if (qps_[slot].get() != qp) return Status(Errc::kInvalidArgument, "no such QP");
   live_.erase(std::find(live_.begin(), live_.end(), qp));
   for (size_t i = 0; i < cqs_.size(); ++i) {
     if (cqs_[i].get() == qp->send_cq()) --cq_users_[i];
@@ -310,8 +315,8 @@ Status Device::destroy_qp(Qp* qp) {
 }
 
 Qp* Device::qp_by_num(uint32_t qpn) {
-  const uint32_t slot = qpn - kFirstQpn;
-  return slot < qps_.size() ? qps_[slot].get() : nullptr;
+  Qp* qp = qps_[qpn & qp_mask_].get();
+  return qp != nullptr && qp->qpn() == qpn ? qp : nullptr;
 }
 
 // ---- AH ----

@@ -30,6 +30,11 @@ struct rte_mbuf;
 
 namespace droce::nic {
 
+inline constexpr uint32_t kFirstQpn = 0x11;  // QP0/QP1 are reserved (SMI/GSI), as rxe starts at 17
+// QPNs handed out cyclically from [kFirstQpn, kFirstQpn + kQpnSpace), as
+// rxe's QP pool does over its index range (RXE_MAX_QP_INDEX = 2^17).
+inline constexpr uint32_t kQpnSpace = 1u << 17;
+
 // Device limits, reported by query_device (values close to rdma_rxe's).
 struct DeviceAttr {
   uint32_t max_qp = 4096;
@@ -174,7 +179,15 @@ class Device {
 
   MrTable mrs_;
   std::vector<uint32_t> pd_users_;  // index = pd number; users + 1 when allocated, 0 free
-  std::vector<std::unique_ptr<Qp>> qps_;  // index = qpn - kFirstQpn
+  // QPs by number: slot qpn & qp_mask_ (a power of two >= max_qp slots);
+  // numbers are handed out cyclically (kQpnSpace), so a slot's QP is checked
+  // against the number looked up.
+  std::vector<std::unique_ptr<Qp>> qps_;
+  uint32_t qp_mask_;
+  uint32_t next_qpn_ = kFirstQpn;
+  static uint32_t next_qpn_after(uint32_t qpn) {
+    return qpn + 1 == kFirstQpn + kQpnSpace ? kFirstQpn : qpn + 1;
+  }
   std::vector<std::unique_ptr<CompletionQueue>> cqs_;
   std::vector<uint32_t> cq_users_;
   struct AhEntry {
@@ -217,6 +230,5 @@ class Device {
   EngineCounters counters_;
 };
 
-inline constexpr uint32_t kFirstQpn = 0x11;  // QP0/QP1 are reserved (SMI/GSI), as rxe starts at 17
 
 }  // namespace droce::nic

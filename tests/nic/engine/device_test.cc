@@ -543,6 +543,8 @@ TEST_F(DeviceTest, CreateQpBeyondLimitsIsInvalid) {
   EXPECT_TRUE(a_.dev->dealloc_pd(pd).is_ok());
 }
 
+// A full table refuses with ENOMEM; a destroy frees room for one more, which
+// gets a new number (QPNs are handed out cyclically, not lowest-first).
 TEST_F(DeviceTest, TooManyQpsIsNoMemoryAndTheSlotIsReused) {
   Device::Options opts;
   opts.engine_thread = false;
@@ -568,7 +570,10 @@ TEST_F(DeviceTest, TooManyQpsIsNoMemoryAndTheSlotIsReused) {
   ASSERT_TRUE(a_.dev->destroy_qp(qps[1]).is_ok());
   r = a_.dev->create_qp(init);
   ASSERT_TRUE(r.is_ok());
-  EXPECT_EQ(r.value()->qpn(), qpn);
+  EXPECT_NE(r.value()->qpn(), qpn);
+  EXPECT_EQ(a_.dev->qp_by_num(qpn), nullptr);
+  EXPECT_EQ(a_.dev->qp_by_num(r.value()->qpn()), r.value());
+  EXPECT_FALSE(a_.dev->create_qp(init).is_ok());
 }
 
 // ---- posting errors (libibverbs errnos) ----

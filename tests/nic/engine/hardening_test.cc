@@ -147,5 +147,57 @@ TEST_F(Hardening, SpoofedSourceAddressIsDroppedAndCounted) {
   }
 }
 
+// ---- 3. QP numbers are allocated cyclically (as rxe's pool does) ----
+
+// A destroyed QPN comes back only after every other number of the space was
+// handed out once, so late frames of a destroyed QP find no successor.
+TEST_F(Hardening, DestroyedQpnIsNotReusedUntilTheSpaceWraps) {
+  auto create = [&] {
+    QpInitAttr init;
+    init.type = QpType::kUd;
+    init.pd = a_.pd;
+    init.send_cq = a_.scq;
+    init.recv_cq = a_.rcq;
+    init.cap.max_send_wr = 1;
+    init.cap.max_recv_wr = 1;
+    auto qp = a_.dev->create_qp(init);
+    EXPECT_TRUE(qp.is_ok()) << qp.status().message();
+    return qp.is_ok() ? qp.value() : nullptr;
+  };
+  Qp* keep = create();  // one live QP: its number is never handed out
+  ASSERT_NE(keep, nullptr);
+  Qp* first = create();
+  ASSERT_NE(first, nullptr);
+  const uint32_t first_qpn = first->qpn();
+  ASSERT_TRUE(a_.dev->destroy_qp(first).is_ok());
+  std::vector<bool> seen(1u << 24, false);
+  uint32_t handed_out = 0, wraps = 0, last = first_qpn;
+  for (;;) {
+    Qp* qp = create();
+    ASSERT_NE(qp, nullptr);
+    const uint32_t qpn = qp->qpn();
+    ASSERT_TRUE(a_.dev->destroy_qp(qp).is_ok());
+    if (qpn < last) ++wraps;
+    last = qpn;
+    if (qpn == first_qpn) break;
+    ASSERT_NE(qpn, keep->qpn());
+    ASSERT_GE(qpn, kFirstQpn) << "QP0 and QP1 are reserved";
+    ASSERT_FALSE(seen[qpn]) << "QPN 0x" << std::hex << qpn << " reused before the space wrapped";
+    seen[qpn] = true;
+    ++handed_out;
+    ASSERT_LE(handed_out, kQpnSpace) << "the destroyed QPN never came back";
+  }
+  // In between, the rest of the space once each in cyclic order, but for the
+  // live QP's number and those sharing its table slot (one in max_qp).
+  EXPECT_EQ(wraps, 1u);
+  EXPECT_GE(handed_out, kQpnSpace - kQpnSpace / a_.dev->attr().max_qp - 1);
+  // A frame for a destroyed QPN finds no QP and is counted.
+  const uint64_t before = b_.dev->counters().rx_no_qp;
+  wire::PacketSpec s = spec(a_, b_, op::kRc | op::kSendOnly, first_qpn, 0);
+  inject(a_, s);
+  run_for(50 * kNanosPerUs);
+  EXPECT_EQ(b_.dev->counters().rx_no_qp - before, 1u);
+}
+
 }  // namespace
 }  // namespace droce::nic::test
