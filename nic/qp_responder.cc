@@ -354,6 +354,14 @@ void Qp::execute_request(const RxPacket& pkt) {
       return reject(NakCode::kRemoteAccessError, WcStatus::kRemAccessErr,
                     AsyncEventType::kQpAccessErr, "bad rkey or range for atomic");
     }
+    // A region registered at an IOVA other than its address can put an
+    // aligned VA on a misaligned host word (a split lock): refused as a
+    // misaligned VA is (class C invalid request; rxe_mr_do_atomic_op checks
+    // the host address too).
+    if (reinterpret_cast<uintptr_t>(host) & 7) {
+      return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
+                    "atomic host address not 8-byte aligned");
+    }
     // The 64-bit value in host order (as rxe); atomic against other QPs and
     // against the host's own atomics on the same word.
     auto* word = reinterpret_cast<uint64_t*>(host);

@@ -199,5 +199,38 @@ TEST_F(Hardening, DestroyedQpnIsNotReusedUntilTheSpaceWraps) {
   EXPECT_EQ(b_.dev->counters().rx_no_qp - before, 1u);
 }
 
+// ---- 4. atomics check the host address's alignment, not only the VA's ----
+
+// ibv_reg_mr_iova lets an 8-byte aligned VA map to a misaligned host address:
+// an atomic there would be a split lock (undefined behaviour). NAK invalid
+// request, as rxe's rxe_mr_do_atomic_op refuses a misaligned vaddr.
+TEST_F(Hardening, AtomicOnMisalignedHostAddressIsInvalidRequest) {
+  auto p = rc_pair();
+  std::vector<uint8_t> mem(64, 0);
+  const uint64_t iova = 0x100000;  // aligned VA ...
+  auto key = b_.dev->reg_mr(b_.pd, mem.data() + 4 - (reinterpret_cast<uintptr_t>(mem.data()) & 7),
+                            iova, 32, kAllAccess);  // ... at a host address 4 bytes off
+  ASSERT_TRUE(key.is_ok());
+  const std::vector<uint8_t> before = mem;
+  Buffer result = make_buffer(a_, 8, kAllAccess);
+  for (WrOpcode opc : {WrOpcode::kFetchAdd, WrOpcode::kCmpSwap}) {
+    SCOPED_TRACE(opc == WrOpcode::kFetchAdd ? "FETCH_ADD" : "CMP_SWAP");
+    if (opc == WrOpcode::kCmpSwap) p = rc_pair();
+    SendWqe w = wqe(opc, 1);
+    Sge s{result.addr(), 8, result.key};
+    w.num_sge = 1;
+    w.remote_addr = iova + 8;
+    w.rkey = key.value();
+    w.compare_add = 0;
+    w.swap = 0x1111111111111111ull;
+    ASSERT_EQ(p.a->post_send(w, &s, nullptr), 0);
+    auto c = collect(a_.scq, 1);
+    ASSERT_EQ(c.size(), 1u);
+    EXPECT_EQ(c[0].status, WcStatus::kRemInvReqErr);
+    EXPECT_EQ(p.b->state(), QpState::kErr);
+    EXPECT_EQ(mem, before) << "the atomic touched a misaligned word";
+  }
+}
+
 }  // namespace
 }  // namespace droce::nic::test
