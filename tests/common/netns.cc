@@ -24,7 +24,25 @@ std::string command_output(const std::string& cmd, int* status) {
 }
 
 Netns::Netns(std::string name) : name_(std::move(name)) {
-  created_ = std::system(("ip netns add " + name_ + " >/dev/null 2>&1").c_str()) == 0;
+  int st = -1;
+  std::string out = command_output("ip netns add " + name_ + " 2>&1", &st);
+  if (st != 0) {
+    error_ = "`ip netns add " + name_ + "` failed (exit " + std::to_string(st) + "): " + out;
+    return;
+  }
+  created_ = true;
+  // ip netns exec makes / a slave mount first, which fails where / is not a
+  // mount point (a chroot that is not bind-mounted onto itself).
+  out = command_output("ip netns exec " + name_ + " true 2>&1", &st);
+  if (st != 0) {
+    error_ = "`ip netns exec " + name_ + " true` failed (exit " + std::to_string(st) + "): " + out +
+             (out.find("make-rslave") != std::string::npos
+                  ? " (/ is not a mount point: in a chroot, bind-mount its root onto itself,"
+                    " docs/from-scratch.md)"
+                  : "");
+    std::system(("ip netns del " + name_ + " >/dev/null 2>&1").c_str());
+    created_ = false;
+  }
 }
 
 Netns::~Netns() {

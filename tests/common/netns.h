@@ -14,7 +14,8 @@ std::string command_output(const std::string& cmd, int* status = nullptr);
 
 class Netns {
  public:
-  // `ip netns add name`; created() says whether that worked (root needed).
+  // `ip netns add name`, then `ip netns exec name true`; created() says
+  // whether both worked (root needed), error() what failed.
   explicit Netns(std::string name);
   // Runs the cleanups (last added first), then deletes the namespace.
   ~Netns();
@@ -22,6 +23,7 @@ class Netns {
   Netns& operator=(const Netns&) = delete;
 
   bool created() const { return created_; }
+  const std::string& error() const { return error_; }
   const std::string& name() const { return name_; }
   // `ip -n <name> <args>`, output discarded; returns the exit status.
   int ip(const std::string& args) const;
@@ -35,6 +37,7 @@ class Netns {
  private:
   std::string name_;
   bool created_ = false;
+  std::string error_;
   std::vector<std::function<void()>> cleanups_;
 };
 

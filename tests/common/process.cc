@@ -172,6 +172,49 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
+std::string copy_for_nobody(const std::vector<std::string>& files, const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return "cannot create " + dir + ": " + ec.message();
+  fs::permissions(dir, fs::perms(0755), ec);
+  if (ec) return "cannot chmod 0755 " + dir + ": " + ec.message();
+  for (const std::string& f : files) {
+    const fs::path to = fs::path(dir) / fs::path(f).filename();
+    fs::copy_file(f, to, fs::copy_options::overwrite_existing, ec);  // follows symlinks
+    if (ec) return "cannot copy " + f + " to " + to.string() + ": " + ec.message();
+    const fs::perms src = fs::status(f, ec).permissions();
+    if (ec) return "cannot stat " + f + ": " + ec.message();
+    const bool exec = (src & fs::perms::owner_exec) != fs::perms::none;
+    fs::permissions(to, fs::perms(exec ? 0755 : 0644), ec);
+    if (ec) return "cannot chmod " + to.string() + ": " + ec.message();
+  }
+  return "";
+}
+
+std::string sanitizer_env_for_nobody(const std::string& dir, std::map<std::string, std::string>* env) {
+  const char* opts = std::getenv("LSAN_OPTIONS");
+  if (opts == nullptr) return "";
+  // "suppressions=/path/lsan.supp:print_suppressions=0": options split on ':'.
+  std::string out, supp;
+  std::istringstream in(opts);
+  for (std::string opt; std::getline(in, opt, ':');) {
+    if (opt.rfind("suppressions=", 0) == 0) {
+      supp = opt.substr(std::strlen("suppressions="));
+      opt = "suppressions=" + dir + "/" + std::filesystem::path(supp).filename().string();
+    }
+    out += (out.empty() ? "" : ":") + opt;
+  }
+  if (supp.empty()) return "";
+  const std::string err = copy_for_nobody({supp}, dir);
+  if (err.empty()) (*env)["LSAN_OPTIONS"] = out;
+  return err;
+}
+
+std::vector<std::string> as_nobody_argv() {
+  return {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"};
+}
+
 void remove_dpdk_runtime_dir(const std::string& prefix) {
   std::error_code ec;
   for (const char* base : {"/var/run/dpdk/", "/tmp/dpdk/"}) {

@@ -55,6 +55,22 @@ class TempDir {
   std::string path_;
 };
 
+// ---- running as user nobody (uid/gid 65534, through setpriv) ----
+// The checkout, and with it the build, may sit where nobody cannot read it (a
+// clone under /root, mode 0700). A test that runs a program as nobody runs
+// copies instead, made in a directory of its own:
+
+// Copies each file into dir under its own name (a symlink's target is copied
+// under the link's name), dir made 0755, every copy readable by all and, when
+// its source is executable, runnable by all. "" on success, else what failed.
+std::string copy_for_nobody(const std::vector<std::string>& files, const std::string& dir);
+// What a sanitized child running as nobody needs in its environment: when
+// this process's LSAN_OPTIONS names a suppressions file, that file copied into
+// dir and (*env)["LSAN_OPTIONS"] naming the copy. "" on success, else what failed.
+std::string sanitizer_env_for_nobody(const std::string& dir, std::map<std::string, std::string>* env);
+// setpriv's argv prefix that drops to nobody, no supplementary groups.
+std::vector<std::string> as_nobody_argv();
+
 // Removes DPDK's runtime directory for a --file-prefix.
 void remove_dpdk_runtime_dir(const std::string& prefix);
 

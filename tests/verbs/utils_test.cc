@@ -197,7 +197,17 @@ PingPongResult pingpong(const std::string& program, const std::vector<std::strin
                         bool as_nobody = false, const std::string& faults = "") {
   PingPongResult r;
   TempDir dir;
-  if (as_nobody) chmod(dir.path().c_str(), 0777);
+  // As nobody: dir open to all (the memif socket, DPDK's runtime files), and
+  // the drop-in copied into it, since the build may sit where nobody cannot
+  // read it (a checkout under /root).
+  std::string lib_dir = dropin_lib_dir();
+  if (as_nobody) {
+    EXPECT_EQ(chmod(dir.path().c_str(), 0777), 0);
+    lib_dir = dir.path() + "/lib";
+    const std::string err = copy_for_nobody({dropin_lib_dir() + "/libibverbs.so.1"}, lib_dir);
+    EXPECT_EQ(err, "");
+    if (!err.empty()) return r;
+  }
   const std::string sock = dir.path() + "/memif.sock";
   const std::string tag =
       std::to_string(getpid()) + "-" +
@@ -210,9 +220,7 @@ PingPongResult pingpong(const std::string& program, const std::vector<std::strin
            prefix + " --vdev=net_memif0,role=" + role + ",socket=" + sock;
   };
   std::vector<std::string> args;
-  if (as_nobody) {
-    args = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"};
-  }
+  if (as_nobody) args = as_nobody_argv();
   args.insert(args.end(), {program, "-g", "0", "-d", "droce0", "-p", std::to_string(port)});
   args.insert(args.end(), extra.begin(), extra.end());
   // An unprivileged DPDK keeps its runtime files in $XDG_RUNTIME_DIR or /tmp.
@@ -222,7 +230,7 @@ PingPongResult pingpong(const std::string& program, const std::vector<std::strin
   // not sit out DROCE_LINK_WAIT_MS in ibv_open_device for a memif peer that
   // cannot come yet: it opens with its link down (the programs do not mind).
   EXPECT_TRUE(start(args,
-                    {{"LD_LIBRARY_PATH", dropin_lib_dir()},
+                    {{"LD_LIBRARY_PATH", lib_dir},
                      {"DROCE_EAL_ARGS", eal(prefix_s, "server")},
                      {"DROCE_LINK_WAIT_MS", "0"},
                      {"DROCE_IPV4", "10.0.0.1"},
@@ -237,7 +245,7 @@ PingPongResult pingpong(const std::string& program, const std::vector<std::strin
   EXPECT_TRUE(tcp_listening(port)) << read_file(dir.path() + "/server.txt");
   args.push_back("127.0.0.1");
   EXPECT_TRUE(start(args,
-                    {{"LD_LIBRARY_PATH", dropin_lib_dir()},
+                    {{"LD_LIBRARY_PATH", lib_dir},
                      {"DROCE_EAL_ARGS", eal(prefix_c, "client")},
                      {"DROCE_IPV4", "10.0.0.2"},
                      {"DROCE_FAULTS", faults},
@@ -304,7 +312,7 @@ TEST(PingPongUnprivileged, RcOverMemifAsNobody) {
     GTEST_SKIP() << "sanitizer build: the ASan drop-in cannot be loaded by " << path;
   if (!have(path)) GTEST_SKIP() << path << " is not installed (package ibverbs-utils)";
   if (getuid() != 0) GTEST_SKIP() << "not root: the other pingpong tests already run unprivileged";
-  if (!have("/usr/bin/setpriv")) GTEST_SKIP() << "setpriv (util-linux) is not installed";
+  if (!have("/usr/bin/setpriv")) GTEST_SKIP() << "/usr/bin/setpriv is not installed (package util-linux)";
   ASSERT_FALSE(dropin_lib_dir().empty()) << "DROCE_BUILD_DIR is not set";
   ASSERT_EQ(access(dropin_lib_dir().c_str(), R_OK | X_OK), 0);
   const PingPongResult r = pingpong(path, {"-s", "4096", "-c", "-n", "200"}, true);
@@ -395,7 +403,7 @@ TEST_P(PingPongTap, ThroughAKernelBridge) {
   Netns ns("droce-vt-" + tag);
   if (!ns.created()) {
     GTEST_SKIP() << "cannot create network namespace " << ns.name()
-                 << " (needs root and netns support): net_tap pingpong not run";
+                 << " (needs root and netns support): " << ns.error() << "; net_tap pingpong not run";
   }
   ASSERT_FALSE(dir.path().empty());
   ASSERT_EQ(ns.ip("link set lo up"), 0);  // the programs' TCP exchange uses 127.0.0.1
