@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 
 #include "nic/base/log.h"
 #include "nic/base/psn.h"
@@ -98,14 +99,17 @@ int Qp::check_send_wqe(const SendWqe& w, const Sge* sges) const {
 }
 
 int Qp::post_send(const SendWqe& wqe, const Sge* sges, const void* inline_data) {
-  const QpState st = state();
-  if (st == QpState::kReset || st == QpState::kInit || st == QpState::kRtr) {
-    DROCE_DEBUG("qp %u: post_send in state %s (the QP must be in RTS)", qpn_, qp_state_name(st));
-    return EINVAL;
-  }
   if (int err = check_send_wqe(wqe, sges); err != 0) return err;
   {
     std::lock_guard<SpinLock> lock(sq_->producer_lock());
+    // The state is read under the producer lock, which the transition to
+    // RESET holds while it empties the queue and sets the state: a WQE is
+    // either published before the RESET (and discarded by it) or refused.
+    const QpState st = state();
+    if (st == QpState::kReset || st == QpState::kInit || st == QpState::kRtr) {
+      DROCE_DEBUG("qp %u: post_send in state %s (the QP must be in RTS)", qpn_, qp_state_name(st));
+      return EINVAL;
+    }
     uint8_t* slot = sq_->reserve();
     if (slot == nullptr) return ENOMEM;
     auto* w = reinterpret_cast<SendWqe*>(slot);
@@ -130,9 +134,11 @@ int Qp::post_send(const SendWqe& wqe, const Sge* sges, const void* inline_data) 
 
 int Qp::post_recv(uint64_t wr_id, const Sge* sges, uint32_t num_sge) {
   if (srq_ != nullptr) return EINVAL;  // receives go to the SRQ
-  if (state() == QpState::kReset) return EINVAL;
   if (num_sge > caps_.max_recv_sge) return EINVAL;
-  if (int err = post_recv_wqe(*rq_, wr_id, sges, num_sge); err != 0) return err;
+  // The state is checked under the producer lock, as in post_send.
+  const int err = post_recv_wqe(*rq_, wr_id, sges, num_sge,
+                                [this] { return state() != QpState::kReset; });
+  if (err != 0) return err;
   dev_->ring_doorbell();  // in ERR the engine flushes it at once
   return 0;
 }
@@ -257,14 +263,16 @@ void Qp::set_state(QpState s) {
 }
 
 void Qp::reset_queues() {
-  // RESET discards every WQE without completions (IBTA 10.3.1).
+  // RESET discards every WQE without completions (IBTA 10.3.1). The state
+  // changes while both producer locks are held, so no poster that read the
+  // old state can publish into the emptied queues (post_send, post_recv).
   {
-    std::lock_guard<SpinLock> lock(sq_->producer_lock());
+    std::lock_guard<SpinLock> sq_lock(sq_->producer_lock());
+    std::unique_lock<SpinLock> rq_lock;
+    if (rq_) rq_lock = std::unique_lock<SpinLock>(rq_->producer_lock());
+    set_state(QpState::kReset);
     sq_->discard_all();
-  }
-  if (rq_) {
-    std::lock_guard<SpinLock> lock(rq_->producer_lock());
-    rq_->discard_all();
+    if (rq_) rq_->discard_all();
   }
   for (uint32_t i = 0; i < sq_->capacity(); ++i) meta_[i] = SendMeta{};
   sq_comp_ = sq_send_ = sq_->completed();

@@ -184,8 +184,10 @@ Status SharedReceiveQueue::resize(uint32_t depth) {
   return wq_->resize(depth);
 }
 
-int post_recv_wqe(WorkQueue& wq, uint64_t wr_id, const Sge* sges, uint32_t num_sge) {
+int post_recv_wqe(WorkQueue& wq, uint64_t wr_id, const Sge* sges, uint32_t num_sge,
+                  bool (*may_post)(const void*), const void* arg) {
   std::lock_guard<SpinLock> lock(wq.producer_lock());
+  if (may_post != nullptr && !may_post(arg)) return EINVAL;
   uint8_t* slot = wq.reserve();
   if (slot == nullptr) return ENOMEM;
   auto* w = reinterpret_cast<RecvWqe*>(slot);

@@ -220,8 +220,16 @@ class SharedReceiveQueue {
 };
 
 // Posts one receive WQE (RecvWqe + sges) to a receive queue or an SRQ's
-// queue: takes the producer lock, fills a slot, publishes. 0, or ENOMEM
-// when the queue is full. The caller checked num_sge against the slot.
-int post_recv_wqe(WorkQueue& wq, uint64_t wr_id, const Sge* sges, uint32_t num_sge);
+// queue: takes the producer lock, fills a slot, publishes. 0, ENOMEM when
+// the queue is full, or EINVAL when may_post() (called under the producer
+// lock) says no. The caller checked num_sge against the slot.
+int post_recv_wqe(WorkQueue& wq, uint64_t wr_id, const Sge* sges, uint32_t num_sge,
+                  bool (*may_post)(const void*) = nullptr, const void* arg = nullptr);
+template <typename F>
+int post_recv_wqe(WorkQueue& wq, uint64_t wr_id, const Sge* sges, uint32_t num_sge, F&& may_post) {
+  return post_recv_wqe(
+      wq, wr_id, sges, num_sge, [](const void* f) { return (*static_cast<const F*>(f))(); },
+      &may_post);
+}
 
 }  // namespace droce::nic

@@ -232,5 +232,88 @@ TEST_F(Hardening, AtomicOnMisalignedHostAddressIsInvalidRequest) {
   }
 }
 
+// ---- 5. post_send cannot slip a WQE into a RESET QP ----
+
+// Three threads: a poster posting UC SENDs as fast as it can, a resetter
+// taking the QP through RESET and back to RTS, and a's engine thread sending.
+// From the moment modify_qp(RESET) returns until the QP is in RTS again, its
+// send queue must stay empty: post_send in RESET, INIT or RTR fails, and a
+// WQE posted before the RESET is discarded by it. A WQE found there would be
+// sent after the next bring-up, long after the application saw the RESET.
+class ResetRace : public EngineTest {
+ protected:
+  void SetUp() override {
+    EngineTest::SetUp();
+    a_.dev.reset();
+    Device::Options opts;
+    opts.engine_thread = true;
+    auto dev = Device::create(&pair_->a(), opts);
+    ASSERT_TRUE(dev.is_ok()) << dev.status().message();
+    a_.dev = std::move(dev.value());
+    a_.pd = a_.dev->alloc_pd().value();
+    a_.scq = a_.dev->create_cq(4096).value();
+    a_.rcq = a_.dev->create_cq(4096).value();
+  }
+};
+
+TEST_F(ResetRace, NothingPostedBeforeResetIsEverSent) {
+  Qp* qa = make_qp(a_, QpType::kUc, 64);
+  Qp* qb = make_qp(b_, QpType::kUc, 64);
+  connect(b_, qb, a_, qa);
+  connect(a_, qa, b_, qb);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> posted{0}, refused{0};
+  std::thread poster([&] {
+    SendWqe w = wqe(WrOpcode::kSend, 0, kSendInline);  // unsignaled: no CQE on success
+    const char byte = 'x';
+    w.length = 1;
+    while (!stop.load(std::memory_order_relaxed)) {
+      ++w.wr_id;
+      const int rc = qa->post_send(w, nullptr, &byte);
+      if (rc == 0) {
+        posted.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        refused.fetch_add(1, std::memory_order_relaxed);
+        if (rc == ENOMEM) std::this_thread::yield();  // the engine drains it
+      }
+    }
+  });
+  uint64_t leaked = 0, rounds = 0;
+  const Nanos end = monotonic_now() + 4 * kNanosPerSec;
+  for (; rounds < 3000 && monotonic_now() < end; ++rounds) {
+    QpAttrs r;
+    r.state = QpState::kReset;
+    ASSERT_TRUE(a_.dev->modify_qp(qa, r, uint32_t(QpAttr::kState)).is_ok());
+    // The poster keeps trying meanwhile; the queue must stay empty.
+    for (int i = 0; i < 200; ++i) {
+      if (qa->sq().outstanding() != 0) ++leaked;
+    }
+    QpAttrs a;
+    a.state = QpState::kInit;
+    ASSERT_TRUE(a_.dev->modify_qp(qa, a, QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort |
+                                             QpAttr::kAccessFlags)
+                    .is_ok());
+    if (qa->sq().outstanding() != 0) ++leaked;
+    a.state = QpState::kRtr;
+    a.path_mtu = 1024;
+    a.dest_qpn = qb->qpn();
+    a.av = av_to(b_);
+    ASSERT_TRUE(a_.dev->modify_qp(qa, a, QpAttr::kState | QpAttr::kAv | QpAttr::kPathMtu |
+                                             QpAttr::kDestQpn | QpAttr::kRqPsn)
+                    .is_ok());
+    if (qa->sq().outstanding() != 0) ++leaked;
+    a.state = QpState::kRts;
+    ASSERT_TRUE(a_.dev->modify_qp(qa, a, QpAttr::kState | QpAttr::kSqPsn).is_ok());
+    std::this_thread::yield();
+  }
+  stop.store(true);
+  poster.join();
+  EXPECT_EQ(leaked, 0u) << "WQEs entered a QP in RESET/INIT/RTR (" << rounds << " rounds)";
+  EXPECT_GT(posted.load(), 0u);
+  EXPECT_GT(refused.load(), 0u) << "the poster never met the QP outside RTS";
+  // No failed completion either: each WQE was discarded by RESET or sent.
+  for (const Cqe& c : drain(a_.scq)) EXPECT_EQ(c.status, WcStatus::kSuccess) << c.wr_id;
+}
+
 }  // namespace
 }  // namespace droce::nic::test
