@@ -224,7 +224,7 @@ Status Qp::modify(const QpAttrs& a, uint32_t mask) {
     psn_ = comp_psn_ = psn_max_sent_ = attrs_.sq_psn;
   }
   if (has_attr(mask, QpAttr::kMaxQpRdAtomic)) attrs_.max_rd_atomic = a.max_rd_atomic;
-  if (has_attr(mask, QpAttr::kMaxDestRdAtomic)) attrs_.max_dest_rd_atomic = a.max_dest_rd_atomic;
+  if (has_attr(mask, QpAttr::kMaxDestRdAtomic)) resize_resources(a.max_dest_rd_atomic);
   if (has_attr(mask, QpAttr::kDestQpn)) attrs_.dest_qpn = a.dest_qpn & kPsnMask;
   if (has_attr(mask, QpAttr::kEnSqdAsyncNotify)) attrs_.en_sqd_async_notify = a.en_sqd_async_notify;
 
@@ -247,6 +247,25 @@ Status Qp::modify(const QpAttrs& a, uint32_t mask) {
     if (next == QpState::kSqd) check_sq_drained();
   }
   return Status::ok();
+}
+
+// The responder resources are a ring of max(1, max_dest_rd_atomic) entries
+// (alloc_resource). A new size (RTR, or SQD -> SQD, IBTA 11.2.4.2) keeps the
+// entries in use in order, oldest first from slot 0; lowering it below them
+// keeps the newest, as the ring would have recycled the oldest first (rxe
+// drops them all: rxe_qp_from_attr frees and reallocates its resources). A
+// dropped READ still sending stops; its requester times out and asks again.
+void Qp::resize_resources(uint8_t max_dest_rd_atomic) {
+  const uint32_t old_cap = std::max<uint32_t>(1, attrs_.max_dest_rd_atomic);
+  const uint32_t new_cap = std::max<uint32_t>(1, max_dest_rd_atomic);
+  const uint32_t oldest = (res_next_ + old_cap - res_count_) % old_cap;
+  std::rotate(res_.get(), res_.get() + oldest, res_.get() + old_cap);
+  const uint32_t keep = std::min(res_count_, new_cap);
+  std::move(res_.get() + (res_count_ - keep), res_.get() + res_count_, res_.get());
+  for (uint32_t i = keep; i < res_cap_; ++i) res_[i] = RespResource{};
+  res_count_ = keep;
+  res_next_ = keep % new_cap;
+  attrs_.max_dest_rd_atomic = max_dest_rd_atomic;
 }
 
 QpAttrs Qp::query() const {

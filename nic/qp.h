@@ -198,6 +198,7 @@ class Qp {
   // qp.cc: state, completions, packets.
   void set_state(QpState s);
   void reset_queues();
+  void resize_resources(uint8_t max_dest_rd_atomic);
   void flush_send_queue();
   void flush_recv_queue();
   // ERR without the flush: state, timers off, LAST_WQE_REACHED once. Safe

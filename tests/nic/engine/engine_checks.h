@@ -45,6 +45,11 @@ class QpTestPeer {
       << (qp->sq_comp_ != qp->sq_send_);
     return o.str();
   }
+  // Responder resources holding a READ, atomic or placement request.
+  static uint32_t resources_in_use(Device& dev, Qp* qp) {
+    auto lock = dev.lock_engine();
+    return qp->res_count_;
+  }
   // Sets every field engine_state() shows to a value a busy QP could have.
   static void dirty(Device& dev, Qp* qp) {
     auto lock = dev.lock_engine();

@@ -315,5 +315,57 @@ TEST_F(ResetRace, NothingPostedBeforeResetIsEverSent) {
   for (const Cqe& c : drain(a_.scq)) EXPECT_EQ(c.status, WcStatus::kSuccess) << c.wr_id;
 }
 
+// ---- 6. SQD -> SQD lowering max_dest_rd_atomic ----
+
+// Lowering the responder resources below the ones in use keeps the newest
+// (the ring shrinks around them); READ responses and atomic replies still
+// leave in PSN order, so the requester needs no retry on a clean link.
+TEST_F(Hardening, LoweringMaxDestRdAtomicInSqdKeepsResponsesInOrder) {
+  auto p = rc_pair();
+  Buffer remote = make_buffer(b_, 8192, kAllAccess, 0x42);
+  Buffer local = make_buffer(a_, 8192, kAllAccess, 0);
+  uint64_t id = 0;
+  // Five READs and atomics take five of b's 16 responder resources.
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(post(p.a, i % 2 ? WrOpcode::kFetchAdd : WrOpcode::kRdmaRead, ++id, &local, 8,
+                   &remote, 8 * i, kSendSignaled, 8 * i),
+              0);
+  }
+  auto c = collect(a_.scq, 5);
+  ASSERT_EQ(c.size(), 5u);
+  // b: RTS -> SQD -> SQD (max_dest_rd_atomic 16 -> 2) -> RTS.
+  QpAttrs m;
+  m.state = QpState::kSqd;
+  ASSERT_TRUE(b_.dev->modify_qp(p.b, m, uint32_t(QpAttr::kState)).is_ok());
+  run_for(50 * kNanosPerUs);
+  m.max_dest_rd_atomic = 2;
+  ASSERT_TRUE(b_.dev->modify_qp(p.b, m, QpAttr::kState | QpAttr::kMaxDestRdAtomic).is_ok());
+  m.state = QpState::kRts;
+  ASSERT_TRUE(b_.dev->modify_qp(p.b, m, uint32_t(QpAttr::kState)).is_ok());
+  EXPECT_EQ(QpTestPeer::resources_in_use(*b_.dev, p.b), 2u);
+  // a's initiator depth follows (the requester keeps within the responder's limit).
+  m.state = QpState::kSqd;
+  ASSERT_TRUE(a_.dev->modify_qp(p.a, m, uint32_t(QpAttr::kState)).is_ok());
+  run_for(50 * kNanosPerUs);
+  m.max_rd_atomic = 2;
+  ASSERT_TRUE(a_.dev->modify_qp(p.a, m, QpAttr::kState | QpAttr::kMaxQpRdAtomic).is_ok());
+  m.state = QpState::kRts;
+  ASSERT_TRUE(a_.dev->modify_qp(p.a, m, uint32_t(QpAttr::kState)).is_ok());
+  // A 4-packet READ, then an atomic queued behind its responses, twice.
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_EQ(post(p.a, WrOpcode::kRdmaRead, ++id, &local, 4096, &remote, 4096, kSendSignaled,
+                   4096),
+              0);
+    ASSERT_EQ(post(p.a, WrOpcode::kFetchAdd, ++id, &local, 8, &remote, 0), 0);
+  }
+  c = collect(a_.scq, 4);
+  ASSERT_EQ(c.size(), 4u);
+  for (const Cqe& x : c) EXPECT_EQ(x.status, WcStatus::kSuccess) << x.wr_id;
+  EXPECT_EQ(p.a->counters().response_gaps, 0u) << "a response overtook an earlier one";
+  EXPECT_EQ(p.a->counters().retransmits, 0u);
+  EXPECT_LE(QpTestPeer::resources_in_use(*b_.dev, p.b), 2u);
+  EXPECT_EQ(p.b->state(), QpState::kRts);
+}
+
 }  // namespace
 }  // namespace droce::nic::test
