@@ -34,6 +34,7 @@ struct CdcMsg {
   Cursor cons{};             // how far the sender has consumed its own RMBE
   uint8_t prod_flags = 0;    // kCdcWriteBlocked ...
   uint8_t conn_state_flags = 0;  // kCdcPeerDoneWriting ...
+  friend bool operator==(const CdcMsg&, const CdcMsg&) = default;
 };
 
 enum class CdcError : uint8_t {

@@ -35,9 +35,10 @@ inline constexpr size_t kClcMaxEids = 8;          // SMC_CLC_MAX_UEID
 inline constexpr size_t kClcMaxIpv6Prefixes = 8;  // SMC_CLC_MAX_V6_PREFIX
 inline constexpr size_t kClcMaxConfirmGids = 8;   // Linux sends 1 or 2; droce accepts up to 8
 inline constexpr size_t kClcV2ExtMaxOffset = 172;  // smc_clc_msg_prop_valid: v2_ext_offset bound
-// Largest CLC message droce reads or writes: a v1+v2 Proposal with 8 IPv6
-// prefixes and 8 EIDs (40 + 40 + 8 + 17*8 + 40 + 32*8 + 4 = 524), rounded up.
-inline constexpr size_t kClcMaxLen = 640;
+// Largest valid CLC message: a Proposal offering v1 and v2, R and D, with 8
+// IPv6 prefixes, 8 EIDs and 8 ISM GIDs (40 + 40 + (8 + 17*8) + (40 + 32*8) +
+// (48 + 10*8) + 4 = 652). A valid SMC-R Accept/Confirm is at most 164 + 16*8.
+inline constexpr size_t kClcMaxLen = 652;
 
 // Why a CLC message is not acceptable. Structural errors (everything but
 // kOk) make Linux close the connection without a Decline (smc-v2-linux61 B2);
@@ -47,11 +48,14 @@ enum class ClcError : uint8_t {
   kTruncated,    // fewer bytes than the fixed part or the header's length needs
   kEyecatcher,   // header eyecatcher neither SMCR nor SMCD
   kTrailer,      // trailer eyecatcher wrong
-  kType,         // type not 1..4, or not the type the decoder was asked for
+  kType,         // type not 1..4, or not the type the decoder was asked for, or an
+                 // Accept/Confirm whose typev1 is not R (droce has no SMC-D)
   kVersion,      // version 0, or a layout the version cannot have
   kLength,       // header length disagrees with the layout (per-type rules of A14/B2)
-  kLayout,       // offsets or counts out of bounds (iparea_offset > 40, v2_ext_offset > 172,
-                 // eid_cnt > 8, IPv6 prefix count > 8, gid_cnt > kClcMaxConfirmGids)
+  kLayout,       // offsets or counts out of bounds (iparea_offset > 40, v2_ext_offset 0 or > 172,
+                 // eid_cnt > 8, IPv6 prefix count > 8, ism_gid_cnt > 8, gid_cnt > kClcMaxConfirmGids,
+                 // an area that would reach into the trailer); and two checks Linux lacks:
+                 // Accept/Confirm rmbe_size > kRmbeMaxSizeCode or mtu outside 1..5
 };
 const char* clc_error_name(ClcError e);
 
@@ -64,6 +68,7 @@ struct ClcHeader {
   SmcType typev1 = SmcType::kR;     // bits 1-0
   bool flag = false;       // bit 3: first contact (Accept/Confirm) or out-of-sync (Decline)
   bool smcd = false;       // eyecatcher is SMCD
+  friend bool operator==(const ClcHeader&, const ClcHeader&) = default;
 };
 
 // What Linux's MSG_PEEK of the first 8 bytes checks (A14): at least 8 bytes,
@@ -74,6 +79,7 @@ ClcError peek_header(std::span<const uint8_t> bytes, ClcHeader* out);
 struct Ipv6Prefix {
   std::array<uint8_t, 16> prefix{};
   uint8_t len = 0;  // prefix length in bits
+  friend bool operator==(const Ipv6Prefix&, const Ipv6Prefix&) = default;
 };
 
 // Proposal (client -> server). The sender fills what it offers:
@@ -96,15 +102,21 @@ struct ClcProposal {
   std::array<Eid, kClcMaxEids> eids{};  // user EIDs, 32 bytes each, space padded
   uint8_t v2_flag = 0;                  // byte 3 of the extension: release / seid (0 in 6.1)
   Gid roce_v2_gid{};                    // the client's RoCEv2 GID
-  // Parsed from a received proposal only (droce never offers SMC-D).
+  // Parsed from a received proposal (typev2 D or B); encode writes the SMC-Dv2
+  // extension with this many zero GID/CHID entries (droce never offers SMC-D).
   uint8_t ism_gid_cnt = 0;
+  friend bool operator==(const ClcProposal&, const ClcProposal&) = default;
 };
 size_t proposal_length(const ClcProposal& p);
 // Writes the proposal; returns its length, or 0 when `out` is too small or
 // the counts exceed their maximums.
 size_t encode_proposal(const ClcProposal& p, std::span<uint8_t> out);
-// `msg` is the whole message (header.length bytes). Applies Linux 6.1's
-// smc_clc_msg_prop_valid rules (B2), including the exact length formula.
+// `msg` holds the whole message (at least header.length bytes; bytes after
+// it are ignored, as by every decode_*). Applies Linux 6.1's
+// smc_clc_msg_prop_valid rules (B2), including the exact length formula, and
+// keeps every area it reads inside the message. EIDs are not validated (Linux
+// compares them byte for byte only). A version 1 Proposal decodes with
+// typev2 kNone; encode writes version 1 in the RFC 7609 layout (iparea_offset 0).
 ClcError decode_proposal(std::span<const uint8_t> msg, ClcProposal* out);
 
 // The v2 first-contact extension (smc_clc_first_contact_ext, 36 bytes) and
@@ -114,6 +126,7 @@ struct ClcFirstContact {
   uint8_t os_type = 2;      // 1 z/OS, 2 Linux, 3 AIX (bits 7-4 of byte 1)
   uint8_t release = 0;      // bits 3-0 of byte 1 (SMC_RELEASE, 0 in 6.1)
   std::array<uint8_t, 32> hostname{};  // utsname nodename, space padded, no NUL
+  friend bool operator==(const ClcFirstContact&, const ClcFirstContact&) = default;
 };
 
 // Accept (server -> client) and Confirm (client -> server), SMC-R.
@@ -139,12 +152,16 @@ struct ClcAcceptConfirm {
   ClcFirstContact fce{};       // present when version 2 and first_contact
   uint8_t gid_cnt = 0;         // Confirm, version 2, first contact only
   std::array<Gid, kClcMaxConfirmGids> gids{};
+  friend bool operator==(const ClcAcceptConfirm&, const ClcAcceptConfirm&) = default;
 };
 size_t accept_confirm_length(const ClcAcceptConfirm& m);
 size_t encode_accept_confirm(const ClcAcceptConfirm& m, std::span<uint8_t> out);
 // `expected` is kAccept or kConfirm. Checks the per-type length rules of
 // smc_clc_msg_acc_conf_valid (A14): v1 exactly 68, v2 >= 108 with the trailer
-// at length - 4; typev1 must be R (A9).
+// at length - 4; typev1 must be R (A9). Versions above 2 read as 2, as in
+// Linux. A v2 first contact needs room for the fce (>= 144 bytes); a Confirm's
+// GID list is read when the message is >= 164 bytes and must end before the
+// trailer.
 ClcError decode_accept_confirm(std::span<const uint8_t> msg, ClcType expected, ClcAcceptConfirm* out);
 
 struct ClcDecline {
@@ -152,8 +169,9 @@ struct ClcDecline {
   bool out_of_sync = false;    // header bit 3: the receiver terminates its link group
   SystemId peer_id{};
   uint32_t diag = 0;           // peer diagnosis (DeclineCode)
-  uint8_t os_type = 2;         // bits 7-4 of byte 20 (version 2)
+  uint8_t os_type = 2;         // bits 7-4 of byte 20 (Linux writes 0 in version 1)
   std::array<uint32_t, 4> diag_ext{};  // version 2 bytes 24-39, zero from Linux
+  friend bool operator==(const ClcDecline&, const ClcDecline&) = default;
 };
 size_t decline_length(const ClcDecline& d);
 size_t encode_decline(const ClcDecline& d, std::span<uint8_t> out);

@@ -17,12 +17,17 @@ struct Cursor {
   friend bool operator==(const Cursor&, const Cursor&) = default;
 };
 
-// c advanced by n bytes (n <= size) in a ring of `size` bytes.
+// c advanced by n bytes (n <= size) in a ring of `size` bytes. Input outside
+// that contract still gives a cursor inside the ring (count % size, one wrap
+// per lap); size 0 returns c.
 Cursor curs_add(Cursor c, uint32_t size, uint32_t n);
 // Bytes from `older` to `newer`, assuming newer is at most one lap ahead
-// (smc_curs_diff); 0 when newer is not ahead.
+// (smc_curs_diff): with equal wraps newer.count - older.count, else
+// size - older.count + newer.count; 0 when that is negative.
 uint32_t curs_diff(uint32_t size, Cursor older, Cursor newer);
-// -1, 0 or 1 as a is before, equal to or after b (smc_curs_comp).
+// -1, 0 or 1 as a is before, equal to or after b (the sign of Linux's
+// smc_curs_comp(size, b, a)), comparing wraps as 16-bit serial numbers:
+// wrap 0 comes after 0xFFFF (Linux compares them as plain integers).
 int curs_comp(uint32_t size, Cursor a, Cursor b);
 // Whether a received cursor may replace `current` (smc_cdc_cursor_to_host):
 // not when wrap goes backwards (a 16-bit wrap to 0 excepted) nor when count
