@@ -1,0 +1,38 @@
+// SMC-R settings of a process, from the environment (README "SMC-R"):
+// which verbs device and GID carry SMC-R, the user EID, buffer sizes and the
+// protocol's wait times (Linux 6.1 values by default: CLC_WAIT_TIME,
+// SMC_LLC_WAIT_TIME, smc.wmem/rmem).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "smc/wire/clc.h"
+#include "smc/wire/types.h"
+
+namespace droce::smc {
+
+struct Config {
+  std::string device;            // SMC_DEVICE: ibv device name; "" = the first device
+  int gid_index = 0;             // SMC_GID_INDEX: the RoCEv2 IPv4-mapped GID
+  wire::Eid ueid{};              // SMC_UEID, space padded (default "DROCE")
+  uint32_t sndbuf_size = 65536;  // SMC_WMEM: per connection send buffer
+  uint32_t rmb_size = 65536;     // SMC_RMEM: per connection RMB (16 KiB .. 512 KiB)
+  int clc_wait_ms = 6000;        // SMC_CLC_WAIT_MS: one CLC message (CLC_WAIT_TIME)
+  int llc_wait_ms = 2000;        // SMC_LLC_WAIT_MS: one LLC response (SMC_LLC_WAIT_TIME)
+  int close_wait_ms = 5000;      // SMC_CLOSE_WAIT_MS: peer's close after ours, then give up
+  int lgr_idle_ms = 600000;      // SMC_LGR_IDLE_MS: an unused link group lives this long
+  int busy_poll_us = 50;         // SMC_BUSY_POLL_US: spin on the CQ before sleeping
+  bool v1 = false;               // SMC_VERSIONS contains 1: offer / accept SMC-R v1
+  bool v2 = true;                // SMC_VERSIONS contains 2 (default "2")
+  uint8_t mtu = 0;               // SMC_MTU: IB MTU enum cap (0: the port's active MTU)
+};
+
+// Reads the environment. A bad value leaves the default and sets *error to a
+// message naming the variable (the caller decides whether to refuse).
+Config config_from_env(std::string* error);
+
+// Linux's buffer rule: sizes are powers of two between 16 KiB and 512 KiB.
+uint32_t round_buffer_size(uint32_t bytes);
+
+}  // namespace droce::smc

@@ -1,0 +1,487 @@
+// SMC-R core objects: link groups, links and connections, and the buffers
+// (RMBs, send buffers) they own (RFC 7609 sections 3.2-3.4; the roles of
+// Linux 6.1 smc_core.c and smc_wr.c). Only <infiniband/verbs.h> below this
+// layer (DESIGN.md section 6).
+//
+// Lifetimes and the invariants of DESIGN.md section 6:
+//  - A Connection is freed when its reference count reaches zero. The owner
+//    (socket) holds one reference, every CDC in flight holds one (taken
+//    before ibv_post_send, dropped by its completion whatever the status:
+//    invariant 1), and a receive dispatch holds one while it works on it.
+//    So the completion handler of a CDC can never touch a freed connection,
+//    and the wait for the last CDC has no timeout: the NIC completes every
+//    WQE (a QP in ERR flushes them).
+//  - A Link is torn down by Link::teardown: QP to ERR (never RESET), wait
+//    until every posted send and receive has completed, then destroy QP,
+//    CQs, MRs and PD in that order (invariant 2). Sends are posted only while
+//    the link is kActive, i.e. its QP is in RTS (invariant 3).
+//  - Freeing is idempotent (Connection::release, LinkGroup::terminate,
+//    Link::teardown may each be reached from several paths: invariant 5) and
+//    completion handlers check what is built before using it.
+#pragma once
+
+#include <infiniband/verbs.h>
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "smc/wire/cdc.h"
+#include "smc/wire/clc.h"
+#include "smc/wire/cursor.h"
+#include "smc/wire/llc.h"
+#include "smc/wire/types.h"
+
+namespace droce::smc {
+
+class Runtime;
+class LinkGroup;
+class Connection;
+struct IbDevice;
+
+inline constexpr int kMaxLinks = wire::kLlcMaxLinks;  // links per link group
+inline constexpr uint32_t kTxSlots = 64;       // signalled sends in flight per link
+inline constexpr uint32_t kRecvWrs = 64;       // receive WRs per link
+inline constexpr uint32_t kRecvBufSize = wire::kLlcV2MaxLen;  // 8 KiB: a v2 link must (B7)
+inline constexpr uint32_t kSlotBufSize = 48;   // SMC_WR_BUF_SIZE: one 44-byte CDC/LLC
+inline constexpr uint32_t kMaxConnsPerLgr = 255;  // SMC_RMBS_PER_LGR_MAX
+
+enum class Role : uint8_t { kClient, kServer };
+const char* role_name(Role r);
+
+// A buffer one connection uses: its RMB (the peer writes into it) or its send
+// buffer (the source of RDMA WRITEs). Page-aligned memory, registered once per
+// link of its link group. Reused by later connections of the group (Linux
+// keeps RMBs for reuse too); freed with the group.
+struct Buffer {
+  uint8_t* data = nullptr;
+  uint32_t size = 0;
+  bool is_rmb = false;
+  std::array<ibv_mr*, kMaxLinks> mr{};  // per link index
+  bool rkey_confirmed = false;          // RMB announced to the peer (CONFIRM RKEY / CLC)
+  bool in_use = false;
+};
+
+enum class LinkState : uint8_t {
+  kInit,      // QP in INIT, receives posted
+  kRtr,       // peer known, QP in RTR
+  kActive,    // QP in RTS: sends allowed
+  kDown,      // failed or being torn down: QP in ERR
+  kFreed,     // torn down
+};
+const char* link_state_name(LinkState s);
+
+// Kinds of signalled send work requests, kept in the slot until completion.
+enum class SlotKind : uint8_t { kFree, kCdc, kLlc };
+
+struct TxSlot {
+  SlotKind kind = SlotKind::kFree;
+  Connection* conn = nullptr;  // kCdc: holds one CDC in-flight reference
+  wire::Cursor sndbuf_fin{};   // kCdc: the send buffer is free up to here once completed
+  uint16_t seqno = 0;          // kCdc
+};
+
+struct LinkCounters {
+  std::atomic<uint64_t> cdc_sent{0}, cdc_received{0}, llc_sent{0}, llc_received{0};
+  std::atomic<uint64_t> writes_posted{0}, bytes_written{0};
+  std::atomic<uint64_t> wc_errors{0};          // completions with a status other than success/flush
+  std::atomic<uint64_t> flushed{0};            // completions flushed by teardown
+  std::atomic<uint64_t> rx_bad_msg{0};         // receives dropped: malformed CDC/LLC
+  std::atomic<uint64_t> rx_unknown_token{0};   // CDC for no connection of this group
+};
+
+// One RC QP to the peer, with its own PD, CQs, slot and receive buffers.
+// Threading: state_ is read anywhere (acquire) and written under tx_mu_;
+// tx_mu_ guards the slots and post_send; poll_mu_ serialises CQ polling and
+// completion dispatch (lock order: poll_mu_ before LinkGroup::mu_ before
+// Connection::mu_; tx_mu_ is innermost).
+class Link {
+ public:
+  Link(LinkGroup* lgr, IbDevice* dev, uint8_t index, uint8_t link_id);
+  ~Link();
+  Link(const Link&) = delete;
+  Link& operator=(const Link&) = delete;
+
+  // PD, CQs, QP (to INIT), buffers, receives posted. False with *err set.
+  bool create(std::string* err);
+  // RTR with the peer's QPN/PSN/MTU/GID, then (rts) RTS.
+  bool to_rtr(const wire::Gid& peer_gid, uint32_t peer_qpn, uint32_t peer_psn, uint8_t mtu,
+              std::string* err);
+  bool to_rts(std::string* err);
+  // Invariant 2: QP to ERR, drain every send and receive, destroy QP, CQs,
+  // MRs, PD. Idempotent; safe from any thread that does not hold poll_mu_.
+  void teardown();
+  // Marks the link down and moves the QP to ERR (no waiting): called when a
+  // completion reports an error, from the poll context.
+  void fail(const char* why);
+
+  LinkState state() const { return state_.load(std::memory_order_acquire); }
+  bool active() const { return state() == LinkState::kActive; }
+  uint32_t qpn() const { return qp_ ? qp_->qp_num : 0; }
+  uint32_t psn() const { return psn_; }
+  uint8_t mtu() const { return mtu_; }
+  uint8_t index() const { return index_; }
+  uint8_t link_id() const { return link_id_; }
+  IbDevice* device() const { return dev_; }
+  ibv_pd* pd() const { return pd_; }
+  LinkGroup* lgr() const { return lgr_; }
+  const wire::Gid& peer_gid() const { return peer_gid_; }
+  uint32_t peer_qpn() const { return peer_qpn_; }
+  const std::array<uint8_t, 4>& link_uid() const { return link_uid_; }
+  void set_link_uid(const std::array<uint8_t, 4>& u) { link_uid_ = u; }
+  LinkCounters& counters() { return counters_; }
+
+  // Registers a buffer on this link's PD (RMB: remote write).
+  bool register_buffer(Buffer* b, std::string* err);
+
+  // Sends one 44-byte LLC message or a v2 LLC of up to 8 KiB. Waits up to
+  // wait_ms for a free slot (polling the CQs itself). False when the link is
+  // not active or no slot came free.
+  bool send_llc(const wire::LlcMsg& msg, int wait_ms);
+
+  // Posts RDMA WRITEs (0..2 of them, each with up to 2 SGEs) followed by a
+  // CDC SEND, in one ibv_post_send. Takes the CDC in-flight reference on
+  // `conn`. `slot` comes from try_get_slot. False (slot released, reference
+  // dropped) when posting failed.
+  struct WriteSeg {
+    uint64_t remote_addr;
+    uint32_t rkey;
+    ibv_sge sge[2];
+    int num_sge;
+  };
+  bool post_cdc(uint32_t slot, Connection* conn, const wire::CdcMsg& cdc, const WriteSeg* writes,
+                int num_writes, wire::Cursor sndbuf_fin);
+  // A free slot index, or -1 (non-blocking). Only while active.
+  int try_get_slot();
+  void put_slot_unused(uint32_t slot);
+  uint32_t slots_in_flight() const { return slots_used_.load(std::memory_order_acquire); }
+
+  // Polls both CQs once and dispatches what it finds. try_lock: returns
+  // false at once when another thread is polling. Never call with a
+  // LinkGroup or Connection lock held.
+  bool poll_once();
+  // A send completion the test hook held back, handled now (never held again).
+  void deliver_send_wc(const ibv_wc& wc) { on_send_wc(wc, false); }
+  // Polls until both CQs are empty (blocking on poll_mu_): the progress
+  // thread, after a completion event.
+  void poll_all();
+  // Arms both CQs for the next completion (progress thread).
+  void arm();
+  ibv_cq* send_cq() const { return send_cq_; }
+  ibv_cq* recv_cq() const { return recv_cq_; }
+
+  // Waits (busy-polling, then sleeping on slot_cv_) for a slot; -1 on
+  // timeout or when the link went down.
+  int get_slot(int wait_ms);
+
+ private:
+  friend class LinkTestPeer;
+  int poll_cq_locked(ibv_cq* cq, bool is_send);
+  void on_send_wc(const ibv_wc& wc, bool may_hold = true);
+  void on_recv_wc(const ibv_wc& wc);
+  bool post_recv(uint32_t index);
+  void release_slot(uint32_t slot);
+  bool post_llc_locked(const uint8_t* bytes, size_t len, bool v2_buffer);
+  void destroy_verbs_objects();
+  void dispatch_recv(const uint8_t* msg, uint32_t len);
+
+  LinkGroup* const lgr_;
+  IbDevice* const dev_;
+  const uint8_t index_;
+  const uint8_t link_id_;
+  std::array<uint8_t, 4> link_uid_{};
+
+  ibv_pd* pd_ = nullptr;
+  ibv_comp_channel* channel_ = nullptr;
+  ibv_cq* send_cq_ = nullptr;
+  ibv_cq* recv_cq_ = nullptr;
+  ibv_qp* qp_ = nullptr;
+  uint8_t* slot_bufs_ = nullptr;  // kTxSlots * kSlotBufSize, then one 8 KiB v2 LLC buffer
+  uint8_t* recv_bufs_ = nullptr;  // kRecvWrs * kRecvBufSize
+  ibv_mr* slot_mr_ = nullptr;
+  ibv_mr* recv_mr_ = nullptr;
+  uint32_t psn_ = 0;
+  uint8_t mtu_ = 0;
+  wire::Gid peer_gid_{};
+  uint32_t peer_qpn_ = 0;
+
+  std::atomic<LinkState> state_{LinkState::kInit};
+  std::mutex teardown_mu_;  // serialises teardown (idempotent)
+
+  std::mutex tx_mu_;
+  std::condition_variable slot_cv_;
+  std::array<TxSlot, kTxSlots> slots_{};
+  uint64_t free_mask_ = ~uint64_t(0);  // bit i: slot i free (kTxSlots == 64)
+  bool v2_buf_busy_ = false;           // the 8 KiB LLC send buffer is in flight
+  std::atomic<uint32_t> slots_used_{0};
+  std::atomic<uint32_t> recv_posted_{0};
+
+  std::mutex poll_mu_;
+  LinkCounters counters_;
+};
+
+// Per connection counters and state for `droce-smc stat`.
+struct ConnStats {
+  std::atomic<uint64_t> bytes_sent{0}, bytes_received{0}, cdc_sent{0}, cdc_received{0};
+  std::atomic<uint64_t> write_blocked{0};  // times the sender found the peer's RMB full
+};
+
+// One SMC-R connection of a link group: a send buffer, an RMB, cursors.
+// Threading: mu_ guards every cursor and flag; cv_ wakes readers, writers
+// and closers. refs_ and cdc_pend_tx_ are atomics (see the file comment).
+class Connection {
+ public:
+  Connection(LinkGroup* lgr, uint32_t token);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // --- lifetime -------------------------------------------------------
+  void hold() { refs_.fetch_add(1, std::memory_order_relaxed); }
+  // Drops a reference; the last one frees the connection (and returns true:
+  // the caller must not touch it again).
+  bool put();
+  // The owner is done: unregisters the token from the group and drops the
+  // owner's reference. Idempotent (invariant 5).
+  void release();
+  // CDC in-flight accounting (invariant 1). cdc_get before the post; cdc_put
+  // from the send completion whatever its status, as the handler's last act.
+  void cdc_get();
+  void cdc_put();
+  uint32_t cdc_pending() const { return cdc_pend_tx_.load(std::memory_order_acquire); }
+  uint32_t refs() const { return refs_.load(std::memory_order_acquire); }
+
+  // --- identity and buffers (set up before the connection is active) --------
+  LinkGroup* lgr() const { return lgr_; }
+  uint32_t token() const { return token_; }
+  Buffer* rmb() const { return rmb_; }
+  Buffer* sndbuf() const { return sndbuf_; }
+  void set_buffers(Buffer* rmb, Buffer* sndbuf) {
+    rmb_ = rmb;
+    sndbuf_ = sndbuf;
+  }
+  // From the peer's Accept/Confirm: its RMB and the token it wants in our CDCs.
+  void set_peer(uint32_t peer_token, uint32_t rkey, uint64_t vaddr, uint32_t rmb_size);
+  uint32_t peer_rmb_size() const { return peer_rmb_size_; }
+  void activate(Link* link);
+
+  // --- data path (application threads) ---------------------------------
+  // Copies up to len bytes into the send buffer and transmits. Blocks while
+  // the send buffer is full unless nonblock (then -EAGAIN). Returns bytes
+  // taken or -errno.
+  long send(const void* buf, size_t len, bool nonblock);
+  // Copies up to len available bytes out of the RMB. Blocks while none are
+  // available unless nonblock. 0 at end of stream; -errno on error.
+  long recv(void* buf, size_t len, bool nonblock, bool peek = false);
+  // SHUT_WR: waits (bounded) until the send buffer is sent, then
+  // peer_done_writing.
+  int shutdown_write();
+  // Orderly close (abort when unread data remains, as Linux): sends
+  // peer_conn_closed after the send buffer drained (bounded wait). Returns at
+  // once; the peer's close or the close wait ends the connection.
+  void close();
+  // Abortive close: peer_conn_abort, the connection fails at once.
+  void abort(const char* why);
+
+  // Readiness, for poll/epoll on the socket's descriptor.
+  bool readable();   // data, end of stream or error
+  bool writable();   // send buffer space, or error
+  int error() const { return error_.load(std::memory_order_acquire); }
+  bool closed_both_ways();  // our close sent and the peer's received (or aborted)
+
+  // --- called by the link (poll context; no blocking) -------------------------
+  // A CDC for this connection arrived. Returns false when it breaks a rule
+  // (cursor beyond the buffer, sequence going backwards is ignored quietly):
+  // the connection is then aborted.
+  void on_cdc(const wire::CdcMsg& m);
+  // Our CDC completed (status success).
+  void on_cdc_sent(wire::Cursor sndbuf_fin);
+  // The link under the connection went down or the group is terminating.
+  void on_link_down(int err);
+  // Retries pending transmission (data or a cursor update) without blocking;
+  // progress thread and completion handlers.
+  void try_transmit();
+
+  // Waits until pred() holds (under mu_), busy-polling the link's CQs for up
+  // to the runtime's busy-poll time, then sleeping on cv_. Returns false on
+  // timeout (timeout_ms < 0: none).
+  template <typename Pred>
+  bool wait(std::unique_lock<std::mutex>& lk, Pred pred, int timeout_ms);
+
+  ConnStats& stats() { return stats_; }
+  // Snapshot for `droce-smc stat`.
+  std::string state_name();
+  // Told (outside mu_) whenever readiness may have changed: data arrived,
+  // send space freed, end of stream, error. Set once before the connection
+  // is active; the socket layer mirrors readiness on its descriptor.
+  class ReadyListener {
+   public:
+    virtual ~ReadyListener() = default;
+    virtual void on_ready(Connection& c) = 0;
+  };
+  void set_ready_listener(std::unique_ptr<ReadyListener> l) { listener_ = std::move(l); }
+
+ private:
+  friend class ConnectionTestPeer;
+  enum class Tx : uint8_t { kDone, kNoSlot, kDown };
+  // Posts what is pending (data, flags, a cursor update when due or forced).
+  Tx transmit_locked(bool force_cdc);
+  // transmit_locked, waiting for slots (application threads, progress thread).
+  void transmit_blocking(std::unique_lock<std::mutex>& lk, bool force_cdc);
+  uint32_t sndbuf_pending_locked() const;
+  uint32_t rx_available_locked() const;
+  bool should_announce_locked(bool force) const;
+  void fail_locked(int err);
+  void notify_ready() {
+    if (listener_) listener_->on_ready(*this);
+  }
+
+  LinkGroup* const lgr_;
+  const uint32_t token_;
+  Link* link_ = nullptr;  // the link sends go on; set by activate()
+  Buffer* rmb_ = nullptr;
+  Buffer* sndbuf_ = nullptr;
+  uint32_t peer_token_ = 0;
+  uint32_t peer_rkey_ = 0;
+  uint64_t peer_vaddr_ = 0;
+  uint32_t peer_rmb_size_ = 0;
+
+  std::atomic<uint32_t> refs_{1};         // the owner's reference
+  std::atomic<uint32_t> cdc_pend_tx_{0};  // CDCs posted, not yet completed
+  std::atomic<bool> released_{false};
+  std::atomic<int> error_{0};
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  // Send side. Send buffer ring cursors: the application wrote up to prep,
+  // RDMA WRITEs were posted up to sent, their CDC completed up to fin.
+  wire::Cursor tx_prep_{}, tx_sent_{}, tx_fin_{};
+  wire::Cursor tx_prod_{};    // producer cursor in the peer's RMB
+  wire::Cursor peer_cons_{};  // consumer cursor the peer announced (its RMB)
+  uint16_t tx_seq_ = 0;       // last CDC sequence number used
+  bool write_blocked_ = false;  // we told the peer its RMB is full for us
+  // Receive side, our RMB: the peer produced up to rx_prod, we consumed up
+  // to rx_cons and announced rx_cons_sent.
+  wire::Cursor rx_prod_{}, rx_cons_{}, rx_cons_sent_{};
+  uint16_t rx_seq_ = 0;  // last sequence number received
+  bool rx_seq_seen_ = false;
+  bool peer_write_blocked_ = false, peer_upd_req_ = false;
+  bool peer_done_writing_ = false, peer_closed_ = false, peer_abort_ = false;
+  bool done_writing_sent_ = false, closed_sent_ = false, abort_sent_ = false;
+  bool want_done_writing_ = false, want_close_ = false;  // to send once drained
+  bool cdc_owed_ = false;  // a CDC (flags or cursor update) waits for a slot
+  ConnStats stats_;
+  std::unique_ptr<ReadyListener> listener_;
+};
+
+// A link group: the links to one peer system, the connections over them and
+// their buffers (smc_link_group). Threading: mu_ guards conns_, the buffer
+// pools and links_ entries; links themselves are thread-safe.
+class LinkGroup {
+ public:
+  LinkGroup(Runtime* rt, Role role, uint32_t id, bool v2);
+  ~LinkGroup();
+
+  Runtime* runtime() const { return rt_; }
+  Role role() const { return role_; }
+  uint32_t id() const { return id_; }
+  bool v2() const { return v2_; }
+
+  // Peer identity (matching for reuse).
+  wire::SystemId peer_id{};
+  wire::Gid peer_gid{};
+  wire::Mac peer_mac{};
+  wire::Eid eid{};
+
+  Link* link(int i) const { return links_[i].get(); }
+  // The first active link, or nullptr.
+  Link* active_link();
+  Link* add_link(IbDevice* dev, std::string* err);
+  // Tears down one link (invariant 2) and forgets it.
+  void remove_link(Link* l);
+
+  // New connection with a fresh token, registered in the group.
+  Connection* new_connection();
+  Connection* find_connection(uint32_t token);  // takes a hold; caller puts
+  void unregister(Connection* c);
+  size_t connection_count();
+  void for_each_connection(const std::function<void(Connection*)>& f);
+
+  // A buffer of at least `size` bytes from the pool (registered on every
+  // link), or nullptr with *err.
+  Buffer* get_buffer(uint32_t size, bool rmb, std::string* err);
+  void put_buffer(Buffer* b);
+
+  // LLC flows (smc_llc.c): one local request at a time; the response is
+  // delivered by the receive path. send_llc_request sends on `link` and
+  // waits up to wait_ms for a response of the same type.
+  bool llc_request(Link* link, const wire::LlcMsg& req, wire::LlcMsg* resp, int wait_ms);
+  // Waits for a request of `type` from the peer (client side of CONFIRM LINK
+  // and ADD LINK).
+  bool llc_wait_request(wire::LlcType type, wire::LlcMsg* req, int wait_ms);
+  // Receive path: an LLC message arrived on `link`.
+  void on_llc(Link* link, const wire::LlcMsg& m);
+  // Client first contact: keep the server's ADD LINK for llc_wait_request
+  // even when it arrives before the wait starts.
+  void expect_add_link(bool on) { expect_add_link_.store(on, std::memory_order_release); }
+  // Runs queued LLC requests that need an answer (progress thread).
+  void run_llc_work();
+
+  // Ends the group: DELETE LINK to the peer when orderly, every connection
+  // aborted, every link torn down. Idempotent.
+  void terminate(bool orderly, const char* why);
+  bool terminating() const { return terminating_.load(std::memory_order_acquire); }
+  // Times of last use, for the idle timer.
+  int64_t idle_since_ms() const { return idle_since_ms_.load(std::memory_order_relaxed); }
+
+  std::mutex& mutex() { return mu_; }
+  // A handshake in progress uses the group (find_lgr / create_lgr take a
+  // use; the handshake drops it): the group is not deleted meanwhile.
+  void use() { users_.fetch_add(1, std::memory_order_acq_rel); }
+  void unuse() { users_.fetch_sub(1, std::memory_order_acq_rel); }
+  bool in_use() const { return users_.load(std::memory_order_acquire) != 0; }
+  // Called by ~Connection.
+  void connection_freed() { live_conns_.fetch_sub(1, std::memory_order_acq_rel); }
+  uint32_t live_connections() const { return live_conns_.load(std::memory_order_acquire); }
+  // Link teardown: deregisters every buffer's MR of that link.
+  void deregister_buffers(uint8_t link_index);
+  // Whether every link is torn down (the group may be deleted once no
+  // connection object is left either).
+  bool links_freed();
+
+ private:
+  Runtime* const rt_;
+  const Role role_;
+  const uint32_t id_;
+  const bool v2_;
+  std::mutex mu_;
+  std::array<std::unique_ptr<Link>, kMaxLinks> links_;
+  uint8_t next_link_id_ = 1;
+  std::unordered_map<uint32_t, Connection*> conns_;
+  std::vector<std::unique_ptr<Buffer>> buffers_;
+  std::atomic<uint32_t> live_conns_{0};  // Connection objects not yet freed
+  std::atomic<int> users_{0};
+  std::atomic<bool> terminating_{false};
+  std::atomic<int64_t> idle_since_ms_{0};
+
+  // LLC flow state.
+  std::mutex llc_flow_mu_;  // one local flow at a time
+  std::mutex llc_mu_;
+  std::condition_variable llc_cv_;
+  std::atomic<bool> expect_add_link_{false};
+  int llc_wait_type_ = -1;  // response (or request) type awaited
+  bool llc_wait_request_ = false;
+  bool llc_have_ = false;
+  wire::LlcMsg llc_msg_{};
+  std::deque<std::pair<Link*, wire::LlcMsg>> llc_work_;  // requests to answer
+};
+
+}  // namespace droce::smc

@@ -1,0 +1,341 @@
+// Runtime: the device, the link groups and the progress thread (see
+// runtime.h).
+#include "smc/runtime.h"
+
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <random>
+
+#include "smc/log.h"
+
+namespace droce::smc {
+
+void FallbackCounters::add(uint32_t reason) {
+  std::lock_guard<std::mutex> lk(mu);
+  ++by_reason[reason];
+}
+
+Runtime::Runtime(const Config& cfg) : cfg_(cfg) {}
+
+std::unique_ptr<Runtime> Runtime::create(const Config& cfg, std::string* err) {
+  std::unique_ptr<Runtime> rt(new Runtime(cfg));
+  if (!open_device(cfg.device, cfg.gid_index, &rt->dev_, err)) return nullptr;
+  // System ID: two random bytes and the RoCE port's MAC (as Linux's
+  // smc_ib_define_local_systemid).
+  std::random_device rd;
+  const uint32_t r = rd();
+  rt->system_id_[0] = uint8_t(r >> 8);
+  rt->system_id_[1] = uint8_t(r);
+  std::memcpy(rt->system_id_.data() + 2, rt->dev_.mac.data(), 6);
+  rt->token_seq_.store(rd(), std::memory_order_relaxed);
+  rt->lgr_seq_.store(rd() & 0xFFFF, std::memory_order_relaxed);
+  rt->epfd_ = epoll_create1(EPOLL_CLOEXEC);
+  rt->wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (rt->epfd_ < 0 || rt->wake_fd_ < 0) {
+    *err = std::string("epoll/eventfd: ") + std::strerror(errno);
+    return nullptr;
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = &rt->wake_fd_;
+  epoll_ctl(rt->epfd_, EPOLL_CTL_ADD, rt->wake_fd_, &ev);
+  const int afd = rt->dev_.ctx->async_fd;
+  fcntl(afd, F_SETFL, fcntl(afd, F_GETFL) | O_NONBLOCK);
+  ev.data.ptr = &rt->dev_;
+  epoll_ctl(rt->epfd_, EPOLL_CTL_ADD, afd, &ev);
+  rt->thread_ = std::thread([p = rt.get()] { p->progress_loop(); });
+  return rt;
+}
+
+Runtime::~Runtime() {
+  terminate_all(true);
+  stop_.store(true, std::memory_order_release);
+  wake();
+  if (thread_.joinable()) thread_.join();
+  // Close timers hold connections: end them now.
+  for (auto& [t, c] : close_timers_) {
+    c.conn->release();
+    if (c.tcp_fd >= 0) close(c.tcp_fd);
+  }
+  close_timers_.clear();
+  for (Connection* c : tx_work_) c->put();
+  tx_work_.clear();
+  std::lock_guard<std::mutex> lk(lgr_mu_);
+  for (auto& g : lgrs_) {
+    if (g->live_connections() != 0) {
+      // A connection still owned by the application would point into the
+      // group: keep the group (a leak at exit, never a use-after-free).
+      SMC_LOG("link group %u: %u connection(s) still open at exit", g->id(), g->live_connections());
+      (void)g.release();
+    }
+  }
+  lgrs_.clear();
+  if (epfd_ >= 0) close(epfd_);
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+int64_t Runtime::now_ms() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+uint32_t Runtime::next_token() { return token_seq_.fetch_add(1, std::memory_order_relaxed) + 1; }
+uint32_t Runtime::next_lgr_id() { return lgr_seq_.fetch_add(1, std::memory_order_relaxed) + 1; }
+
+// ---------------------------------------------------------------------------
+// Link groups
+
+LinkGroup* Runtime::find_lgr(Role role, const wire::SystemId& peer_id, const wire::Gid& peer_gid, bool v2,
+                             uint32_t peer_qpn) {
+  std::lock_guard<std::mutex> lk(lgr_mu_);
+  for (auto& g : lgrs_) {
+    if (g->terminating() || g->role() != role || g->v2() != v2 || g->peer_id != peer_id ||
+        g->peer_gid != peer_gid) {
+      continue;
+    }
+    Link* l = g->active_link();
+    if (l == nullptr) continue;
+    if (role == Role::kServer && g->connection_count() >= kMaxConnsPerLgr) continue;
+    if (role == Role::kClient && l->peer_qpn() != peer_qpn) continue;
+    g->use();
+    return g.get();
+  }
+  return nullptr;
+}
+
+LinkGroup* Runtime::create_lgr(Role role, bool v2) {
+  auto g = std::make_unique<LinkGroup>(this, role, next_lgr_id(), v2);
+  g->use();
+  std::lock_guard<std::mutex> lk(lgr_mu_);
+  lgrs_.push_back(std::move(g));
+  return lgrs_.back().get();
+}
+
+void Runtime::for_each_lgr(const std::function<void(LinkGroup*)>& f) {
+  std::lock_guard<std::mutex> lk(lgr_mu_);
+  for (auto& g : lgrs_) f(g.get());
+}
+
+void Runtime::terminate_all(bool orderly) {
+  std::vector<LinkGroup*> all;
+  for_each_lgr([&](LinkGroup* g) { all.push_back(g); });
+  for (LinkGroup* g : all) g->terminate(orderly, orderly ? "program ends" : "device removed");
+}
+
+void Runtime::terminate_device(const char* why) {
+  std::vector<LinkGroup*> all;
+  for_each_lgr([&](LinkGroup* g) { all.push_back(g); });
+  // Per group and per link (invariant 4): each link of the device is torn
+  // down by its group's terminate, which drains it first.
+  for (LinkGroup* g : all) g->terminate(false, why);
+}
+
+// ---------------------------------------------------------------------------
+// Progress thread
+
+void Runtime::wake() {
+  const uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof(one));
+}
+
+bool Runtime::watch_link(Link* l, ibv_comp_channel* ch) {
+  fcntl(ch->fd, F_SETFL, fcntl(ch->fd, F_GETFL) | O_NONBLOCK);
+  std::lock_guard<std::mutex> lk(watch_mu_);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = l;
+  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, ch->fd, &ev) != 0) return false;
+  watched_[l] = ch;
+  return true;
+}
+
+void Runtime::unwatch_link(Link* l, ibv_comp_channel* ch) {
+  std::lock_guard<std::mutex> lk(watch_mu_);
+  auto it = watched_.find(l);
+  if (it == watched_.end()) return;
+  epoll_ctl(epfd_, EPOLL_CTL_DEL, ch->fd, nullptr);
+  // Events read from the channel are acknowledged at once (handle_channel),
+  // so none is outstanding when the CQs are destroyed.
+  ibv_cq* cq;
+  void* ctx;
+  while (ibv_get_cq_event(ch, &cq, &ctx) == 0) ibv_ack_cq_events(cq, 1);
+  watched_.erase(it);
+}
+
+void Runtime::schedule_llc(LinkGroup* lgr) {
+  {
+    std::lock_guard<std::mutex> lk(work_mu_);
+    llc_work_.push_back(lgr);
+  }
+  wake();
+}
+
+void Runtime::schedule_tx(Connection* c) {
+  c->hold();
+  {
+    std::lock_guard<std::mutex> lk(work_mu_);
+    tx_work_.push_back(c);
+  }
+  wake();
+}
+
+void Runtime::schedule_terminate(LinkGroup* lgr, const char* why) {
+  {
+    std::lock_guard<std::mutex> lk(work_mu_);
+    terminate_work_.emplace_back(lgr, why);
+  }
+  wake();
+}
+
+void Runtime::schedule_close_timer(Connection* c, int64_t deadline_ms, int tcp_fd) {
+  {
+    std::lock_guard<std::mutex> lk(work_mu_);
+    close_timers_.emplace(deadline_ms, Closing{c, tcp_fd});
+  }
+  wake();
+}
+
+void Runtime::deliver_held_cdc(Link* l, const ibv_wc& wc) {
+  // Through the normal dispatch path, as if the CQ had just returned it.
+  l->deliver_send_wc(wc);
+}
+
+void Runtime::handle_channel(Link* l, ibv_comp_channel* ch) {
+  ibv_cq* cq;
+  void* ctx;
+  while (ibv_get_cq_event(ch, &cq, &ctx) == 0) ibv_ack_cq_events(cq, 1);
+  // Arm first, then drain: a completion after the drain raises a new event.
+  l->arm();
+  l->poll_all();
+}
+
+void Runtime::handle_async() {
+  ibv_async_event ev;
+  while (ibv_get_async_event(dev_.ctx, &ev) == 0) {
+    const ibv_event_type type = ev.event_type;
+    ibv_ack_async_event(&ev);
+    switch (type) {
+      case IBV_EVENT_DEVICE_FATAL:
+        SMC_LOG("%s: device fatal error: tearing down its links", dev_.name.c_str());
+        dev_.fatal.store(true, std::memory_order_release);
+        terminate_work_.emplace_back(nullptr, "device removed");
+        break;
+      case IBV_EVENT_PORT_ERR:
+        SMC_LOG("%s: port went down", dev_.name.c_str());
+        break;
+      case IBV_EVENT_QP_FATAL:
+      case IBV_EVENT_QP_ACCESS_ERR:
+      case IBV_EVENT_QP_REQ_ERR:
+        SMC_LOG("%s: QP error event %s", dev_.name.c_str(), ibv_event_type_str(type));
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+void Runtime::run_work() {
+  std::vector<LinkGroup*> llc;
+  std::vector<Connection*> tx;
+  std::vector<std::pair<LinkGroup*, std::string>> term;
+  {
+    std::lock_guard<std::mutex> lk(work_mu_);
+    llc.swap(llc_work_);
+    tx.swap(tx_work_);
+    term.swap(terminate_work_);
+  }
+  for (LinkGroup* g : llc) g->run_llc_work();
+  for (Connection* c : tx) {
+    c->try_transmit();
+    c->put();
+  }
+  for (auto& [g, why] : term) {
+    if (g == nullptr) {
+      terminate_device(why.c_str());
+    } else {
+      g->terminate(false, why.c_str());
+    }
+  }
+}
+
+void Runtime::run_timers() {
+  const int64_t now = now_ms();
+  std::vector<Closing> due;
+  std::vector<Closing> done;
+  {
+    std::lock_guard<std::mutex> lk(work_mu_);
+    for (auto it = close_timers_.begin(); it != close_timers_.end();) {
+      if (it->second.conn->closed_both_ways()) {
+        done.push_back(it->second);
+        it = close_timers_.erase(it);
+      } else if (it->first <= now) {
+        due.push_back(it->second);
+        it = close_timers_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  // Close's bounded fallback (invariant 6): the peer did not close in time.
+  for (Closing& c : due) {
+    c.conn->abort("peer did not close within SMC_CLOSE_WAIT_MS");
+    done.push_back(c);
+  }
+  for (Closing& c : done) {
+    c.conn->release();
+    if (c.tcp_fd >= 0) close(c.tcp_fd);
+  }
+  // Link groups: idle ones end after SMC_LGR_IDLE_MS; terminated ones whose
+  // links and connections are all gone are deleted.
+  std::vector<LinkGroup*> idle;
+  {
+    std::lock_guard<std::mutex> lk(lgr_mu_);
+    for (auto it = lgrs_.begin(); it != lgrs_.end();) {
+      LinkGroup* g = it->get();
+      if (g->terminating() && g->live_connections() == 0 && !g->in_use() && g->links_freed()) {
+        {
+          std::lock_guard<std::mutex> wl(work_mu_);
+          std::erase(llc_work_, g);
+        }
+        it = lgrs_.erase(it);
+        continue;
+      }
+      if (!g->terminating() && g->connection_count() == 0 && g->live_connections() == 0 && !g->in_use() &&
+          now - g->idle_since_ms() > cfg_.lgr_idle_ms) {
+        idle.push_back(g);
+      }
+      ++it;
+    }
+  }
+  for (LinkGroup* g : idle) g->terminate(true, "idle");
+}
+
+void Runtime::progress_loop() {
+  epoll_event evs[16];
+  while (!stop_.load(std::memory_order_acquire)) {
+    const int n = epoll_wait(epfd_, evs, 16, 20);
+    for (int i = 0; i < n; ++i) {
+      void* p = evs[i].data.ptr;
+      if (p == &wake_fd_) {
+        uint64_t v;
+        (void)!read(wake_fd_, &v, sizeof(v));
+      } else if (p == &dev_) {
+        std::lock_guard<std::mutex> lk(work_mu_);
+        handle_async();
+      } else {
+        std::lock_guard<std::mutex> lk(watch_mu_);
+        auto it = watched_.find(static_cast<Link*>(p));
+        if (it != watched_.end()) handle_channel(it->first, it->second);
+      }
+    }
+    run_work();
+    run_timers();
+  }
+}
+
+}  // namespace droce::smc

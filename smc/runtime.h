@@ -1,0 +1,141 @@
+// The SMC-R state of one process (or of one simulated system in a test): the
+// verbs device, the link groups in both roles, and the progress thread that
+// waits on completion channels and async events, answers LLC requests,
+// retries deferred transmissions and runs the timers (the roles of Linux's
+// smc_core.c link group list, smc_wr.c tasklets and smc_llc.c workers).
+// State lives here, never in globals: a test runs two Runtimes in one process.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "smc/config.h"
+#include "smc/core.h"
+#include "smc/ib.h"
+
+namespace droce::smc {
+
+// Why connections did not use SMC-R, by Linux decline code (local reason).
+struct FallbackCounters {
+  std::mutex mu;
+  std::map<uint32_t, uint64_t> by_reason;
+  void add(uint32_t reason);
+};
+
+struct RuntimeCounters {
+  std::atomic<uint64_t> smc_connections{0};  // connections that used SMC-R
+  std::atomic<uint64_t> first_contacts{0};   // of them, ones that created a link group
+  std::atomic<uint64_t> clc_malformed{0};    // CLC messages that broke a rule (connection closed)
+  std::atomic<uint64_t> declines_sent{0}, declines_received{0};
+  std::atomic<uint64_t> lgr_terminated{0};
+  std::atomic<uint64_t> conn_aborted{0};
+};
+
+// Test hooks (tests/smc): never set in production.
+struct RuntimeHooks {
+  // Called for every CDC send completion before it is handled. Returning
+  // true keeps the completion: the hook calls Runtime::deliver_held_cdc
+  // later (the deterministic seed-race test).
+  std::function<bool(Link*, const ibv_wc&)> hold_cdc_completion;
+};
+
+class Runtime {
+ public:
+  // Opens the device and starts the progress thread. nullptr with *err.
+  static std::unique_ptr<Runtime> create(const Config& cfg, std::string* err);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  const Config& config() const { return cfg_; }
+  IbDevice* device() { return &dev_; }
+  const wire::SystemId& system_id() const { return system_id_; }
+  RuntimeCounters& counters() { return counters_; }
+  FallbackCounters& fallbacks() { return fallbacks_; }
+  RuntimeHooks& hooks() { return hooks_; }
+
+  // --- link groups --------------------------------------------------------
+  // Server: a group of ours with this client system and GID, usable for one
+  // more connection. Client: the group whose link talks to peer_qpn of that
+  // server system. nullptr when none.
+  LinkGroup* find_lgr(Role role, const wire::SystemId& peer_id, const wire::Gid& peer_gid, bool v2,
+                      uint32_t peer_qpn);
+  LinkGroup* create_lgr(Role role, bool v2);
+  void for_each_lgr(const std::function<void(LinkGroup*)>& f);
+  // Terminates every group (process exit, device removal). Orderly: DELETE
+  // LINK to the peers first.
+  void terminate_all(bool orderly);
+  // Terminates the groups with a link on this device (device removal).
+  void terminate_device(const char* why);
+
+  // --- progress ------------------------------------------------------------
+  // Registers a link's completion channel with the progress thread.
+  bool watch_link(Link* l, ibv_comp_channel* ch);
+  // Removes it: after this returns, the progress thread holds no event of
+  // the link's CQs (all acknowledged) and will not read another one.
+  void unwatch_link(Link* l, ibv_comp_channel* ch);
+  // Queues work for the progress thread.
+  void schedule_llc(LinkGroup* lgr);
+  void schedule_tx(Connection* c);          // takes a hold on c
+  void schedule_terminate(LinkGroup* lgr, const char* why);
+  // Takes the owner's reference of a closed connection and its CLC socket:
+  // both end when the peer's close arrived or at deadline_ms (invariant 6).
+  void schedule_close_timer(Connection* c, int64_t deadline_ms, int tcp_fd);
+  uint32_t next_token();
+  uint32_t next_lgr_id();
+  int64_t now_ms() const;
+
+  // Test hook support: hands a held CDC completion to the normal path.
+  void deliver_held_cdc(Link* l, const ibv_wc& wc);
+
+ private:
+  explicit Runtime(const Config& cfg);
+  void progress_loop();
+  void handle_channel(Link* l, ibv_comp_channel* ch);
+  void handle_async();
+  void run_work();
+  void run_timers();
+  void wake();
+
+  Config cfg_;
+  IbDevice dev_;
+  wire::SystemId system_id_{};
+  RuntimeCounters counters_;
+  FallbackCounters fallbacks_;
+  RuntimeHooks hooks_;
+
+  std::mutex lgr_mu_;  // guards lgrs_
+  std::vector<std::unique_ptr<LinkGroup>> lgrs_;
+  std::atomic<uint32_t> token_seq_{0};
+  std::atomic<uint32_t> lgr_seq_{0};
+
+  // Progress thread.
+  int epfd_ = -1;
+  int wake_fd_ = -1;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::mutex watch_mu_;  // held while an event of a watched channel is read and handled
+  std::map<Link*, ibv_comp_channel*> watched_;
+  std::mutex work_mu_;   // guards the queues below
+  std::vector<LinkGroup*> llc_work_;
+  std::vector<Connection*> tx_work_;
+  std::vector<std::pair<LinkGroup*, std::string>> terminate_work_;
+  struct Closing {
+    Connection* conn;
+    int tcp_fd;
+  };
+  std::multimap<int64_t, Closing> close_timers_;
+};
+
+}  // namespace droce::smc
