@@ -106,9 +106,11 @@ Rx read_clc(int fd, uint8_t* buf, size_t* len, wire::ClcHeader* hdr, Clock::time
   if (p == Io::kTimeout) return got > 0 ? Rx::kNotClc : Rx::kTimeout;
   if (p != Io::kOk && got < wire::kClcHeaderLen) return got > 0 ? Rx::kNotClc : Rx::kClosed;
   if (got < wire::kClcHeaderLen) return Rx::kNotClc;
-  if (wire::peek_header(std::span<const uint8_t>(buf, got), hdr) != wire::ClcError::kOk) {
-    return Rx::kNotClc;
-  }
+  // Another protocol's bytes are not ours to judge (plain TCP); a CLC
+  // eyecatcher with a broken header is a malformed CLC message.
+  const wire::ClcError e = wire::peek_header(std::span<const uint8_t>(buf, got), hdr);
+  if (e == wire::ClcError::kEyecatcher) return Rx::kNotClc;
+  if (e != wire::ClcError::kOk) return Rx::kMalformed;
   if (hdr->length > wire::kClcMaxLen || hdr->length < wire::kClcHeaderLen + wire::kClcTrailerLen) {
     return Rx::kMalformed;
   }

@@ -210,16 +210,30 @@ bool Connection::wait(std::unique_lock<std::mutex>& lk, Pred pred, int timeout_m
   const auto deadline = timeout_ms < 0 ? std::chrono::steady_clock::time_point::max()
                                        : start + std::chrono::milliseconds(timeout_ms);
   Link* l = link_;
-  while (l != nullptr && std::chrono::steady_clock::now() < spin_end) {
+  if (l != nullptr && std::chrono::steady_clock::now() < spin_end) {
+    l->busy_enter();
+    bool done = false;
+    while (!done && std::chrono::steady_clock::now() < spin_end) {
+      lk.unlock();
+      l->poll_once();
+      lk.lock();
+      done = pred();
+    }
     lk.unlock();
-    l->poll_once();
+    l->busy_exit();
     lk.lock();
-    if (pred()) return true;
+    if (done || pred()) return true;
   }
-  // The progress thread dispatches from here on and notifies cv_.
+  // The progress thread dispatches from here on and notifies cv_; a poll
+  // now and then is the safety net that makes a missed wake-up cost 10 ms,
+  // never a hang.
   while (!pred()) {
     if (std::chrono::steady_clock::now() >= deadline) return false;
-    cv_.wait_for(lk, std::chrono::milliseconds(10));
+    if (cv_.wait_for(lk, std::chrono::milliseconds(10)) == std::cv_status::timeout && l != nullptr) {
+      lk.unlock();
+      l->poll_once();
+      lk.lock();
+    }
   }
   return true;
 }
@@ -349,6 +363,11 @@ bool Connection::closed_both_ways() {
   std::lock_guard<std::mutex> lk(mu_);
   if (error_.load(std::memory_order_relaxed) != 0) return true;
   return closed_sent_ && (peer_closed_ || peer_abort_);
+}
+
+bool Connection::close_sent() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return closed_sent_ || abort_sent_;
 }
 
 std::string Connection::state_name() {

@@ -96,6 +96,7 @@ struct LinkCounters {
   std::atomic<uint64_t> flushed{0};            // completions flushed by teardown
   std::atomic<uint64_t> rx_bad_msg{0};         // receives dropped: malformed CDC/LLC
   std::atomic<uint64_t> rx_unknown_token{0};   // CDC for no connection of this group
+  std::atomic<uint64_t> post_refused{0};       // sends not posted: the QP was not in RTS
 };
 
 // One RC QP to the peer, with its own PD, CQs, slot and receive buffers.
@@ -163,6 +164,9 @@ class Link {
   int try_get_slot();
   void put_slot_unused(uint32_t slot);
   uint32_t slots_in_flight() const { return slots_used_.load(std::memory_order_acquire); }
+  // Polls until every signalled send completed (or ms passed, or the link
+  // went down): before a teardown that would flush a last message.
+  void wait_sends_done(int ms);
 
   // Polls both CQs once and dispatches what it finds. try_lock: returns
   // false at once when another thread is polling. Never call with a
@@ -175,6 +179,12 @@ class Link {
   void poll_all();
   // Arms both CQs for the next completion (progress thread).
   void arm();
+  // An application thread busy-polls this link's CQs: the progress thread
+  // then leaves the CQs unarmed (no wake-up per completion competing for the
+  // core); the last busy poller to leave re-arms them.
+  void busy_enter() { busy_pollers_.fetch_add(1, std::memory_order_acq_rel); }
+  void busy_exit();
+  bool busy_polled() const { return busy_pollers_.load(std::memory_order_acquire) != 0; }
   ibv_cq* send_cq() const { return send_cq_; }
   ibv_cq* recv_cq() const { return recv_cq_; }
 
@@ -189,8 +199,11 @@ class Link {
   void on_recv_wc(const ibv_wc& wc);
   bool post_recv(uint32_t index);
   void release_slot(uint32_t slot);
-  bool post_llc_locked(const uint8_t* bytes, size_t len, bool v2_buffer);
+  // One signalled SEND of len bytes (an LLC message; a test peer sends
+  // malformed ones through it).
+  bool send_bytes(const uint8_t* bytes, size_t len, int wait_ms);
   void destroy_verbs_objects();
+  void trace(const char* step);
   void dispatch_recv(const uint8_t* msg, uint32_t len);
 
   LinkGroup* const lgr_;
@@ -225,6 +238,7 @@ class Link {
   std::atomic<uint32_t> recv_posted_{0};
 
   std::mutex poll_mu_;
+  std::atomic<int> busy_pollers_{0};
   LinkCounters counters_;
 };
 
@@ -296,6 +310,7 @@ class Connection {
   bool writable();   // send buffer space, or error
   int error() const { return error_.load(std::memory_order_acquire); }
   bool closed_both_ways();  // our close sent and the peer's received (or aborted)
+  bool close_sent();        // our peer_conn_closed (or abort) went out
 
   // --- called by the link (poll context; no blocking) -------------------------
   // A CDC for this connection arrived. Returns false when it breaks a rule
@@ -328,6 +343,10 @@ class Connection {
     virtual void on_ready(Connection& c) = 0;
   };
   void set_ready_listener(std::unique_ptr<ReadyListener> l) { listener_ = std::move(l); }
+  // "local -> peer" TCP addresses, for `droce-smc stat` (set once, before use).
+  void set_label(std::string l) { label_ = std::move(l); }
+  const std::string& label() const { return label_; }
+  Link* link() const { return link_; }
 
  private:
   friend class ConnectionTestPeer;
@@ -380,6 +399,7 @@ class Connection {
   bool cdc_owed_ = false;  // a CDC (flags or cursor update) waits for a slot
   ConnStats stats_;
   std::unique_ptr<ReadyListener> listener_;
+  std::string label_;
 };
 
 // A link group: the links to one peer system, the connections over them and

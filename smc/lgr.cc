@@ -307,8 +307,9 @@ void LinkGroup::run_llc_work() {
         auto& d = std::get<wire::LlcDeleteLink>(m);
         SMC_LOG("link group %u: peer deletes %s (reason %08x)", id_,
                 (d.hdr.flags & wire::kLlcDeleteLinkAll) ? "all links" : "a link", d.reason);
-        link->send_llc(m, wait_ms);
-        // One link per group: losing it ends the group.
+        // The response first (it must leave before the QP goes to ERR);
+        // one link per group: losing it ends the group.
+        if (link->send_llc(m, wait_ms)) link->wait_sends_done(500);
         terminate(false, "peer deleted the link");
         break;
       }
@@ -334,13 +335,8 @@ void LinkGroup::terminate(bool orderly, const char* why) {
       d.hdr.flags = wire::kLlcDeleteLinkAll | wire::kLlcDeleteLinkOrderly;
       d.link_num = 0;
       d.reason = wire::kLlcDelProgInitTerm;
-      if (l->send_llc(d, rt_->config().llc_wait_ms)) {
-        // Let it leave before the QP goes to ERR (which would flush it).
-        const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
-        while (l->slots_in_flight() != 0 && l->active() && std::chrono::steady_clock::now() < until) {
-          if (!l->poll_once()) std::this_thread::yield();
-        }
-      }
+      // Let it leave before the QP goes to ERR (which would flush it).
+      if (l->send_llc(d, rt_->config().llc_wait_ms)) l->wait_sends_done(500);
     }
   }
   for_each_connection([](Connection* c) { c->on_link_down(ECONNRESET); });

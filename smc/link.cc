@@ -171,7 +171,11 @@ bool Link::post_recv(uint32_t index) {
 
 int Link::try_get_slot() {
   std::lock_guard<std::mutex> lk(tx_mu_);
-  if (state_.load(std::memory_order_relaxed) != LinkState::kActive || free_mask_ == 0) return -1;
+  if (state_.load(std::memory_order_relaxed) != LinkState::kActive) {
+    counters_.post_refused.fetch_add(1, std::memory_order_relaxed);
+    return -1;
+  }
+  if (free_mask_ == 0) return -1;
   const int i = __builtin_ctzll(free_mask_);
   free_mask_ &= ~(uint64_t(1) << i);
   slots_used_.fetch_add(1, std::memory_order_acq_rel);
@@ -202,12 +206,18 @@ int Link::get_slot(int wait_ms) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return -1;
     if (now < spin_end) {
-      if (!poll_once()) std::this_thread::yield();
+      busy_enter();
+      const bool got = poll_once();
+      busy_exit();
+      if (!got) std::this_thread::yield();
       continue;
     }
-    std::unique_lock<std::mutex> lk(tx_mu_);
-    slot_cv_.wait_for(lk, std::chrono::milliseconds(1),
-                      [&] { return free_mask_ != 0 || state_.load() != LinkState::kActive; });
+    {
+      std::unique_lock<std::mutex> lk(tx_mu_);
+      slot_cv_.wait_for(lk, std::chrono::milliseconds(1),
+                        [&] { return free_mask_ != 0 || state_.load() != LinkState::kActive; });
+    }
+    poll_once();  // never rely on a single wake-up
   }
 }
 
@@ -267,7 +277,11 @@ bool Link::post_cdc(uint32_t slot, Connection* conn, const wire::CdcMsg& cdc, co
 bool Link::send_llc(const wire::LlcMsg& msg, int wait_ms) {
   uint8_t tmp[wire::kLlcV2MaxLen];
   const size_t len = wire::encode_llc(msg, std::span<uint8_t>(tmp, sizeof(tmp)));
-  if (len == 0) return false;
+  return len != 0 && send_bytes(tmp, len, wait_ms);
+}
+
+bool Link::send_bytes(const uint8_t* tmp, size_t len, int wait_ms) {
+  if (len > wire::kLlcV2MaxLen) return false;
   if (len <= wire::kLlcMsgLen) {
     const int slot = get_slot(wait_ms);
     if (slot < 0) return false;
@@ -462,6 +476,24 @@ void Link::poll_all() {
   }
 }
 
+void Link::wait_sends_done(int ms) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (slots_in_flight() != 0 && active() && std::chrono::steady_clock::now() < until) {
+    if (!poll_once()) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
+void Link::busy_exit() {
+  if (busy_pollers_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    // The last busy poller re-arms (the progress thread left the CQs
+    // unarmed meanwhile) and drains what came before the arming: all of it,
+    // waiting for a concurrent poller if need be, or a completion that came
+    // before the arming would raise no event.
+    arm();
+    poll_all();
+  }
+}
+
 void Link::arm() {
   if (send_cq_ != nullptr) ibv_req_notify_cq(send_cq_, 0);
   if (recv_cq_ != nullptr) ibv_req_notify_cq(recv_cq_, 0);
@@ -484,6 +516,10 @@ void Link::fail(const char* why) {
   lgr_->runtime()->schedule_terminate(lgr_, why);
 }
 
+void Link::trace(const char* step) {
+  if (auto& t = lgr_->runtime()->hooks().trace) t(this, step);
+}
+
 void Link::teardown() {
   std::lock_guard<std::mutex> tl(teardown_mu_);
   if (state() == LinkState::kFreed) return;
@@ -496,6 +532,7 @@ void Link::teardown() {
     // Invariant 2: ERR, never RESET, so that every posted WQE completes (a
     // flushed CDC still drops its connection reference), then drain.
     qp_to_err(qp_);
+    trace("qp_err");
     auto last_note = std::chrono::steady_clock::now();
     while (slots_used_.load(std::memory_order_acquire) != 0 ||
            recv_posted_.load(std::memory_order_acquire) != 0) {
@@ -507,6 +544,7 @@ void Link::teardown() {
       }
     }
   }
+  trace("drained");
   if (channel_ != nullptr) lgr_->runtime()->unwatch_link(this, channel_);
   {
     // No thread polls from here on (poll_* check kFreed under poll_mu_).
@@ -518,16 +556,24 @@ void Link::teardown() {
 
 void Link::destroy_verbs_objects() {
   // QP, then CQs, then MRs, then PD (invariant 2).
-  if (qp_ != nullptr) ibv_destroy_qp(qp_);
+  if (qp_ != nullptr) {
+    ibv_destroy_qp(qp_);
+    trace("destroy_qp");
+  }
   qp_ = nullptr;
   if (send_cq_ != nullptr) ibv_destroy_cq(send_cq_);
   if (recv_cq_ != nullptr) ibv_destroy_cq(recv_cq_);
+  if (send_cq_ != nullptr || recv_cq_ != nullptr) trace("destroy_cq");
   send_cq_ = recv_cq_ = nullptr;
   lgr_->deregister_buffers(index_);
   if (slot_mr_ != nullptr) ibv_dereg_mr(slot_mr_);
   if (recv_mr_ != nullptr) ibv_dereg_mr(recv_mr_);
+  if (slot_mr_ != nullptr || recv_mr_ != nullptr) trace("dereg_mr");
   slot_mr_ = recv_mr_ = nullptr;
-  if (pd_ != nullptr) ibv_dealloc_pd(pd_);
+  if (pd_ != nullptr) {
+    if (ibv_dealloc_pd(pd_) != 0) SMC_LOG("link %u: ibv_dealloc_pd: %s", link_id_, std::strerror(errno));
+    trace("dealloc_pd");
+  }
   pd_ = nullptr;
   if (channel_ != nullptr) ibv_destroy_comp_channel(channel_);
   channel_ = nullptr;

@@ -19,6 +19,12 @@ void FallbackCounters::add(uint32_t reason) {
   ++by_reason[reason];
 }
 
+void FallbackCounters::note(FallbackEvent e) {
+  std::lock_guard<std::mutex> lk(mu);
+  recent.push_back(std::move(e));
+  if (recent.size() > kRecent) recent.pop_front();
+}
+
 Runtime::Runtime(const Config& cfg) : cfg_(cfg) {}
 
 std::unique_ptr<Runtime> Runtime::create(const Config& cfg, std::string* err) {
@@ -76,6 +82,10 @@ Runtime::~Runtime() {
   lgrs_.clear();
   if (epfd_ >= 0) close(epfd_);
   if (wake_fd_ >= 0) close(wake_fd_);
+  if (stat_fd_ >= 0) {
+    close(stat_fd_);
+    unlink(stat_path_.c_str());
+  }
 }
 
 int64_t Runtime::now_ms() const {
@@ -209,6 +219,9 @@ void Runtime::handle_channel(Link* l, ibv_comp_channel* ch) {
   ibv_cq* cq;
   void* ctx;
   while (ibv_get_cq_event(ch, &cq, &ctx) == 0) ibv_ack_cq_events(cq, 1);
+  // An application thread polls the link now: leave the CQs unarmed, it
+  // re-arms them when it stops (Link::busy_exit).
+  if (l->busy_polled()) return;
   // Arm first, then drain: a completion after the drain raises a new event.
   l->arm();
   l->poll_all();
@@ -282,8 +295,10 @@ void Runtime::run_timers() {
     }
   }
   // Close's bounded fallback (invariant 6): the peer did not close in time.
+  // If our close flag went out, the peer knows; otherwise (its RMB stayed
+  // full, or the link is gone) tell it with an abort.
   for (Closing& c : due) {
-    c.conn->abort("peer did not close within SMC_CLOSE_WAIT_MS");
+    if (!c.conn->close_sent()) c.conn->abort("close not delivered within SMC_CLOSE_WAIT_MS");
     done.push_back(c);
   }
   for (Closing& c : done) {
@@ -324,6 +339,8 @@ void Runtime::progress_loop() {
       if (p == &wake_fd_) {
         uint64_t v;
         (void)!read(wake_fd_, &v, sizeof(v));
+      } else if (p == &stat_fd_) {
+        serve_stat();
       } else if (p == &dev_) {
         std::lock_guard<std::mutex> lk(work_mu_);
         handle_async();

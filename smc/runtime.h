@@ -12,6 +12,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -26,11 +27,21 @@
 
 namespace droce::smc {
 
-// Why connections did not use SMC-R, by Linux decline code (local reason).
+// Why connections did not use SMC-R, by Linux decline code (local reason),
+// and the most recent ones with their addresses (`droce-smc stat`).
+struct FallbackEvent {
+  int64_t when_ms = 0;      // CLOCK_REALTIME, ms
+  std::string label;        // "local -> peer"
+  uint32_t reason = 0;
+  uint32_t peer_diagnosis = 0;
+};
 struct FallbackCounters {
+  static constexpr size_t kRecent = 32;
   std::mutex mu;
   std::map<uint32_t, uint64_t> by_reason;
+  std::deque<FallbackEvent> recent;
   void add(uint32_t reason);
+  void note(FallbackEvent e);  // the socket layer, once addresses are known
 };
 
 struct RuntimeCounters {
@@ -48,6 +59,9 @@ struct RuntimeHooks {
   // true keeps the completion: the hook calls Runtime::deliver_held_cdc
   // later (the deterministic seed-race test).
   std::function<bool(Link*, const ibv_wc&)> hold_cdc_completion;
+  // Steps of a link teardown as they happen ("qp_err", "drained",
+  // "destroy_qp", "destroy_cq", "dereg_mr", "dealloc_pd").
+  std::function<void(Link*, const char*)> trace;
 };
 
 class Runtime {
@@ -96,6 +110,14 @@ class Runtime {
   uint32_t next_lgr_id();
   int64_t now_ms() const;
 
+  // Everything `droce-smc stat` shows, as one JSON object.
+  std::string stat_json();
+  std::string stat_text();
+  // Serves stat_json on a Unix socket in stat_dir() named after the pid, so
+  // that `droce-smc stat` finds every running process. False with *err.
+  bool enable_stat_socket(std::string* err);
+  static std::string stat_dir();
+
   // Test hook support: hands a held CDC completion to the normal path.
   void deliver_held_cdc(Link* l, const ibv_wc& wc);
 
@@ -104,6 +126,7 @@ class Runtime {
   void progress_loop();
   void handle_channel(Link* l, ibv_comp_channel* ch);
   void handle_async();
+  void serve_stat();
   void run_work();
   void run_timers();
   void wake();
@@ -123,6 +146,8 @@ class Runtime {
   // Progress thread.
   int epfd_ = -1;
   int wake_fd_ = -1;
+  int stat_fd_ = -1;
+  std::string stat_path_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::mutex watch_mu_;  // held while an event of a watched channel is read and handled

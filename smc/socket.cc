@@ -1,6 +1,7 @@
 // Socket and the C API of smc.h (see socket.h).
 #include "smc/socket.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -96,6 +97,42 @@ constexpr int kMaxHandshakes = 64;
 
 uint32_t forced_tcp_reason() { return 0; }
 
+std::string addr_text(const sockaddr_storage& ss) {
+  char b[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, b, sizeof(b));
+    port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, b, sizeof(b));
+    port = ntohs(a->sin6_port);
+  }
+  return std::string(b) + ":" + std::to_string(port);
+}
+
+// "local -> peer" of a TCP socket.
+std::string tcp_label(int fd) {
+  sockaddr_storage l{}, p{};
+  socklen_t ll = sizeof(l), pl = sizeof(p);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&l), &ll);
+  ::getpeername(fd, reinterpret_cast<sockaddr*>(&p), &pl);
+  return addr_text(l) + " -> " + addr_text(p);
+}
+
+void note_fallback(Runtime* rt, int fd, uint32_t reason, uint32_t peer_diag) {
+  if (rt == nullptr) return;
+  FallbackEvent e;
+  e.when_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
+  e.label = tcp_label(fd);
+  e.reason = reason;
+  e.peer_diagnosis = peer_diag;
+  rt->fallbacks().note(std::move(e));
+}
+
 }  // namespace
 
 Socket::Socket(Runtime* rt, uint32_t no_smc_reason) : rt_(rt), no_smc_reason_(no_smc_reason) {}
@@ -131,6 +168,7 @@ Socket::~Socket() {
 }
 
 void Socket::become_tcp(int tcp_fd, uint32_t reason, uint32_t peer_diag) {
+  note_fallback(rt_, tcp_fd, reason, peer_diag);
   // The TCP socket's file takes over the application's descriptor number.
   const int flags = ::fcntl(tcp_fd, F_GETFL);
   ::fcntl(tcp_fd, F_SETFL, nonblock_ ? flags | O_NONBLOCK : flags & ~O_NONBLOCK);
@@ -147,6 +185,7 @@ void Socket::become_tcp(int tcp_fd, uint32_t reason, uint32_t peer_diag) {
 void Socket::become_smc(const ClcOutcome& o, int tcp_fd) {
   tcp_fd_ = tcp_fd;
   conn_ = o.conn;
+  conn_->set_label(tcp_label(tcp_fd));
   version_ = o.version;
   first_contact_ = o.first_contact;
   auto m = std::make_unique<Mirror>(fd_, int_fd_);
@@ -304,6 +343,7 @@ void Socket::handshake(std::shared_ptr<ListenState> ls, int fd) {
       ::close(fd);
       ok = false;
     } else if (!o.smc) {
+      note_fallback(ls->rt, fd, o.fallback_reason, o.peer_diagnosis);
       s->fd_ = fd;
       s->tcp_fd_ = fd;
       s->fallback_reason_ = o.fallback_reason;

@@ -10,8 +10,13 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <thread>
 
+#include "smc/clc.h"
 #include "smc/runtime.h"
 #include "smc/socket.h"
 
@@ -58,6 +63,58 @@ inline sockaddr_in loopback(int port) {
   sa.sin_port = htons(uint16_t(port));
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   return sa;
+}
+
+}  // namespace droce::smc::test
+
+namespace droce::smc::test {
+
+// A TCP connection on 127.0.0.1 (plain sockets): client and server ends.
+struct TcpPair {
+  int client = -1, server = -1;
+  ~TcpPair() {
+    if (client >= 0) ::close(client);
+    if (server >= 0) ::close(server);
+  }
+};
+
+inline bool tcp_pair(TcpPair* p) {
+  const int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa = loopback(0);
+  socklen_t sl = sizeof(sa);
+  if (::bind(l, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0 || ::listen(l, 4) != 0 ||
+      ::getsockname(l, reinterpret_cast<sockaddr*>(&sa), &sl) != 0) {
+    ::close(l);
+    return false;
+  }
+  p->client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const bool ok = ::connect(p->client, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;
+  p->server = ok ? ::accept4(l, nullptr, nullptr, SOCK_CLOEXEC) : -1;
+  ::close(l);
+  return ok && p->server >= 0;
+}
+
+// The CLC handshake between two runtimes over a fresh TCP pair.
+struct CorePair {
+  TcpPair tcp;
+  ClcOutcome client, server;
+};
+
+inline void core_pair(Runtime* client, Runtime* server, CorePair* p) {
+  ASSERT_TRUE(tcp_pair(&p->tcp));
+  std::thread t([&] { p->server = clc_accept(*server, p->tcp.server); });
+  p->client = clc_connect(*client, p->tcp.client);
+  t.join();
+}
+
+// Waits up to ms for pred, polling every millisecond.
+template <typename Pred>
+bool eventually(Pred pred, int ms) {
+  for (int i = 0; i < ms; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return pred();
 }
 
 }  // namespace droce::smc::test
