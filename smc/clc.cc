@@ -344,7 +344,11 @@ ClcOutcome clc_connect(Runtime& rt, int fd) {
       // The server does not speak SMC (peek mode: no TCP option to tell).
       return fallback(rt, wire::decline::kPeerNoSmc);
     case Rx::kClosed:
-      return failure(rt, ECONNRESET, "the server closed the connection during the CLC handshake");
+      // A plain TCP server may read the Proposal as its own protocol and
+      // hang up (peek mode has no TCP option 254 to ask first).
+      return failure(rt, ECONNRESET,
+                     "the server closed the connection during the CLC handshake (a server without SMC-R "
+                     "support reads the Proposal as data)");
     case Rx::kMalformed:
       return failure(rt, EPROTO, "malformed CLC message from the server");
   }
@@ -408,6 +412,9 @@ ClcOutcome clc_connect(Runtime& rt, int fd) {
     return fallback(rt, reason);
   }
   conn->set_peer(acc.rmbe_alert_token, acc.rkey, acc.rmb_vaddr, wire::rmbe_uncompress(acc.rmbe_size));
+  // The connection takes CDCs from here on: the server may send as soon as
+  // its side is done, before this thread has finished the LLC steps.
+  if (!first_contact) conn->activate(link);
   if (!send_clc_accept_confirm(
           fd, make_accept_confirm(rt, wire::ClcType::kConfirm, version, first_contact, link, conn, acc.eid))) {
     undo(lgr, conn, first_contact, "CLC Confirm not sent");
@@ -425,7 +432,9 @@ ClcOutcome clc_connect(Runtime& rt, int fd) {
     const auto& cl = std::get<wire::LlcConfirmLink>(m);
     link->set_link_uid(cl.link_uid);
     lgr->expect_add_link(true);
-    if (!link->to_rts(&err) || !link->send_llc(make_confirm_link(rt, link, v2, true), cfg.llc_wait_ms)) {
+    const bool rts = link->to_rts(&err);
+    if (rts) conn->activate(link);
+    if (!rts || !link->send_llc(make_confirm_link(rt, link, v2, true), cfg.llc_wait_ms)) {
       lgr->expect_add_link(false);
       SMC_LOG("confirming the link: %s", err.c_str());
       undo(lgr, conn, true, "link not ready");
@@ -445,7 +454,6 @@ ClcOutcome clc_connect(Runtime& rt, int fd) {
     }
     rt.counters().first_contacts.fetch_add(1, std::memory_order_relaxed);
   }
-  conn->activate(link);
   lgr->unuse();
   rt.counters().smc_connections.fetch_add(1, std::memory_order_relaxed);
   ClcOutcome o;
@@ -609,6 +617,7 @@ ClcOutcome clc_accept(Runtime& rt, int fd, bool peer_signalled) {
     return failure(rt, EPROTO, "malformed CLC Confirm from the client");
   }
   conn->set_peer(conf.rmbe_alert_token, conf.rkey, conf.rmb_vaddr, wire::rmbe_uncompress(conf.rmbe_size));
+  if (!first_contact) conn->activate(link);
   if (first_contact) {
     // smcr_serv_conf_first_link: RTR + RTS with the client's QP, CONFIRM
     // LINK and its response within SMC_LLC_WAIT_TIME, then ADD LINK.
@@ -619,6 +628,7 @@ ClcOutcome clc_accept(Runtime& rt, int fd, bool peer_signalled) {
       send_decline(rt, fd, version, wire::decline::kErrRdyLnk);
       return fallback(rt, wire::decline::kErrRdyLnk);
     }
+    conn->activate(link);
     if (!lgr->llc_request(link, make_confirm_link(rt, link, v2, false), &resp, cfg.llc_wait_ms)) {
       undo(lgr, conn, true, "no CONFIRM LINK response");
       send_decline(rt, fd, version, wire::decline::kTimeoutCl);
@@ -662,7 +672,6 @@ ClcOutcome clc_accept(Runtime& rt, int fd, bool peer_signalled) {
     }
     rt.counters().first_contacts.fetch_add(1, std::memory_order_relaxed);
   }
-  conn->activate(link);
   lgr->unuse();
   rt.counters().smc_connections.fetch_add(1, std::memory_order_relaxed);
   ClcOutcome o;

@@ -397,7 +397,7 @@ void Connection::on_cdc(const wire::CdcMsg& m) {
   bool transmit = false;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (rmb_ == nullptr || link_ == nullptr) return;  // not active yet (invariant 5)
+    if (rmb_ == nullptr || peer_rmb_size_ == 0) return;  // half built (invariant 5)
     stats_.cdc_received.fetch_add(1, std::memory_order_relaxed);
     // Old sequence numbers are ignored (smc_cdc_before, B9); equal ones count.
     if (rx_seq_seen_ && wire::seq_before(m.seqno, rx_seq_)) return;

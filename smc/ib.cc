@@ -44,10 +44,8 @@ bool open_device(const std::string& name, int gid_index, IbDevice* dev, std::str
     *err = "ibv_query_port(" + dev->name + "): " + std::strerror(errno);
     return false;
   }
-  if (pa.state != IBV_PORT_ACTIVE) {
-    *err = dev->name + ": port is not active";
-    return false;
-  }
+  // A port that is down now (a memif peer not started yet) may come up
+  // later: the handshake checks port_active() per connection.
   if (pa.link_layer != IBV_LINK_LAYER_ETHERNET) {
     *err = dev->name + ": not a RoCE device";
     return false;

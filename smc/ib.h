@@ -31,8 +31,9 @@ struct IbDevice {
   bool port_active();
 };
 
-// Opens `name` ("" = the first device), checks that gid_index holds an
-// IPv4-mapped RoCEv2 GID and the port is active. False with *err saying why.
+// Opens `name` ("" = the first device) and checks that gid_index holds an
+// IPv4-mapped RoCEv2 GID. A port that is down is fine (it may come up);
+// handshakes check port_active(). False with *err saying why.
 bool open_device(const std::string& name, int gid_index, IbDevice* dev, std::string* err);
 
 // QP transitions with the attributes Linux 6.1 uses (smc_ib.c, B8).
