@@ -456,6 +456,8 @@ ClcOutcome clc_connect(Runtime& rt, int fd) {
   }
   lgr->unuse();
   rt.counters().smc_connections.fetch_add(1, std::memory_order_relaxed);
+  SMC_LOG("%s: SMC-Rv%u connection %08x in link group %u%s", role_name(lgr->role()), version, conn->token(),
+          lgr->id(), first_contact ? " (first contact)" : "");
   ClcOutcome o;
   o.smc = true;
   o.conn = conn;
@@ -674,6 +676,8 @@ ClcOutcome clc_accept(Runtime& rt, int fd, bool peer_signalled) {
   }
   lgr->unuse();
   rt.counters().smc_connections.fetch_add(1, std::memory_order_relaxed);
+  SMC_LOG("%s: SMC-Rv%u connection %08x in link group %u%s", role_name(lgr->role()), version, conn->token(),
+          lgr->id(), first_contact ? " (first contact)" : "");
   ClcOutcome o;
   o.smc = true;
   o.conn = conn;

@@ -23,6 +23,10 @@ struct Config {
   int close_wait_ms = 5000;      // SMC_CLOSE_WAIT_MS: peer's close after ours, then give up
   int lgr_idle_ms = 600000;      // SMC_LGR_IDLE_MS: an unused link group lives this long
   int busy_poll_us = 50;         // SMC_BUSY_POLL_US: spin on the CQ before sleeping
+  int testlink_ms = 30000;       // SMC_TESTLINK_MS: TEST LINK after this long without receives
+                                 // (smcr_testlink_time); 0: never
+  int tcp_gone_grace_ms = 1000;  // the peer's TCP ended while SMC-R was open: wait this long for
+                                 // its close over SMC-R before aborting
   bool v1 = false;               // SMC_VERSIONS contains 1: offer / accept SMC-R v1
   bool v2 = true;                // SMC_VERSIONS contains 2 (default "2")
   uint8_t mtu = 0;               // SMC_MTU: IB MTU enum cap (0: the port's active MTU)

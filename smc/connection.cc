@@ -365,6 +365,11 @@ bool Connection::closed_both_ways() {
   return closed_sent_ && (peer_closed_ || peer_abort_);
 }
 
+bool Connection::peer_closed() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return peer_closed_ || peer_abort_ || error_.load(std::memory_order_relaxed) != 0;
+}
+
 bool Connection::close_sent() {
   std::lock_guard<std::mutex> lk(mu_);
   return closed_sent_ || abort_sent_;
@@ -397,7 +402,11 @@ void Connection::on_cdc(const wire::CdcMsg& m) {
   bool transmit = false;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (rmb_ == nullptr || peer_rmb_size_ == 0) return;  // half built (invariant 5)
+    // Half built (invariant 5): CDCs count once our RMB exists. The peer may
+    // write before this side's handshake thread has read its Confirm (the
+    // client sends as soon as its own side is done): its RMB is unknown
+    // then, and its consumer cursor can only be zero.
+    if (rmb_ == nullptr) return;
     stats_.cdc_received.fetch_add(1, std::memory_order_relaxed);
     // Old sequence numbers are ignored (smc_cdc_before, B9); equal ones count.
     if (rx_seq_seen_ && wire::seq_before(m.seqno, rx_seq_)) return;
@@ -410,9 +419,10 @@ void Connection::on_cdc(const wire::CdcMsg& m) {
                          ((m.prod.wrap == rx_cons_.wrap && m.prod.count >= rx_cons_.count) ||
                           (m.prod.wrap == uint16_t(rx_cons_.wrap + 1) && m.prod.count <= rx_cons_.count));
     // The peer's consumer cursor must stay within what we produced.
-    const bool cons_ok = m.cons.count < peer_rmb_size_ && wire::curs_update_ok(peer_cons_, m.cons) &&
-                         curs_diff(peer_rmb_size_, peer_cons_, m.cons) <=
-                             curs_diff(peer_rmb_size_, peer_cons_, tx_prod_);
+    const bool cons_ok = m.cons == peer_cons_ ||
+                         (m.cons.count < peer_rmb_size_ && wire::curs_update_ok(peer_cons_, m.cons) &&
+                          curs_diff(peer_rmb_size_, peer_cons_, m.cons) <=
+                              curs_diff(peer_rmb_size_, peer_cons_, tx_prod_));
     if (!prod_ok || !cons_ok) {
       SMC_LOG("connection %08x: CDC with an impossible %s cursor (prod %u:%u, cons %u:%u): aborting",
               token_, prod_ok ? "consumer" : "producer", m.prod.wrap, m.prod.count, m.cons.wrap,

@@ -179,6 +179,10 @@ class Link {
   void poll_all();
   // Arms both CQs for the next completion (progress thread).
   void arm();
+  // Liveness (Linux's TEST LINK, smcr_testlink_time): the time of the last
+  // receive, and of a TEST LINK of ours still unanswered (0: none).
+  int64_t last_rx_ms() const { return last_rx_ms_.load(std::memory_order_relaxed); }
+  std::atomic<int64_t> test_link_sent_ms{0};
   // An application thread busy-polls this link's CQs: the progress thread
   // then leaves the CQs unarmed (no wake-up per completion competing for the
   // core); the last busy poller to leave re-arms them.
@@ -239,6 +243,7 @@ class Link {
 
   std::mutex poll_mu_;
   std::atomic<int> busy_pollers_{0};
+  std::atomic<int64_t> last_rx_ms_{0};
   LinkCounters counters_;
 };
 
@@ -311,6 +316,7 @@ class Connection {
   int error() const { return error_.load(std::memory_order_acquire); }
   bool closed_both_ways();  // our close sent and the peer's received (or aborted)
   bool close_sent();        // our peer_conn_closed (or abort) went out
+  bool peer_closed();       // the peer's close or abort arrived, or the connection failed
 
   // --- called by the link (poll context; no blocking) -------------------------
   // A CDC for this connection arrived. Returns false when it breaks a rule

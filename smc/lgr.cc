@@ -233,6 +233,12 @@ void LinkGroup::on_llc(Link* link, const wire::LlcMsg& m) {
   const bool resp = (h.flags & wire::kLlcFlagResp) != 0;
   std::unique_lock<std::mutex> lk(llc_mu_);
   if (resp) {
+    // The answer to the keepalive's TEST LINK (Runtime::run_timers).
+    if (h.type == wire::LlcType::kTestLink && link->test_link_sent_ms.load() != 0 &&
+        !(llc_wait_type_ == int(h.type) && !llc_wait_request_)) {
+      link->test_link_sent_ms.store(0);
+      return;
+    }
     // A response to our local flow; anything else is late and dropped.
     if (!llc_wait_request_ && llc_wait_type_ == int(h.type)) {
       llc_msg_ = m;

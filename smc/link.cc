@@ -95,6 +95,7 @@ bool Link::create(std::string* err) {
     return false;
   }
   psn_ = random_psn();
+  last_rx_ms_.store(lgr_->runtime()->now_ms(), std::memory_order_relaxed);
   mtu_ = dev_->active_mtu;
   if (cfg.mtu != 0 && cfg.mtu < mtu_) mtu_ = cfg.mtu;
   if (!qp_to_init(qp_, dev_->port, err)) {
@@ -413,6 +414,7 @@ void Link::on_recv_wc(const ibv_wc& wc) {
     }
     return;
   }
+  last_rx_ms_.store(lgr_->runtime()->now_ms(), std::memory_order_relaxed);
   dispatch_recv(recv_bufs_ + size_t(index) * kRecvBufSize, std::min(wc.byte_len, kRecvBufSize));
   recv_posted_.fetch_sub(1, std::memory_order_acq_rel);
   const LinkState st = state();

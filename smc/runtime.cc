@@ -63,6 +63,10 @@ Runtime::~Runtime() {
   wake();
   if (thread_.joinable()) thread_.join();
   // Close timers hold connections: end them now.
+  for (auto& [fd, c] : tcp_watch_) c->put();
+  tcp_watch_.clear();
+  for (auto& [t, c] : tcp_gone_) c->put();
+  tcp_gone_.clear();
   for (auto& [t, c] : close_timers_) {
     c.conn->release();
     if (c.tcp_fd >= 0) close(c.tcp_fd);
@@ -210,6 +214,70 @@ void Runtime::schedule_close_timer(Connection* c, int64_t deadline_ms, int tcp_f
   wake();
 }
 
+// epoll data for a watched CLC socket: the descriptor with the top bit set
+// (never a valid pointer of ours).
+constexpr uint64_t kTcpTag = uint64_t(1) << 63;
+
+void Runtime::watch_tcp(Connection* c, int fd) {
+  c->hold();
+  {
+    std::lock_guard<std::mutex> lk(work_mu_);
+    tcp_watch_[fd] = c;
+  }
+  epoll_event ev{};
+  ev.events = EPOLLRDHUP | EPOLLET;
+  ev.data.u64 = kTcpTag | uint64_t(uint32_t(fd));
+  epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev);
+}
+
+void Runtime::unwatch_tcp(int fd) {
+  epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
+  Connection* c = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(work_mu_);
+    auto it = tcp_watch_.find(fd);
+    if (it == tcp_watch_.end()) return;
+    c = it->second;
+    tcp_watch_.erase(it);
+  }
+  c->put();
+}
+
+void Runtime::on_tcp_event(int fd) {
+  std::lock_guard<std::mutex> lk(work_mu_);
+  auto it = tcp_watch_.find(fd);
+  if (it == tcp_watch_.end()) return;
+  it->second->hold();
+  tcp_gone_.emplace(now_ms() + cfg_.tcp_gone_grace_ms, it->second);
+}
+
+void Runtime::run_keepalive(int64_t now) {
+  if (cfg_.testlink_ms <= 0 || now < next_testlink_check_ms_) return;
+  next_testlink_check_ms_ = now + std::min(cfg_.testlink_ms, 1000) / 4 + 1;
+  std::vector<Link*> probe, dead;
+  for_each_lgr([&](LinkGroup* g) {
+    if (g->terminating()) return;
+    for (int i = 0; i < kMaxLinks; ++i) {
+      Link* l = g->link(i);
+      if (l == nullptr || !l->active()) continue;
+      const int64_t sent = l->test_link_sent_ms.load();
+      if (sent != 0 && now - sent > cfg_.llc_wait_ms) {
+        dead.push_back(l);
+      } else if (sent == 0 && now - l->last_rx_ms() > cfg_.testlink_ms) {
+        probe.push_back(l);
+      }
+    }
+  });
+  for (Link* l : dead) l->fail("TEST LINK not answered");
+  for (Link* l : probe) {
+    wire::LlcTestLink t;
+    t.hdr.type = wire::LlcType::kTestLink;
+    t.hdr.v2 = l->lgr()->v2();
+    l->test_link_sent_ms.store(now);
+    if (!l->send_llc(t, 0)) l->test_link_sent_ms.store(0);
+  }
+}
+
 void Runtime::deliver_held_cdc(Link* l, const ibv_wc& wc) {
   // Through the normal dispatch path, as if the CQ had just returned it.
   l->deliver_send_wc(wc);
@@ -302,9 +370,27 @@ void Runtime::run_timers() {
     done.push_back(c);
   }
   for (Closing& c : done) {
+    if (c.tcp_fd >= 0) {
+      unwatch_tcp(c.tcp_fd);
+      close(c.tcp_fd);
+    }
     c.conn->release();
-    if (c.tcp_fd >= 0) close(c.tcp_fd);
   }
+  // Peers whose TCP ended without an SMC-R close (invariant 6's other side:
+  // never wait forever on a peer that is gone).
+  std::vector<Connection*> gone;
+  {
+    std::lock_guard<std::mutex> lk(work_mu_);
+    while (!tcp_gone_.empty() && tcp_gone_.begin()->first <= now) {
+      gone.push_back(tcp_gone_.begin()->second);
+      tcp_gone_.erase(tcp_gone_.begin());
+    }
+  }
+  for (Connection* c : gone) {
+    if (!c->peer_closed()) c->abort("the peer's TCP connection ended without an SMC-R close");
+    c->put();
+  }
+  run_keepalive(now);
   // Link groups: idle ones end after SMC_LGR_IDLE_MS; terminated ones whose
   // links and connections are all gone are deleted.
   std::vector<LinkGroup*> idle;
@@ -336,7 +422,9 @@ void Runtime::progress_loop() {
     const int n = epoll_wait(epfd_, evs, 16, 20);
     for (int i = 0; i < n; ++i) {
       void* p = evs[i].data.ptr;
-      if (p == &wake_fd_) {
+      if (evs[i].data.u64 & kTcpTag) {
+        on_tcp_event(int(uint32_t(evs[i].data.u64)));
+      } else if (p == &wake_fd_) {
         uint64_t v;
         (void)!read(wake_fd_, &v, sizeof(v));
       } else if (p == &stat_fd_) {

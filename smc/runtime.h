@@ -106,6 +106,12 @@ class Runtime {
   // Takes the owner's reference of a closed connection and its CLC socket:
   // both end when the peer's close arrived or at deadline_ms (invariant 6).
   void schedule_close_timer(Connection* c, int64_t deadline_ms, int tcp_fd);
+  // Watches an open SMC-R connection's CLC socket: when the peer's TCP ends
+  // (its process died, or it closed without an SMC-R close) the connection
+  // is aborted after tcp_gone_grace_ms unless the peer's close arrived.
+  // Takes a hold on c; unwatch_tcp drops it (before the socket is closed).
+  void watch_tcp(Connection* c, int tcp_fd);
+  void unwatch_tcp(int tcp_fd);
   uint32_t next_token();
   uint32_t next_lgr_id();
   int64_t now_ms() const;
@@ -129,6 +135,8 @@ class Runtime {
   void serve_stat();
   void run_work();
   void run_timers();
+  void run_keepalive(int64_t now);
+  void on_tcp_event(int fd);
   void wake();
 
   Config cfg_;
@@ -161,6 +169,9 @@ class Runtime {
     int tcp_fd;
   };
   std::multimap<int64_t, Closing> close_timers_;
+  std::map<int, Connection*> tcp_watch_;           // CLC socket -> connection (work_mu_)
+  std::multimap<int64_t, Connection*> tcp_gone_;   // grace deadlines (work_mu_), holds
+  int64_t next_testlink_check_ms_ = 0;
 };
 
 }  // namespace droce::smc

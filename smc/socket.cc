@@ -192,6 +192,7 @@ void Socket::become_smc(const ClcOutcome& o, int tcp_fd) {
   mirror_ = m.get();
   conn_->set_ready_listener(std::move(m));
   kind_.store(Kind::kSmc, std::memory_order_release);
+  rt_->watch_tcp(conn_, tcp_fd_);
   mirror_->on_ready(*conn_);
 }
 

@@ -287,3 +287,34 @@ TEST(SeedRace, WithoutRefcountAsanReports) {
 
 }  // namespace
 }  // namespace droce::smc::test
+
+namespace droce::smc::test {
+namespace {
+
+#ifndef DROCE_SMC_NO_CDC_REFCOUNT
+// A peer whose link silently went away (its QP destroyed, no DELETE LINK):
+// the keepalive's TEST LINK finds out (Linux's smcr_testlink_time), and the
+// connections on the link fail instead of waiting forever.
+TEST(SmcKeepalive, SilentPeerIsFoundByTestLink) {
+  Config c = test_config();
+  c.testlink_ms = 300;
+  c.llc_wait_ms = 500;
+  auto client = make_runtime(c);
+  auto server = make_runtime(c);
+  CorePair p;
+  core_pair(client.get(), server.get(), &p);
+  ASSERT_TRUE(p.client.smc && p.server.smc);
+  Link* sl = p.server.conn->lgr()->active_link();
+  const uint64_t llc_before = sl->counters().llc_sent.load();
+  const auto t0 = std::chrono::steady_clock::now();
+  p.client.conn->lgr()->terminate(false, "test: gone without a word");
+  ASSERT_TRUE(eventually([&] { return p.server.conn->error() == ECONNRESET; }, 10000));
+  EXPECT_GT(sl->counters().llc_sent.load(), llc_before) << "no TEST LINK was sent";
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  p.client.conn->release();
+  p.server.conn->release();
+}
+#endif
+
+}  // namespace
+}  // namespace droce::smc::test
