@@ -36,9 +36,11 @@ function(droce_test name)
   # the env list survives as one ENVIRONMENT value only with this much escaping
   # (checked with ctest --show-only=json-v1).
   string(REPLACE ";" "\\\\\\\\\\\\\\\\;" env "${env}")
+  # A list of labels needs the same escaping.
+  string(REPLACE ";" "\\\\\\\\\\\\\\\\;" labels "${ARG_LABELS}")
   gtest_discover_tests(${name}
     DISCOVERY_TIMEOUT 60
-    PROPERTIES TIMEOUT ${ARG_TIMEOUT} ENVIRONMENT "${env}" LABELS "${ARG_LABELS}")
+    PROPERTIES TIMEOUT ${ARG_TIMEOUT} ENVIRONMENT "${env}" LABELS "${labels}")
 endfunction()
 
 # droce_bench(NAME SRCS ... DEPS ...) -> build/bench/NAME (Google Benchmark).

@@ -427,7 +427,10 @@ class LinkGroup {
   wire::Mac peer_mac{};
   wire::Eid eid{};
 
-  Link* link(int i) const { return links_[i].get(); }
+  Link* link(int i) const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return links_[i].get();
+  }
   // The first active link, or nullptr.
   Link* active_link();
   Link* add_link(IbDevice* dev, std::string* err);
@@ -488,7 +491,7 @@ class LinkGroup {
   const Role role_;
   const uint32_t id_;
   const bool v2_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::array<std::unique_ptr<Link>, kMaxLinks> links_;
   uint8_t next_link_id_ = 1;
   std::unordered_map<uint32_t, Connection*> conns_;

@@ -135,18 +135,29 @@ void Runtime::for_each_lgr(const std::function<void(LinkGroup*)>& f) {
   for (auto& g : lgrs_) f(g.get());
 }
 
-void Runtime::terminate_all(bool orderly) {
+std::vector<LinkGroup*> Runtime::use_all_lgrs() {
   std::vector<LinkGroup*> all;
-  for_each_lgr([&](LinkGroup* g) { all.push_back(g); });
-  for (LinkGroup* g : all) g->terminate(orderly, orderly ? "program ends" : "device removed");
+  for_each_lgr([&](LinkGroup* g) {
+    g->use();  // not deleted while we work on it outside lgr_mu_
+    all.push_back(g);
+  });
+  return all;
+}
+
+void Runtime::terminate_all(bool orderly) {
+  for (LinkGroup* g : use_all_lgrs()) {
+    g->terminate(orderly, orderly ? "program ends" : "device removed");
+    g->unuse();
+  }
 }
 
 void Runtime::terminate_device(const char* why) {
-  std::vector<LinkGroup*> all;
-  for_each_lgr([&](LinkGroup* g) { all.push_back(g); });
   // Per group and per link (invariant 4): each link of the device is torn
   // down by its group's terminate, which drains it first.
-  for (LinkGroup* g : all) g->terminate(false, why);
+  for (LinkGroup* g : use_all_lgrs()) {
+    g->terminate(false, why);
+    g->unuse();
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -182,6 +193,7 @@ void Runtime::unwatch_link(Link* l, ibv_comp_channel* ch) {
 }
 
 void Runtime::schedule_llc(LinkGroup* lgr) {
+  lgr->use();
   {
     std::lock_guard<std::mutex> lk(work_mu_);
     llc_work_.push_back(lgr);
@@ -199,6 +211,7 @@ void Runtime::schedule_tx(Connection* c) {
 }
 
 void Runtime::schedule_terminate(LinkGroup* lgr, const char* why) {
+  lgr->use();
   {
     std::lock_guard<std::mutex> lk(work_mu_);
     terminate_work_.emplace_back(lgr, why);
@@ -255,8 +268,9 @@ void Runtime::run_keepalive(int64_t now) {
   if (cfg_.testlink_ms <= 0 || now < next_testlink_check_ms_) return;
   next_testlink_check_ms_ = now + std::min(cfg_.testlink_ms, 1000) / 4 + 1;
   std::vector<Link*> probe, dead;
-  for_each_lgr([&](LinkGroup* g) {
-    if (g->terminating()) return;
+  const std::vector<LinkGroup*> groups = use_all_lgrs();
+  for (LinkGroup* g : groups) {
+    if (g->terminating()) continue;
     for (int i = 0; i < kMaxLinks; ++i) {
       Link* l = g->link(i);
       if (l == nullptr || !l->active()) continue;
@@ -267,7 +281,7 @@ void Runtime::run_keepalive(int64_t now) {
         probe.push_back(l);
       }
     }
-  });
+  }
   for (Link* l : dead) l->fail("TEST LINK not answered");
   for (Link* l : probe) {
     wire::LlcTestLink t;
@@ -276,6 +290,7 @@ void Runtime::run_keepalive(int64_t now) {
     l->test_link_sent_ms.store(now);
     if (!l->send_llc(t, 0)) l->test_link_sent_ms.store(0);
   }
+  for (LinkGroup* g : groups) g->unuse();
 }
 
 void Runtime::deliver_held_cdc(Link* l, const ibv_wc& wc) {
@@ -330,7 +345,10 @@ void Runtime::run_work() {
     tx.swap(tx_work_);
     term.swap(terminate_work_);
   }
-  for (LinkGroup* g : llc) g->run_llc_work();
+  for (LinkGroup* g : llc) {
+    g->run_llc_work();
+    g->unuse();
+  }
   for (Connection* c : tx) {
     c->try_transmit();
     c->put();
@@ -340,6 +358,7 @@ void Runtime::run_work() {
       terminate_device(why.c_str());
     } else {
       g->terminate(false, why.c_str());
+      g->unuse();
     }
   }
 }
@@ -399,10 +418,6 @@ void Runtime::run_timers() {
     for (auto it = lgrs_.begin(); it != lgrs_.end();) {
       LinkGroup* g = it->get();
       if (g->terminating() && g->live_connections() == 0 && !g->in_use() && g->links_freed()) {
-        {
-          std::lock_guard<std::mutex> wl(work_mu_);
-          std::erase(llc_work_, g);
-        }
         it = lgrs_.erase(it);
         continue;
       }

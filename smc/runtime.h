@@ -87,6 +87,8 @@ class Runtime {
                       uint32_t peer_qpn);
   LinkGroup* create_lgr(Role role, bool v2);
   void for_each_lgr(const std::function<void(LinkGroup*)>& f);
+  // Every group, each with a use taken (the caller unuses each).
+  std::vector<LinkGroup*> use_all_lgrs();
   // Terminates every group (process exit, device removal). Orderly: DELETE
   // LINK to the peers first.
   void terminate_all(bool orderly);

@@ -73,6 +73,7 @@ struct HeldCompletions {
   ASSERT_TRUE(p.server.smc);
   Connection* c = p.client.conn;
   LinkGroup* lgr = c->lgr();
+  lgr->use();
   HeldCompletions held;
   held.install(client);
   const char byte = 'x';
@@ -90,6 +91,7 @@ struct HeldCompletions {
   // this touches freed memory.
   held.deliver_all(client);
   EXPECT_EQ(lgr->live_connections(), 0u) << "freed once its last CDC completed";
+  lgr->unuse();
   client->hooks().hold_cdc_completion = nullptr;
   p.server.conn->release();
 }
@@ -107,6 +109,7 @@ TEST_F(SmcInvariants, FlushedCdcsDropTheirReferences) {
   ASSERT_TRUE(p.client.smc);
   Connection* c = p.client.conn;
   LinkGroup* lgr = c->lgr();
+  lgr->use();  // observed after its end: not reaped meanwhile
   Link* link = lgr->active_link();
   ASSERT_NE(link, nullptr);
   // Hold completions, post a few CDCs, then tear the link down: the held
@@ -124,6 +127,7 @@ TEST_F(SmcInvariants, FlushedCdcsDropTheirReferences) {
   EXPECT_EQ(link->state(), LinkState::kFreed);
   EXPECT_EQ(link->slots_in_flight(), 0u);
   EXPECT_TRUE(eventually([&] { return lgr->live_connections() == 0; }, 5000));
+  lgr->unuse();
   p.server.conn->release();
 }
 
@@ -142,6 +146,7 @@ TEST_F(SmcInvariants, TeardownOrderIsErrDrainQpCqMrPd) {
   std::vector<char> data(30000, 'e');
   ASSERT_EQ(p.client.conn->send(data.data(), data.size(), false), long(data.size()));
   LinkGroup* lgr = p.client.conn->lgr();
+  lgr->use();
   Link* link = lgr->active_link();
   ASSERT_NE(link, nullptr);
   p.client.conn->release();
@@ -154,6 +159,7 @@ TEST_F(SmcInvariants, TeardownOrderIsErrDrainQpCqMrPd) {
   link->teardown();
   lgr->terminate(true, "again");
   EXPECT_EQ(steps.size(), want.size());
+  lgr->unuse();
   p.server.conn->release();
 }
 
@@ -220,12 +226,14 @@ TEST_F(SmcInvariants, CloseWithSilentPeerEndsWithinCloseWait) {
   t.join();
   ASSERT_TRUE(c->uses_smc());
   LinkGroup* lgr = c->connection()->lgr();
+  lgr->use();
   const auto t0 = std::chrono::steady_clock::now();
   c->close();  // the server application never closes its side
   ASSERT_TRUE(eventually([&] { return lgr->live_connections() == 0; }, client_->config().close_wait_ms + 3000));
   const auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_LE(ms, client_->config().close_wait_ms + 3000);
+  lgr->unuse();
   // The server side saw the close (end of stream), and can still close.
   char b;
   EXPECT_EQ(s->recv(&b, 1, 0), 0);
@@ -241,6 +249,7 @@ TEST_F(SmcInvariants, DeviceRemovalTearsDownEveryLink) {
   core_pair(client_.get(), server_.get(), &p2);
   ASSERT_TRUE(p1.client.smc && p2.client.smc);
   LinkGroup* lgr = p1.client.conn->lgr();
+  lgr->use();
   Link* link = lgr->active_link();
   std::vector<char> data(50000, 'r');
   ASSERT_EQ(p1.client.conn->send(data.data(), data.size(), false), long(data.size()));
@@ -256,6 +265,7 @@ TEST_F(SmcInvariants, DeviceRemovalTearsDownEveryLink) {
   p1.client.conn->release();
   p2.client.conn->release();
   EXPECT_TRUE(eventually([&] { return lgr->live_connections() == 0; }, 5000));
+  lgr->unuse();
   // The server side notices the dead peer (retries exhausted) or the
   // group's DELETE LINK; either way its connections fail.
   EXPECT_TRUE(eventually([&] { return p1.server.conn->error() != 0; }, 10000));

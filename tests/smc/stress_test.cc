@@ -63,6 +63,9 @@ TEST(SmcStress, StreamsSurviveTeardownsAndDeviceRemoval) {
       smc_streams += s->tx->uses_smc() ? 1 : 0;
       streams.push_back(std::move(s));
     }
+    // The groups to disturb, taken before the threads may close the sockets.
+    LinkGroup* client_g = streams[0]->tx->uses_smc() ? streams[0]->tx->connection()->lgr() : nullptr;
+    LinkGroup* server_g = streams[0]->rx->uses_smc() ? streams[0]->rx->connection()->lgr() : nullptr;
     const bool disturb = rng() % 2 == 0;
     const int what = int(rng() % 4);
     const int after_us = int(rng() % 20000);
@@ -105,15 +108,12 @@ TEST(SmcStress, StreamsSurviveTeardownsAndDeviceRemoval) {
     if (disturb) {
       ++disturbed;
       std::this_thread::sleep_for(std::chrono::microseconds(after_us));
-      LinkGroup* g = streams[0]->tx->uses_smc() ? streams[0]->tx->connection()->lgr() : nullptr;
       switch (what) {
         case 0:
-          if (g != nullptr) client->schedule_terminate(g, "stress: client link group torn down");
+          if (client_g != nullptr) client->schedule_terminate(client_g, "stress: client link group torn down");
           break;
         case 1:
-          if (streams[0]->rx->uses_smc()) {
-            server->schedule_terminate(streams[0]->rx->connection()->lgr(), "stress: server link group torn down");
-          }
+          if (server_g != nullptr) server->schedule_terminate(server_g, "stress: server link group torn down");
           break;
         case 2:
           client->terminate_device("stress: client device removed");
