@@ -177,6 +177,9 @@ class Link {
   // Polls until both CQs are empty (blocking on poll_mu_): the progress
   // thread, after a completion event.
   void poll_all();
+  // Polls the CQs named until a poll returns less than a full batch (the
+  // progress thread, after a completion event; see Runtime::handle_channel).
+  void drain(bool send, bool recv);
   // Arms both CQs for the next completion (progress thread).
   void arm();
   // Liveness (Linux's TEST LINK, smcr_testlink_time): the time of the last

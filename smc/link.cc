@@ -25,6 +25,7 @@ inline WrKind wr_kind(uint64_t id) { return WrKind(id >> 32); }
 inline uint32_t wr_slot(uint64_t id) { return uint32_t(id); }
 
 constexpr uint32_t kV2BufOffset = kTxSlots * kSlotBufSize;
+constexpr int kPollBatch = 16;
 constexpr size_t kSlotArea = kV2BufOffset + wire::kLlcV2MaxLen;
 constexpr size_t kRecvArea = size_t(kRecvWrs) * kRecvBufSize;
 
@@ -448,8 +449,8 @@ void Link::dispatch_recv(const uint8_t* msg, uint32_t len) {
 }
 
 int Link::poll_cq_locked(ibv_cq* cq, bool is_send) {
-  ibv_wc wc[16];
-  const int n = ibv_poll_cq(cq, 16, wc);
+  ibv_wc wc[kPollBatch];
+  const int n = ibv_poll_cq(cq, kPollBatch, wc);
   for (int i = 0; i < n; ++i) {
     if (is_send) {
       on_send_wc(wc[i]);
@@ -466,6 +467,15 @@ bool Link::poll_once() {
   const int a = poll_cq_locked(recv_cq_, false);
   const int b = poll_cq_locked(send_cq_, true);
   return a > 0 || b > 0;
+}
+
+void Link::drain(bool send, bool recv) {
+  std::lock_guard<std::mutex> lk(poll_mu_);
+  if (qp_ == nullptr || state() == LinkState::kFreed) return;
+  while (recv && poll_cq_locked(recv_cq_, false) == kPollBatch) {
+  }
+  while (send && poll_cq_locked(send_cq_, true) == kPollBatch) {
+  }
 }
 
 void Link::poll_all() {

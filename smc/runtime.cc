@@ -301,13 +301,21 @@ void Runtime::deliver_held_cdc(Link* l, const ibv_wc& wc) {
 void Runtime::handle_channel(Link* l, ibv_comp_channel* ch) {
   ibv_cq* cq;
   void* ctx;
-  while (ibv_get_cq_event(ch, &cq, &ctx) == 0) ibv_ack_cq_events(cq, 1);
+  bool send = false, recv = false;
+  while (ibv_get_cq_event(ch, &cq, &ctx) == 0) {
+    ibv_ack_cq_events(cq, 1);
+    send |= cq == l->send_cq();
+    recv |= cq == l->recv_cq();
+  }
   // An application thread polls the link now: leave the CQs unarmed, it
   // re-arms them when it stops (Link::busy_exit).
   if (l->busy_polled()) return;
-  // Arm first, then drain: a completion after the drain raises a new event.
+  // Arm first, then drain what fired: a completion after the drain raises a
+  // new event. Only the CQs that fired, and no final empty poll: on droce an
+  // empty ibv_poll_cq runs the engine inline and makes its thread stand
+  // aside for a while, which an event-driven poller must not cause.
   l->arm();
-  l->poll_all();
+  l->drain(send, recv);
 }
 
 void Runtime::handle_async() {
