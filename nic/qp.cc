@@ -38,6 +38,7 @@ Qp::Qp(Device* dev, uint32_t qpn, const QpInitAttr& init, std::unique_ptr<WorkQu
   res_cap_ = std::max<uint32_t>(1, dev->attr().max_qp_rd_atom);
   res_.reset(new RespResource[res_cap_]);
   attrs_.cap = init.cap;
+  read_request_psns_ = kMaxReadRequestPsns;
 }
 
 Qp::~Qp() = default;

@@ -289,7 +289,8 @@ class Qp {
   uint32_t psn_max_sent_ = 0;  // one past the highest PSN ever sent (retransmit counting)
   uint32_t comp_psn_ = 0; // oldest PSN not yet acknowledged
   uint32_t noack_pkts_ = 0;
-  uint32_t rd_atomic_inflight_ = 0;
+  uint32_t rd_atomic_inflight_ = 0;  // READ requests and atomics awaiting their responses
+  uint32_t read_request_psns_;       // PSNs per READ request (kMaxReadRequestPsns)
   uint8_t retry_left_ = 7;
   uint8_t rnr_left_ = 7;
   Nanos retransmit_at_ = 0;  // 0: timer off

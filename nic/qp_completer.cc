@@ -222,11 +222,16 @@ void Qp::handle_response(const RxPacket& pkt) {
     m.done = true;
   } else if (want_read) {
     const uint32_t mtu = attrs_.path_mtu;
-    const uint32_t off = uint32_t(psn_diff(psn, m.first_psn)) * mtu;
-    const bool last = info.has(wire::kOpEnd);
-    // The last response is the one at last_psn, and carries the rest; the others a full MTU.
-    const uint32_t expect = last ? w.length - off : mtu;
-    if (last != (psn == m.last_psn) || v.payload_len != expect) {
+    const uint32_t rel = uint32_t(psn_diff(psn, m.first_psn));
+    const uint32_t off = rel * mtu;
+    // A READ goes out as requests of read_request_psns_ PSNs (the requester
+    // splits it): each request's response stream ends on its last PSN. The
+    // WQE's last response carries the rest of the message, every other one a
+    // full MTU.
+    const bool wqe_end = psn == m.last_psn;
+    const bool request_end = wqe_end || (rel + 1) % read_request_psns_ == 0;
+    const uint32_t expect = wqe_end ? w.length - off : mtu;
+    if (info.has(wire::kOpEnd) != request_end || v.payload_len != expect) {
       DROCE_DEBUG("qp %u: READ response PSN 0x%x: %u bytes, %u expected", qpn_, psn, v.payload_len,
                   expect);
       complete_error_at(psn, WcStatus::kBadRespErr);
@@ -237,7 +242,11 @@ void Qp::handle_response(const RxPacket& pkt) {
       complete_error_at(psn, WcStatus::kLocProtErr);
       return;
     }
-    if (last) m.done = true;
+    // The request's initiator-depth credit, if this round requested it (after
+    // a go-back-N, parts not yet asked again hold none).
+    const bool requested = m.requested || (i == sq_send_ && off < send_off_);
+    if (request_end && requested && rd_atomic_inflight_ > 0) --rd_atomic_inflight_;
+    if (wqe_end) m.done = true;
   } else {
     const uint64_t orig = v.atomic_ack().orig.get();
     if (w.num_sge > 0 && w.sges()[0].length > 0) {
@@ -251,7 +260,7 @@ void Qp::handle_response(const RxPacket& pkt) {
     }
     m.done = true;
   }
-  if (m.done && m.requested && rd_atomic_inflight_ > 0) --rd_atomic_inflight_;
+  if (!want_read && m.done && m.requested && rd_atomic_inflight_ > 0) --rd_atomic_inflight_;
   comp_psn_ = psn_add(psn, 1);
   note_progress(pkt.now);
 }

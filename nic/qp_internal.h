@@ -14,6 +14,16 @@ inline constexpr uint32_t kMaxPktsPerAck = 64;
 inline constexpr int kPktsPerPoll = 32;
 // Unacknowledged PSNs in flight per RC QP (keeps a burst inside the peer's rx ring).
 inline constexpr uint32_t kMaxInflightPsns = 512;
+// The PSNs an RC requester has outstanding, from the oldest unacknowledged
+// one to the end of the newest request (a READ request covers all its
+// response PSNs), stay within a quarter of the 24-bit space: 24-bit serial
+// arithmetic orders two PSNs only less than 2^23 apart (IBTA 9.7.1; psn.h),
+// and the responder compares against the same span. A request that would
+// reach past it waits for acknowledgements.
+inline constexpr uint32_t kMaxPsnWindow = 1u << 22;
+// A READ of more PSNs than this goes out as several READ requests, so that
+// even a 2^31-byte READ at path MTU 256 (2^23 PSNs) fits the window.
+inline constexpr uint32_t kMaxReadRequestPsns = kMaxPsnWindow;
 
 constexpr bool is_atomic(WrOpcode op) {
   return op == WrOpcode::kCmpSwap || op == WrOpcode::kFetchAdd;

@@ -113,7 +113,10 @@ bool Qp::gather(const SendWqe& w, uint32_t off, uint8_t* dst, uint32_t len) {
 
 bool Qp::send_one_packet(Nanos now) {
   if (sq_send_ == sq_->published()) return false;
-  if (type_ == QpType::kRc && psn_diff(psn_, comp_psn_) >= int32_t(kMaxInflightPsns)) return false;
+  // psn_ never runs more than kMaxPsnWindow ahead of comp_psn_ (below), so
+  // the unsigned 24-bit distance is the true one.
+  const uint32_t outstanding = (psn_ - comp_psn_) & kPsnMask;
+  if (type_ == QpType::kRc && outstanding >= kMaxInflightPsns) return false;
   SendWqe& w = wqe_at(sq_send_);
   SendMeta& m = meta_at(sq_send_);
   if (!m.started) {
@@ -124,6 +127,15 @@ bool Qp::send_one_packet(Nanos now) {
   }
   const bool rd_atomic = is_read_or_atomic(w.opcode);
   if (rd_atomic && !m.requested && rd_atomic_inflight_ >= attrs_.max_rd_atomic) return false;
+  // PSNs this request occupies: a READ request all the responses of its part
+  // of the message (at most read_request_psns_, ending on a multiple of it
+  // from the WQE's first PSN, so a restart inside a part asks for its rest).
+  uint32_t npsns = 1;
+  if (w.opcode == WrOpcode::kRdmaRead) {
+    const uint32_t done_psns = send_off_ / attrs_.path_mtu;
+    npsns = std::min(m.npkts - done_psns, read_request_psns_ - done_psns % read_request_psns_);
+  }
+  if (type_ == QpType::kRc && outstanding + npsns > kMaxPsnWindow) return false;
 
   // Where it goes.
   wire::MacAddr dst_mac;
@@ -185,8 +197,11 @@ bool Qp::send_one_packet(Nanos now) {
   if (info.has(wire::kOpReth)) {
     s.reth_va = w.remote_addr + off;
     s.reth_rkey = w.rkey;
-    // FLUSH: the range to flush (its WQE moves no data of its own).
-    s.reth_len = w.opcode == WrOpcode::kFlush ? uint32_t(w.compare_add) : w.length - off;
+    // FLUSH: the range to flush (its WQE moves no data of its own); READ:
+    // this request's part of the message.
+    s.reth_len = w.opcode == WrOpcode::kFlush       ? uint32_t(w.compare_add)
+                 : w.opcode == WrOpcode::kRdmaRead ? std::min(w.length - off, npsns * mtu)
+                                                   : w.length - off;
   }
   if (info.has(wire::kOpFeth)) {
     s.feth_placement = w.flush_type;
@@ -222,19 +237,22 @@ bool Qp::send_one_packet(Nanos now) {
     finish_packet(mb, s);
   }
 
+  const uint32_t end = psn_add(s.psn, rd_atomic ? npsns : 1);
   if (type_ == QpType::kRc) {
     if (psn_before(s.psn, psn_max_sent_)) ++counters_.retransmits;
-    const uint32_t end = psn_add(rd_atomic ? m.last_psn : s.psn, 1);
     if (psn_after(end, psn_max_sent_)) psn_max_sent_ = end;
   }
 
   // Advance.
   if (rd_atomic) {
-    m.requested = true;
-    ++rd_atomic_inflight_;
-    psn_ = psn_add(m.last_psn, 1);
-    ++sq_send_;
-    send_off_ = 0;
+    ++rd_atomic_inflight_;  // one per request: each takes a responder resource
+    psn_ = end;
+    send_off_ = off + s.reth_len;
+    if (!(w.opcode == WrOpcode::kRdmaRead && send_off_ < w.length)) {
+      m.requested = true;  // the last (or only) request of the WQE
+      ++sq_send_;
+      send_off_ = 0;
+    }
   } else {
     send_off_ = off + s.payload_len;
     psn_ = psn_add(s.psn, 1);

@@ -50,6 +50,11 @@ class QpTestPeer {
     auto lock = dev.lock_engine();
     return qp->res_count_;
   }
+  // READ requests of at most n PSNs (the engine's split, at a testable size).
+  static void set_read_request_psns(Device& dev, Qp* qp, uint32_t n) {
+    auto lock = dev.lock_engine();
+    qp->read_request_psns_ = n;
+  }
   // Sets every field engine_state() shows to a value a busy QP could have.
   static void dirty(Device& dev, Qp* qp) {
     auto lock = dev.lock_engine();

@@ -8,6 +8,9 @@
 #include <atomic>
 #include <thread>
 
+#include "nic/base/psn.h"
+#include "nic/wire/ipv4.h"
+#include "nic/wire/udp.h"
 #include "tests/nic/engine/engine_checks.h"
 #include "tests/nic/engine/fake_clock.h"
 
@@ -55,6 +58,36 @@ class Hardening : public FakeClockTest {
 
   // RoCEv2 frames port p sent: everything it sent but ARP.
   static uint64_t roce_sent(Port& p) { return p.counters().tx_packets - p.counters().arp_tx; }
+
+  // Builds the frame of s (untagged IPv4), lets edit change its bytes and
+  // length, then makes the IPv4 checksum and the ICRC right again and sends
+  // it out of from's port: a frame only a hostile or broken sender makes.
+  void inject_edited(Side& from, const wire::PacketSpec& s, const void* payload,
+                     const std::function<void(uint8_t* frame, size_t* len)>& edit) {
+    auto l = from.dev->lock_engine();
+    rte_mbuf* m = from.dev->port().alloc_mbuf();
+    ASSERT_NE(m, nullptr);
+    uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+    size_t len = wire::build_frame(f, rte_pktmbuf_tailroom(m), s, payload);
+    ASSERT_GT(len, 0u);
+    edit(f, &len);
+    auto* ip = reinterpret_cast<wire::Ipv4Hdr*>(f + sizeof(wire::EthHdr));
+    ip->checksum = Be16(0);
+    ip->checksum = Be16(wire::ipv4_checksum(*ip));
+    wire::write_frame_icrc(f, len);
+    m->data_len = uint16_t(len);
+    m->pkt_len = uint32_t(len);
+    ASSERT_EQ(from.dev->port().transmit(&m, 1), 1);
+  }
+  // Shortens the IPv4 packet (and the UDP datagram) of an untagged frame by n
+  // bytes from its end: the ICRC moves n bytes earlier.
+  static void shorten(uint8_t* f, size_t* len, uint16_t n) {
+    auto* ip = reinterpret_cast<wire::Ipv4Hdr*>(f + sizeof(wire::EthHdr));
+    auto* udp = reinterpret_cast<wire::UdpHdr*>(f + sizeof(wire::EthHdr) + sizeof(wire::Ipv4Hdr));
+    ip->total_length = Be16(uint16_t(ip->total_length.get() - n));
+    udp->length = Be16(uint16_t(udp->length.get() - n));
+    *len -= n;
+  }
 };
 
 // ---- 1. no frame leaves without a resolved destination MAC ----
@@ -368,6 +401,112 @@ TEST_F(Hardening, LoweringMaxDestRdAtomicInSqdKeepsResponsesInOrder) {
   EXPECT_EQ(p.a->counters().retransmits, 0u);
   EXPECT_LE(QpTestPeer::resources_in_use(*b_.dev, p.b), 2u);
   EXPECT_EQ(p.b->state(), QpState::kRts);
+}
+
+// ---- 7. the PSNs outstanding stay within 2^23 (24-bit serial arithmetic) ----
+
+struct ReadRequest {
+  uint32_t psn;
+  uint32_t length;
+};
+
+// READ requests waiting at s's port (s's engine never sees them).
+std::vector<ReadRequest> take_read_requests(Side& s, Nanos now) {
+  std::vector<ReadRequest> out;
+  auto l = s.dev->lock_engine();
+  rte_mbuf* m[64];
+  wire::PacketView v[64];
+  for (uint16_t n; (n = s.dev->port().receive(m, v, 64, now)) > 0;) {
+    for (uint16_t i = 0; i < n; ++i) {
+      if (v[i].bth().opcode == op::kReadRequest) {
+        out.push_back({v[i].bth().psn(), v[i].reth().dma_length.get()});
+      }
+    }
+    rte_pktmbuf_free_bulk(m, n);
+  }
+  return out;
+}
+
+// Three 2 GiB READs at path MTU 256: 2^23 PSNs each, half the PSN space. Each
+// READ goes out as requests of at most 2^22 PSNs, and no request starts while
+// it would put more than 2^22 PSNs between the oldest unacknowledged one and
+// its end: with nobody answering, only the first 2^22 PSNs are requested.
+TEST_F(Hardening, ReadsNeverSpanHalfThePsnSpace) {
+  auto p = rc_pair(kAllAccess, /*mtu=*/256);
+  constexpr uint64_t kLen = 1ull << 31;
+  // Local memory the engine must never touch (no response comes back).
+  void* mem = mmap(nullptr, kLen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  ASSERT_NE(mem, MAP_FAILED);
+  auto key = a_.dev->reg_mr(a_.pd, mem, reinterpret_cast<uint64_t>(mem), kLen, kAllAccess);
+  ASSERT_TRUE(key.is_ok());
+  pump_b_ = false;
+  for (uint64_t id = 1; id <= 3; ++id) {
+    SendWqe w = wqe(WrOpcode::kRdmaRead, id);
+    Sge s{reinterpret_cast<uint64_t>(mem), uint32_t(kLen), key.value()};
+    w.num_sge = 1;
+    w.remote_addr = 0x1000;
+    w.rkey = 0x100;
+    ASSERT_EQ(p.a->post_send(w, &s, nullptr), 0);
+  }
+  run_for(kNanosPerMs);
+  const std::vector<ReadRequest> reqs = take_read_requests(b_, now_);
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].psn, 0x123u);
+  EXPECT_EQ(reqs[0].length, 1u << 30);  // 2^22 PSNs of 256 bytes
+  for (const ReadRequest& r : reqs) {
+    const uint32_t end = (r.psn - 0x123 + (r.length + 255) / 256) & kPsnMask;
+    EXPECT_LE(end, 1u << 22) << "request at PSN 0x" << std::hex << r.psn;
+  }
+  ASSERT_TRUE(a_.dev->dereg_mr(key.value()).is_ok());
+  munmap(mem, kLen);
+}
+
+// The same splitting at a size a test can carry: READ requests of at most 4
+// PSNs. Every READ completes with its data, on a clean link and on one that
+// drops 5 % of the frames each way.
+TEST_F(Hardening, SplitReadsCompleteWithTheirData) {
+  for (double drop : {0.0, 0.05}) {
+    SCOPED_TRACE(drop);
+    auto p = rc_pair(kAllAccess, 1024, /*timeout=*/8);
+    QpTestPeer::set_read_request_psns(*a_.dev, p.a, 4);
+    FaultShim* shim_b = nullptr;
+    if (drop > 0) {
+      FaultConfig c;
+      c.drop = drop;
+      c.seed = 11;
+      a_.dev->set_faults(std::make_unique<FaultShim>(c, a_.dev->port().mempool()));
+      c.seed = 12;
+      auto shim = std::make_unique<FaultShim>(c, b_.dev->port().mempool());
+      shim_b = shim.get();
+      b_.dev->set_faults(std::move(shim));
+    }
+    Buffer remote = make_buffer(b_, 64 * 1024, kAllAccess);
+    fill_pattern(remote.bytes, 7);
+    Buffer local = make_buffer(a_, 64 * 1024, kAllAccess);
+    const uint64_t reqs_before = p.b->counters().rx_packets;
+    const uint32_t lens[] = {10 * 1024, 4096, 4097, 1, 64 * 1024 - 3};
+    uint64_t id = 0;
+    for (uint32_t len : lens) {
+      std::fill(local.bytes.begin(), local.bytes.end(), 0);
+      ASSERT_EQ(post(p.a, WrOpcode::kRdmaRead, ++id, &local, len, &remote, 0), 0);
+      auto c = collect(a_.scq, 1);
+      ASSERT_EQ(c.size(), 1u) << len;
+      EXPECT_EQ(c[0].status, WcStatus::kSuccess) << len;
+      EXPECT_EQ(c[0].byte_len, len);
+      EXPECT_TRUE(std::equal(local.bytes.begin(), local.bytes.begin() + len, remote.bytes.begin()))
+          << len;
+      EXPECT_EQ(local.bytes[len], 0) << len;
+    }
+    if (drop == 0) {
+      // 3 + 1 + 2 + 1 + 16 requests of at most 4 PSNs.
+      EXPECT_EQ(p.b->counters().rx_packets - reqs_before, 23u);
+    } else {
+      EXPECT_GT(shim_b->counters().dropped, 0u) << "the lossy run lost no READ response";
+      EXPECT_GT(p.a->counters().retransmits, 0u);
+    }
+    a_.dev->set_faults(nullptr);
+    b_.dev->set_faults(nullptr);
+  }
 }
 
 }  // namespace
