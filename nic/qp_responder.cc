@@ -289,6 +289,12 @@ void Qp::execute_request(const RxPacket& pkt) {
       return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
                     "payload does not match the RETH DMA length");
     }
+    // The pad count makes payload + pad a multiple of 4 (IBTA 9.2.3; rxe
+    // check_rkey: a length error otherwise).
+    if (v.pad != wire::pad_for(v.payload_len)) {
+      return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
+                    "pad count does not fit the payload length");
+    }
     if (info.has(wire::kOpImm) && !take_recv_wqe()) {
       if (rc) {
         send_ack(wire::Aeth::make_syndrome(AethType::kRnrNak, attrs_.min_rnr_timer), psn, pkt.now);

@@ -509,5 +509,27 @@ TEST_F(Hardening, SplitReadsCompleteWithTheirData) {
   }
 }
 
+// ---- 8. the WRITE pad count agrees with the payload (rxe check_rkey) ----
+
+// A WRITE_ONLY of 101 bytes carried without the 3 pad bytes its length needs
+// (pad count 0): a length error, NAK invalid request, nothing written.
+TEST_F(Hardening, WritePadCountMustFitThePayload) {
+  auto p = rc_pair();
+  Buffer dst = make_buffer(b_, 256, kAllAccess, 0);
+  pump_a_ = false;
+  std::vector<uint8_t> payload(104, 0x77);
+  wire::PacketSpec s = spec(a_, b_, op::kRc | op::kWriteOnly, p.b->qpn(), 0x123);
+  s.payload_len = 104;  // pad 0: 104 bytes on the wire, then 3 cut off
+  s.ackreq = true;
+  s.reth_va = dst.addr();
+  s.reth_rkey = dst.key;
+  s.reth_len = 101;
+  inject_edited(a_, s, payload.data(), [](uint8_t* f, size_t* len) { shorten(f, len, 3); });
+  run_for(100 * kNanosPerUs);
+  EXPECT_EQ(dst.bytes[0], 0) << "a WRITE with a bad pad count landed";
+  EXPECT_EQ(p.b->state(), QpState::kErr);
+  EXPECT_EQ(p.b->counters().err_naks_sent, 1u);
+}
+
 }  // namespace
 }  // namespace droce::nic::test
