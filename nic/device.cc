@@ -331,31 +331,40 @@ Result<uint32_t> Device::create_ah(uint32_t pd, const AddressVector& av) {
     return Status(Errc::kInvalidArgument, "no such protection domain");
   }
   for (uint32_t h = 1; h < ahs_.size(); ++h) {
-    if (ahs_[h].used) continue;
-    ahs_[h].used = true;
-    ahs_[h].pd = pd;
-    ahs_[h].av = av;
-    ahs_[h].av.dst_ip = uint32_t(av.dgid[12]) << 24 | uint32_t(av.dgid[13]) << 16 |
-                        uint32_t(av.dgid[14]) << 8 | av.dgid[15];
+    AhEntry& e = ahs_[h];
+    if (e.used) continue;
+    e.used = true;
+    e.pd = pd;
+    e.av = av;
+    e.av.dst_ip = uint32_t(av.dgid[12]) << 24 | uint32_t(av.dgid[13]) << 16 |
+                  uint32_t(av.dgid[14]) << 8 | av.dgid[15];
+    e.generation = uint16_t(e.generation + 1);
     ++pd_users_[pd];
     wire::MacAddr mac;
-    port_->resolve(ahs_[h].av.dst_ip, &mac, monotonic_now());  // start ARP now
-    return h;
+    port_->resolve(e.av.dst_ip, &mac, monotonic_now());  // start ARP now
+    return uint32_t(e.generation) << kAhIndexBits | h;
   }
   return Status(Errc::kNoMemory, "address handle table full");
 }
 
+Device::AhEntry* Device::ah_entry(uint32_t handle) {
+  const uint32_t h = handle & ((1u << kAhIndexBits) - 1);
+  if (h == 0 || h >= ahs_.size() || !ahs_[h].used) return nullptr;
+  return ahs_[h].generation == handle >> kAhIndexBits ? &ahs_[h] : nullptr;
+}
+
 Status Device::destroy_ah(uint32_t ah) {
   auto lock = lock_engine();
-  if (ah == 0 || ah >= ahs_.size() || !ahs_[ah].used)
-    return Status(Errc::kInvalidArgument, "no such AH");
-  ahs_[ah].used = false;
-  --pd_users_[ahs_[ah].pd];
+  AhEntry* e = ah_entry(ah);
+  if (e == nullptr) return Status(Errc::kInvalidArgument, "no such AH");
+  e->used = false;
+  --pd_users_[e->pd];
   return Status::ok();
 }
 
-const AddressVector* Device::ah(uint32_t handle) const {
-  return handle < ahs_.size() && ahs_[handle].used ? &ahs_[handle].av : nullptr;
+const AddressVector* Device::ah(uint32_t handle) {
+  const AhEntry* e = ah_entry(handle);
+  return e != nullptr ? &e->av : nullptr;
 }
 
 // ---- removal and events ----

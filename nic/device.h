@@ -154,7 +154,9 @@ class Device {
   // --- used by QPs (engine lock held unless said otherwise) ---
   void ring_doorbell();  // any thread: wakes the engine thread if it sleeps
   MrTable& mrs() { return mrs_; }
-  const AddressVector* ah(uint32_t handle) const;
+  // The AV of a live AH handle; nullptr for a destroyed one, even when its
+  // slot holds a newer AH (the handle's generation differs).
+  const AddressVector* ah(uint32_t handle);
   rte_mbuf* tx_alloc();
   void tx_enqueue(rte_mbuf* m);
   void raise_event(const AsyncEvent& ev);
@@ -190,11 +192,16 @@ class Device {
   }
   std::vector<std::unique_ptr<CompletionQueue>> cqs_;
   std::vector<uint32_t> cq_users_;
+  // AH handles: generation << kAhIndexBits | slot. A WQE keeps the handle it
+  // was posted with, so a slot taken by a new AH does not redirect it.
+  static constexpr uint32_t kAhIndexBits = 16;
   struct AhEntry {
     bool used = false;
+    uint16_t generation = 0;  // bumped by each create_ah of the slot
     uint32_t pd = 0;
     AddressVector av;
   };
+  AhEntry* ah_entry(uint32_t handle);
   std::vector<AhEntry> ahs_;
 
   std::vector<std::unique_ptr<Srq>> srqs_;

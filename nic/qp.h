@@ -139,9 +139,11 @@ struct QpCounters {
   uint64_t response_gaps = 0;       // READ responses / atomic ACKs past a missing one
   uint64_t tx_unresolved = 0;       // packets not sent: the peer's MAC is not resolved (ARP failed)
   uint64_t rx_bad_src_addr = 0;     // RC/UC packets from another address than the QP's peer
+  uint64_t unknown_naks_received = 0;  // NAK codes an RC requester does not know (4..31)
 };
 
-enum class ResolveResult : uint8_t { kResolved, kPending, kFailed };
+// kNoAh: the UD WQE's address handle no longer exists.
+enum class ResolveResult : uint8_t { kResolved, kPending, kFailed, kNoAh };
 
 class Qp {
  public:

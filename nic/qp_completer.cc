@@ -147,7 +147,12 @@ void Qp::handle_response(const RxPacket& pkt) {
           retry_started_ = true;
           return;
         }
-        ++counters_.err_naks_received;
+        // Codes 1..3 are the RC errors (IBTA 9.7.5.2.x); 4 (invalid RD
+        // request) belongs to RD and 5..31 are reserved: a remote
+        // operational error, as rxe's check_ack has it, counted apart.
+        const bool known = code == NakCode::kInvalidRequest ||
+                           code == NakCode::kRemoteAccessError || code == NakCode::kRemoteOpError;
+        ++(known ? counters_.err_naks_received : counters_.unknown_naks_received);
         const WcStatus s = code == NakCode::kInvalidRequest      ? WcStatus::kRemInvReqErr
                            : code == NakCode::kRemoteAccessError ? WcStatus::kRemAccessErr
                                                                  : WcStatus::kRemOpErr;

@@ -146,6 +146,15 @@ bool Qp::send_one_packet(Nanos now) {
   if (type_ == QpType::kUd) {
     const ResolveResult r = resolve_ah(w.ah, now, &dst_mac, &dst_ip);
     if (r == ResolveResult::kPending) return false;
+    if (r == ResolveResult::kNoAh) {
+      // The AH was destroyed after the post (an application error, IBTA
+      // 11.2.2: an AH in use must not be destroyed): the WQE fails as rxe's
+      // does when its AH is gone (LOC_QP_OP_ERR); UD has no connection to break.
+      DROCE_DEBUG("qp %u: UD send WQE %lu: address handle 0x%x destroyed", qpn_,
+                  (unsigned long)w.wr_id, w.ah);
+      complete_send_now(sq_send_, WcStatus::kLocQpOpErr, /*fatal=*/false);
+      return true;
+    }
     if (r == ResolveResult::kFailed) {
       DROCE_DEBUG("qp %u: UD send WQE %lu: destination did not answer ARP", qpn_,
                   (unsigned long)w.wr_id);
@@ -340,7 +349,7 @@ ResolveResult Qp::resolve_peer(Nanos now, wire::MacAddr* mac) {
 
 ResolveResult Qp::resolve_ah(uint32_t ah, Nanos now, wire::MacAddr* mac, uint32_t* ip) {
   const AddressVector* av = dev_->ah(ah);
-  if (av == nullptr) return ResolveResult::kFailed;
+  if (av == nullptr) return ResolveResult::kNoAh;
   *ip = av->dst_ip;
   const ArpResult r = dev_->port().resolve(av->dst_ip, mac, now);
   if (r == ArpResult::kResolved) return ResolveResult::kResolved;

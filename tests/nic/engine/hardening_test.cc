@@ -531,5 +531,75 @@ TEST_F(Hardening, WritePadCountMustFitThePayload) {
   EXPECT_EQ(p.b->counters().err_naks_sent, 1u);
 }
 
+// ---- 9. a NAK code the requester does not know is counted ----
+
+// Codes 4 (invalid RD request, an RD code) and 5..31 (reserved) mean nothing
+// to an RC requester: remote operational error, as rxe's check_ack does, and
+// counted in unknown_naks_received.
+TEST_F(Hardening, UnknownNakCodeIsRemoteOpErrorAndCounted) {
+  for (uint8_t code : {uint8_t(4), uint8_t(7), uint8_t(31)}) {
+    SCOPED_TRACE(int(code));
+    auto p = rc_pair();
+    Buffer src = make_buffer(a_, 64, kAllAccess, 1);
+    pump_b_ = false;
+    ASSERT_EQ(post(p.a, WrOpcode::kSend, 1, &src, 64), 0);
+    run_for(50 * kNanosPerUs);
+    wire::PacketSpec nak = spec(b_, a_, op::kAck, p.a->qpn(), 0x123);
+    nak.aeth_syndrome = wire::Aeth::make_syndrome(wire::AethType::kNak, code);
+    inject(b_, nak);
+    auto c = collect(a_.scq, 1);
+    ASSERT_EQ(c.size(), 1u);
+    EXPECT_EQ(c[0].status, WcStatus::kRemOpErr);
+    EXPECT_EQ(p.a->counters().unknown_naks_received, 1u);
+    EXPECT_EQ(p.a->counters().err_naks_received, 0u);
+    pump_b_ = true;
+    run_for(50 * kNanosPerUs);  // b takes a's request off its port
+  }
+}
+
+// ---- 10. a UD address handle reused after destroy_ah / create_ah ----
+
+// A WQE posted with an AH that is destroyed before it is sent must not go to
+// whatever AH takes the slot next (the handle carries a generation): it
+// completes with LOC_QP_OP_ERR and the new destination receives nothing.
+TEST_F(Hardening, StaleAhHandleDoesNotReachTheNextAh) {
+  Qp* ua = make_qp(a_, QpType::kUd);
+  Qp* ub = make_qp(b_, QpType::kUd);
+  connect(a_, ua, b_, ub);
+  connect(b_, ub, a_, ua);
+  Buffer src = make_buffer(a_, 64, kAllAccess, 3);
+  Buffer dst = make_buffer(b_, 256, kAllAccess);
+  ASSERT_EQ(post_recv(ub, 9, dst, 256), 0);
+  AddressVector nowhere;
+  ipv4_to_gid(parse_ipv4("10.9.0.99").value(), nowhere.dgid);
+  auto old_ah = a_.dev->create_ah(a_.pd, nowhere);
+  ASSERT_TRUE(old_ah.is_ok());
+  SendWqe w = wqe(WrOpcode::kSend, 1);
+  Sge sg{src.addr(), 64, src.key};
+  w.num_sge = 1;
+  w.ah = old_ah.value();
+  w.remote_qpn = ub->qpn();
+  w.remote_qkey = 0x11111111;
+  ASSERT_EQ(ua->post_send(w, &sg, nullptr), 0);  // not sent yet: nobody polled
+  ASSERT_TRUE(a_.dev->destroy_ah(old_ah.value()).is_ok());
+  auto new_ah = a_.dev->create_ah(a_.pd, av_to(b_));
+  ASSERT_TRUE(new_ah.is_ok());
+  EXPECT_NE(new_ah.value(), old_ah.value());
+  auto c = collect(a_.scq, 1);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].status, WcStatus::kLocQpOpErr);
+  run_for(kNanosPerMs);
+  EXPECT_TRUE(drain(b_.rcq).empty()) << "the stale WQE reached the AH that took its slot";
+  EXPECT_EQ(ua->state(), QpState::kRts);  // UD goes on
+  // The new handle works.
+  w.wr_id = 2;
+  w.ah = new_ah.value();
+  ASSERT_EQ(ua->post_send(w, &sg, nullptr), 0);
+  c = collect(a_.scq, 1);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].status, WcStatus::kSuccess);
+  EXPECT_EQ(collect(b_.rcq, 1).size(), 1u);
+}
+
 }  // namespace
 }  // namespace droce::nic::test

@@ -327,14 +327,15 @@ TEST_F(Ud, UnansweredArpCompletesWithGeneralErrorAndTheQpGoesOn) {
   EXPECT_GE(a_.dev->port().counters().arp_failed, 1u);
 }
 
-TEST_F(Ud, DestroyedAddressHandleCompletesWithGeneralError) {
+// As rxe fails a WQE whose AH is gone: LOC_QP_OP_ERR, the UD QP goes on.
+TEST_F(Ud, DestroyedAddressHandleCompletesWithLocQpOpErr) {
   const uint32_t gone = a_.dev->create_ah(a_.pd, av_to(b_)).value();
   ASSERT_TRUE(a_.dev->destroy_ah(gone).is_ok());
   Buffer src = make_buffer(a_, 64, kAllAccess);
   ASSERT_EQ(send_ud(WrOpcode::kSend, 1, src, 64, 0x11111111, gone), 0);
   auto sc = collect(a_.scq, 1);
   ASSERT_EQ(sc.size(), 1u);
-  EXPECT_EQ(sc[0].status, WcStatus::kGeneralErr);
+  EXPECT_EQ(sc[0].status, WcStatus::kLocQpOpErr);
   EXPECT_EQ(qa_->state(), QpState::kRts);
 }
 
