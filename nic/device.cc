@@ -68,7 +68,7 @@ Device::Device(Port* port, std::unique_ptr<Port> owned, const Options& opts)
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   live_.reserve(opts.attr.max_qp);
   link_up_.store(port->link_up(), std::memory_order_relaxed);
-  next_link_check_ = monotonic_now() + kLinkCheckNs;
+  // next_link_check_ 0: the first poll checks the link, on the engine's clock.
 }
 
 Device::~Device() {
@@ -340,8 +340,8 @@ Result<uint32_t> Device::create_ah(uint32_t pd, const AddressVector& av) {
                   uint32_t(av.dgid[14]) << 8 | av.dgid[15];
     e.generation = uint16_t(e.generation + 1);
     ++pd_users_[pd];
-    wire::MacAddr mac;
-    port_->resolve(e.av.dst_ip, &mac, monotonic_now());  // start ARP now
+    e.resolve = true;  // ARP starts at the next poll, on the engine's clock
+    ahs_to_resolve_ = true;
     return uint32_t(e.generation) << kAhIndexBits | h;
   }
   return Status(Errc::kNoMemory, "address handle table full");
@@ -399,8 +399,13 @@ bool Device::get_async_event(AsyncEvent* ev) {
 
 // ---- engine ----
 
+// The producer published its WQE (release) before this; the fence orders
+// that store before the load of sleeping_, against the engine's store of
+// sleeping_ before its last poll (sleep_until_doorbell): either that poll
+// sees the WQE, or this load sees the sleeper and wakes it.
 void Device::ring_doorbell() {
-  if (sleeping_.load(std::memory_order_acquire)) {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (sleeping_.load(std::memory_order_relaxed)) {
     const uint64_t one = 1;
     [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof(one));
   }
@@ -442,7 +447,7 @@ void Device::tx_flush() {
   while (tx_icrc_ < tx_n_) icrc_of(tx_[tx_icrc_++]);
   tx_icrc_ = 0;
   if (faults_) {
-    faults_->transmit(*port_, tx_, tx_n_, fault_now_);
+    faults_->transmit(*port_, tx_, tx_n_, now_);
   } else {
     port_->transmit(tx_, tx_n_);
   }
@@ -505,8 +510,9 @@ void Device::dispatch(const wire::PacketView& v, Nanos now) {
 
 void Device::poll(Nanos now) {
   ++counters_.polls;
-  fault_now_ = now;
+  now_ = now;
   if (!removed_) {
+    if (ahs_to_resolve_) resolve_new_ahs(now);
     rte_mbuf* mbufs[kRxBurst];
     wire::PacketView views[kRxBurst];
     const uint16_t n = port_->receive(mbufs, views, kRxBurst, now);
@@ -522,6 +528,18 @@ void Device::poll(Nanos now) {
   }
   tx_flush();
   if (faults_) faults_->poll(*port_, now);  // delayed / reordered frames that are due
+}
+
+// create_ah starts resolving the destination (as Linux does when an AH is
+// created) here, at the engine's time.
+void Device::resolve_new_ahs(Nanos now) {
+  ahs_to_resolve_ = false;
+  for (AhEntry& e : ahs_) {
+    if (!e.resolve) continue;
+    e.resolve = false;
+    wire::MacAddr mac;
+    if (e.used) port_->resolve(e.av.dst_ip, &mac, now);
+  }
 }
 
 // Once every kLinkCheckNs, not per packet: a link query is a PMD call (an
@@ -559,14 +577,7 @@ void Device::engine_loop() {
       nanosleep(&ts, nullptr);
       continue;
     }
-    bool busy;
-    {
-      std::lock_guard<std::mutex> lock(engine_mu_);
-      const uint64_t before = port_->counters().rx_packets + port_->counters().tx_packets;
-      poll(monotonic_now());
-      busy = port_->counters().rx_packets + port_->counters().tx_packets != before;
-    }
-    if (busy) {
+    if (poll_busy(monotonic_now())) {
       idle = 0;
       continue;
     }
@@ -576,14 +587,34 @@ void Device::engine_loop() {
       std::this_thread::yield();
       continue;
     }
-    sleeping_.store(true, std::memory_order_seq_cst);
-    pollfd pfd{wake_fd_, POLLIN, 0};
-    timespec ts{0, kSleepUs * 1000};
-    ppoll(&pfd, 1, &ts, nullptr);
-    uint64_t v;
-    [[maybe_unused]] ssize_t n = read(wake_fd_, &v, sizeof(v));
-    sleeping_.store(false, std::memory_order_relaxed);
+    if (!sleep_until_doorbell(kSleepUs * kNanosPerUs)) idle = 0;
   }
+}
+
+bool Device::poll_busy(Nanos now) {
+  std::lock_guard<std::mutex> lock(engine_mu_);
+  const uint64_t before = port_->counters().rx_packets + port_->counters().tx_packets;
+  poll(now);
+  return port_->counters().rx_packets + port_->counters().tx_packets != before;
+}
+
+// Announce the sleep, then poll once more: a doorbell rung after the last
+// poll but before sleeping_ was set found nobody asleep and wrote nothing
+// (ring_doorbell), so its work is done here instead of 50 us later.
+bool Device::sleep_until_doorbell(Nanos max_ns) {
+  sleeping_.store(true, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (poll_busy(monotonic_now())) {
+    sleeping_.store(false, std::memory_order_relaxed);
+    return false;
+  }
+  pollfd pfd{wake_fd_, POLLIN, 0};
+  timespec ts{time_t(max_ns / kNanosPerSec), long(max_ns % kNanosPerSec)};
+  ppoll(&pfd, 1, &ts, nullptr);
+  uint64_t v;
+  [[maybe_unused]] ssize_t n = read(wake_fd_, &v, sizeof(v));
+  sleeping_.store(false, std::memory_order_relaxed);
+  return true;
 }
 
 }  // namespace droce::nic

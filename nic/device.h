@@ -161,13 +161,20 @@ class Device {
   void tx_enqueue(rte_mbuf* m);
   void raise_event(const AsyncEvent& ev);
   uint16_t next_ip_id() { return ip_id_++; }
+  Nanos engine_now() const { return now_; }
   bool removed() const { return removed_; }
   const EngineCounters& counters() const { return counters_; }
   Qp* qp_by_num(uint32_t qpn);
 
  private:
   Device(Port* port, std::unique_ptr<Port> owned, const Options& opts);
+  friend class DeviceTestPeer;
   void engine_loop();
+  // One poll under the engine lock; true when it moved packets.
+  bool poll_busy(Nanos now);
+  // The idle engine thread's sleep: up to max_ns, woken by a doorbell. False
+  // when a last poll found work instead (then it did not sleep).
+  bool sleep_until_doorbell(Nanos max_ns);
   void tx_flush();
   void dispatch(const wire::PacketView& v, Nanos now);
   void check_link(Nanos now);
@@ -198,11 +205,14 @@ class Device {
   struct AhEntry {
     bool used = false;
     uint16_t generation = 0;  // bumped by each create_ah of the slot
+    bool resolve = false;     // created since the last poll: ARP to start
     uint32_t pd = 0;
     AddressVector av;
   };
   AhEntry* ah_entry(uint32_t handle);
+  void resolve_new_ahs(Nanos now);
   std::vector<AhEntry> ahs_;
+  bool ahs_to_resolve_ = false;  // some AhEntry::resolve is set
 
   std::vector<std::unique_ptr<Srq>> srqs_;
   // Live QPs, scanned each poll for work (engine lock).
@@ -217,9 +227,12 @@ class Device {
   static constexpr uint16_t kIcrcLag = 1;
   uint16_t tx_icrc_ = 0;
   uint16_t ip_id_ = 1;
-  // Fault shim on the transmit side (engine lock), and the time of the current poll for it.
+  // Fault shim on the transmit side (engine lock).
   std::unique_ptr<FaultShim> faults_;
-  Nanos fault_now_ = 0;
+  // The engine's clock: the time of the current (or last) poll. Commands
+  // take their time from it, never from the wall clock, so a fake clock
+  // driving poll() drives them too (engine lock).
+  Nanos now_ = 0;
 
   std::mutex async_mu_;  // guards async_
   std::deque<AsyncEvent> async_;
@@ -230,6 +243,8 @@ class Device {
   // Engine thread and its idle backoff.
   std::thread thread_;
   std::atomic<bool> stop_{false};
+  // The engine thread is (about to be) asleep in ppoll: written by it,
+  // read by ring_doorbell; ordered by the fences on both sides (relaxed).
   std::atomic<bool> sleeping_{false};
   std::atomic<Nanos> app_progress_at_{0};  // last progress() by the application (relaxed: a hint)
   int wake_fd_ = -1;

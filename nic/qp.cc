@@ -237,9 +237,9 @@ Status Qp::modify(const QpAttrs& a, uint32_t mask) {
       enter_error();
       return Status::ok();
     } else if (next == QpState::kRtr && type_ != QpType::kUd) {
-      // Start ARP now, as Linux resolves the peer when a RoCEv2 QP enters RTR.
-      wire::MacAddr mac;
-      dev_->port().resolve(attrs_.av.dst_ip, &mac, monotonic_now());
+      // ARP starts at the next poll, on the engine's clock, as Linux
+      // resolves the peer when a RoCEv2 QP enters RTR.
+      resolve_pending_ = true;
     } else if (next == QpState::kSqd) {
       sq_drained_sent_ = false;
     }
@@ -438,7 +438,7 @@ void Qp::on_mr_deregistered(const uint8_t* host, uint64_t length) {
     // Class C (IBTA 9.9.3): NAK remote access error at the next PSN expected,
     // which lies inside the WRITE, so the requester completes it in error.
     responder_error(wire::NakCode::kRemoteAccessError, WcStatus::kRemAccessErr, epsn_,
-                    monotonic_now(), AsyncEventType::kQpAccessErr);
+                    dev_->engine_now(), AsyncEventType::kQpAccessErr);
   } else {
     // UC: the rest of the message is dropped, as after a lost FIRST.
     in_msg_ = InMsg::kNone;
@@ -506,6 +506,7 @@ void Qp::flush_recv_queue() {
 }
 
 bool Qp::needs_service() const {
+  if (resolve_pending_) return true;
   if (sq_comp_ != sq_->published()) return true;  // to send, in flight, or to flush
   if (attrs_.state == QpState::kErr &&
       ((rq_ && rq_->completed() != rq_->published()) || have_recv_ || overrun_recv_pending_)) {

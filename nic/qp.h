@@ -300,6 +300,7 @@ class Qp {
   bool need_retry_ = false;  // implicit NAK seen: retry from retry_psn_
   uint32_t retry_psn_ = 0;
   bool sq_drained_sent_ = false;
+  bool resolve_pending_ = false;  // entered RTR: run_requester starts ARP for the peer
   // A go-back-N (NAK, implicit NAK or RNR) started and no progress since:
   // further sequence NAKs for the same PSN come from the earlier round
   // (rxe's comp.started_retry). Cleared when comp_psn_ advances.

@@ -280,6 +280,11 @@ bool Qp::send_one_packet(Nanos now) {
 }
 
 void Qp::run_requester(Nanos now) {
+  if (resolve_pending_) {
+    resolve_pending_ = false;
+    wire::MacAddr mac;
+    if (attrs_.state != QpState::kReset) resolve_peer(now, &mac);
+  }
   const QpState st = state();
   if (st == QpState::kErr) {
     enter_error();  // WQEs posted in ERR complete at once with WR_FLUSH_ERR

@@ -362,11 +362,14 @@ TEST_F(Defects, PortAnswersArpBeforeAnyQpExists) {
 }
 
 TEST_F(Defects, QpEnteringRtrStartsArp) {
-  // Nothing has been resolved yet: b's QP moving to RTR sends the request.
+  // Nothing has been resolved yet: b's QP moving to RTR sends the request,
+  // at b's next poll (on the engine's clock).
   const uint64_t arp_before = b_.dev->port().counters().arp_tx;
   Qp* qa = make_qp(a_, QpType::kRc);
   Qp* qb = make_qp(b_, QpType::kRc);
   connect(b_, qb, a_, qa);
+  pump_a_ = false;
+  step(kNanosPerUs);
   EXPECT_GT(b_.dev->port().counters().arp_tx, arp_before);
 }
 

@@ -83,6 +83,16 @@ class QpTestPeer {
   }
 };
 
+// Reaches Device internals the public interface does not offer.
+class DeviceTestPeer {
+ public:
+  // The engine thread's idle sleep, run by the caller (a device without an
+  // engine thread): false when a last poll found work and it did not sleep.
+  static bool sleep_until_doorbell(Device& dev, Nanos max_ns) {
+    return dev.sleep_until_doorbell(max_ns);
+  }
+};
+
 namespace test {
 
 // "" when equal, else one line per differing field.

@@ -375,7 +375,10 @@ TEST_F(Errors, RnrNakThenSuccessOnceAReceiveIsPosted) {
     ADD_FAILURE() << "unexpected completion, status " << int(c.status);
   const uint64_t naks = qb_->counters().rnr_naks_sent;
   EXPECT_GE(naks, 10u);
-  EXPECT_EQ(qa_->counters().rnr_naks_received, naks);
+  // Every RNR NAK b sent reached a, but for the one b's last poll may have
+  // sent after a's last poll.
+  EXPECT_LE(qa_->counters().rnr_naks_received, naks);
+  EXPECT_GE(qa_->counters().rnr_naks_received + 1, naks);
   EXPECT_EQ(qb_->state(), QpState::kRts);  // RNR is not an error for the responder
   ASSERT_EQ(post_recv(qb_, 70, dst, 3000), 0);
   auto wc = collect(a_.scq, 1);

@@ -3,6 +3,7 @@
 // a resolved MAC, RC/UC receive checks the source address (rxe_recv.c
 // check_addr), QP numbers are not reused at once, atomics check the host
 // address, post_send cannot slip a WQE into a RESET QP, and the smaller ones.
+#include <rte_ethdev.h>
 #include <sys/mman.h>
 
 #include <atomic>
@@ -294,6 +295,12 @@ TEST_F(ResetRace, NothingPostedBeforeResetIsEverSent) {
   Qp* qb = make_qp(b_, QpType::kUc, 64);
   connect(b_, qb, a_, qa);
   connect(a_, qa, b_, qb);
+  // b (no engine thread) answers a's ARP request; nothing else needs b.
+  for (int i = 0; i < 2000 && b_.dev->port().counters().arp_rx == 0; ++i) {
+    poll_once(*b_.dev);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_GE(b_.dev->port().counters().arp_rx, 1u);
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> posted{0}, refused{0};
   std::thread poster([&] {
@@ -439,6 +446,7 @@ TEST_F(Hardening, ReadsNeverSpanHalfThePsnSpace) {
   ASSERT_NE(mem, MAP_FAILED);
   auto key = a_.dev->reg_mr(a_.pd, mem, reinterpret_cast<uint64_t>(mem), kLen, kAllAccess);
   ASSERT_TRUE(key.is_ok());
+  run_for(kNanosPerMs);  // ARP, both ways
   pump_b_ = false;
   for (uint64_t id = 1; id <= 3; ++id) {
     SendWqe w = wqe(WrOpcode::kRdmaRead, id);
@@ -599,6 +607,67 @@ TEST_F(Hardening, StaleAhHandleDoesNotReachTheNextAh) {
   ASSERT_EQ(c.size(), 1u);
   EXPECT_EQ(c[0].status, WcStatus::kSuccess);
   EXPECT_EQ(collect(b_.rcq, 1).size(), 1u);
+}
+
+// ---- 11. commands run on the engine's clock, not the wall clock ----
+
+// The engine's time comes from poll(now). Commands that start timers (ARP
+// for create_ah and for a QP entering RTR, the link check a new device
+// schedules) take it from there too, so a fake clock far from the real one
+// keeps their timing: ARP gives up after its 3 requests 10 ms apart.
+TEST_F(Hardening, CommandsRunOnTheEnginesClock) {
+  now_ += 1000 * kNanosPerSec;  // the engine's clock, far ahead of the wall clock
+  AddressVector nowhere;
+  ipv4_to_gid(parse_ipv4("10.9.0.99").value(), nowhere.dgid);
+  ASSERT_TRUE(a_.dev->create_ah(a_.pd, nowhere).is_ok());
+  Qp* qp = make_qp(a_, QpType::kRc);
+  connect_to(a_, qp, parse_ipv4("10.9.0.98").value(), 0x77);
+  const PortCounters& pc = a_.dev->port().counters();
+  run_for(15 * kNanosPerMs, kNanosPerMs);
+  EXPECT_EQ(pc.arp_failed, 0u) << "ARP ran on another clock than the engine's";
+  EXPECT_EQ(pc.arp_tx, 4u);  // two requests each so far
+  run_for(30 * kNanosPerMs, kNanosPerMs);
+  EXPECT_EQ(pc.arp_failed, 2u);
+  EXPECT_EQ(pc.arp_tx, 6u);
+}
+
+// A device created while the engine's clock is behind the wall clock checks
+// its link from its first poll on, every Device::kLinkCheckNs of engine time.
+TEST_F(Hardening, LinkCheckRunsOnTheEnginesClock) {
+  now_ /= 2;  // the engine's clock, far behind the wall clock
+  events(b_);
+  ASSERT_EQ(rte_eth_dev_set_link_down(b_.dev->port().port_id()), 0);
+  run_for(3 * Device::kLinkCheckNs, kNanosPerMs);
+  const auto evs = events(b_);
+  EXPECT_TRUE(has_event(evs, AsyncEventType::kPortErr, 0)) << "no link check in 30 ms";
+  ASSERT_EQ(rte_eth_dev_set_link_up(b_.dev->port().port_id()), 0);
+  run_for(3 * Device::kLinkCheckNs, kNanosPerMs);
+  EXPECT_TRUE(has_event(events(b_), AsyncEventType::kPortActive, 0));
+}
+
+// ---- 12. the idle engine does not sleep through a doorbell ----
+
+// A WQE posted after the engine's last poll, while it decides to sleep, rang
+// a doorbell that found no sleeper (so wrote nothing to wake it). The sleep
+// must not start without a last look: that WQE is sent before any sleep.
+TEST_F(Hardening, IdleEngineLooksOnceMoreBeforeSleeping) {
+  auto p = rc_pair();
+  run_for(kNanosPerMs);  // ARP, both ways
+  Buffer src = make_buffer(a_, 64, kAllAccess, 1);
+  const uint64_t sent = roce_sent(a_.dev->port());
+  ASSERT_EQ(post(p.a, WrOpcode::kSend, 1, &src, 64), 0);  // nobody asleep: no wake-up written
+  EXPECT_FALSE(DeviceTestPeer::sleep_until_doorbell(*a_.dev, 2 * kNanosPerSec))
+      << "the engine slept with a doorbell pending";
+  EXPECT_EQ(roce_sent(a_.dev->port()) - sent, 1u);
+  // With nothing to do it sleeps, and a doorbell wakes it early.
+  std::thread poster([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    post(p.a, WrOpcode::kSend, 2, &src, 64);
+  });
+  const Nanos t0 = monotonic_now();
+  EXPECT_TRUE(DeviceTestPeer::sleep_until_doorbell(*a_.dev, 30 * kNanosPerSec));
+  EXPECT_LT(monotonic_now() - t0, 20 * kNanosPerSec) << "the doorbell did not wake the sleeper";
+  poster.join();
 }
 
 }  // namespace
