@@ -40,6 +40,7 @@ bool is_v4_mapped(const uint8_t gid[16]) {
 
 Result<std::unique_ptr<Device>> Device::create(std::unique_ptr<Port> port, const Options& opts) {
   if (!port) return Status(Errc::kInvalidArgument, "no port");
+  if (port->removed()) return removed_status();
   Port* p = port.get();
   std::unique_ptr<Device> dev(new Device(p, std::move(port), opts));
   if (dev->async_fd_ < 0 || dev->wake_fd_ < 0) return Status(Errc::kNoMemory, "eventfd failed");
@@ -49,6 +50,7 @@ Result<std::unique_ptr<Device>> Device::create(std::unique_ptr<Port> port, const
 
 Result<std::unique_ptr<Device>> Device::create(Port* port, const Options& opts) {
   if (port == nullptr) return Status(Errc::kInvalidArgument, "no port");
+  if (port->removed()) return removed_status();
   std::unique_ptr<Device> dev(new Device(port, nullptr, opts));
   if (dev->async_fd_ < 0 || dev->wake_fd_ < 0) return Status(Errc::kNoMemory, "eventfd failed");
   if (opts.engine_thread) dev->thread_ = std::thread([d = dev.get()] { d->engine_loop(); });
@@ -371,10 +373,21 @@ const AddressVector* Device::ah(uint32_t handle) {
 
 void Device::remove() {
   auto lock = lock_engine();
+  remove_locked();
+}
+
+// The port is gone (unplugged, detached) or the device is being removed:
+// nothing reaches the port any more, every QP goes to ERR and flushes (each
+// WQE completes exactly once, DESIGN.md section 4), and the application
+// learns it from IBV_EVENT_DEVICE_FATAL, as from a kernel device's removal.
+void Device::remove_locked() {
   if (removed_) return;
   removed_ = true;
+  for (uint16_t i = 0; i < tx_n_; ++i) rte_pktmbuf_free(tx_[i]);
+  tx_n_ = tx_icrc_ = 0;
+  if (faults_) faults_->discard_held();
   for (Qp* qp : live_) qp->enter_error();
-  raise_event({AsyncEventType::kPortErr});
+  if (link_up_.exchange(false, std::memory_order_relaxed)) raise_event({AsyncEventType::kPortErr});
   raise_event({AsyncEventType::kDeviceFatal});
 }
 
@@ -511,6 +524,8 @@ void Device::dispatch(const wire::PacketView& v, Nanos now) {
 void Device::poll(Nanos now) {
   ++counters_.polls;
   now_ = now;
+  // Before anything touches the port: DPDK may have released it.
+  if (!removed_ && port_->removed()) remove_locked();
   if (!removed_) {
     if (ahs_to_resolve_) resolve_new_ahs(now);
     rte_mbuf* mbufs[kRxBurst];
@@ -527,7 +542,7 @@ void Device::poll(Nanos now) {
     qp->run_requester(now);
   }
   tx_flush();
-  if (faults_) faults_->poll(*port_, now);  // delayed / reordered frames that are due
+  if (faults_ && !removed_) faults_->poll(*port_, now);  // delayed / reordered frames that are due
 }
 
 // create_ah starts resolving the destination (as Linux does when an AH is

@@ -129,7 +129,11 @@ class Device {
   Status destroy_srq(Srq* srq);  // kBusy while a QP uses it
   Result<uint32_t> create_ah(uint32_t pd, const AddressVector& av);
   Status destroy_ah(uint32_t ah);
-  // Port removal: every QP to ERR and flushed, then kDeviceFatal.
+  // Device removal: every QP to ERR and flushed, then kPortErr (if the link
+  // was up) and kDeviceFatal. poll() does it by itself once DPDK reports the
+  // port removed (Port::removed(): RTE_ETH_EVENT_INTR_RMV, or the ethdev
+  // released, as by rte_dev_remove of a vdev). Then nothing new can be
+  // created or brought up (EIO); destroying works.
   void remove();
   // Puts a fault shim (nic/fault.h) between the engine and the port's
   // transmit; nullptr removes it (held frames are freed).
@@ -177,6 +181,7 @@ class Device {
   bool sleep_until_doorbell(Nanos max_ns);
   void tx_flush();
   void dispatch(const wire::PacketView& v, Nanos now);
+  void remove_locked();
   void check_link(Nanos now);
 
   DeviceAttr attr_;

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +18,7 @@
 
 #include <rte_eal.h>
 #include <rte_errno.h>
+#include <rte_ethdev.h>
 
 #include "nic/base/log.h"
 
@@ -39,6 +41,9 @@ struct EalState {
   std::vector<std::string> args;
   std::string owned_runtime_dir;  // removed at cleanup/exit: a prefix droce generated
   pid_t owner = 0;                // the process that initialised EAL (not a forked child)
+  // Removals DPDK reported per port id (port_removals); written by the
+  // callback on whatever thread raises the event, read by the engines.
+  std::atomic<uint32_t> removals[RTE_MAX_ETHPORTS] = {};
 };
 
 EalState& state() {
@@ -97,7 +102,25 @@ void sweep_stale_runtime_dirs(const std::string& own_dir) {
   closedir(d);
 }
 
+// RTE_ETH_EVENT_INTR_RMV (the PMD saw its device unplugged) and
+// RTE_ETH_EVENT_DESTROY (the ethdev was released, as a vdev detached with
+// rte_dev_remove is): counted per port id; the port's Device notices at its
+// next poll. Runs on the thread that raised the event (EAL's interrupt
+// thread, or the one detaching), so it only counts.
+int on_port_removed(uint16_t port_id, rte_eth_event_type, void* arg, void*) {
+  auto* s = static_cast<EalState*>(arg);
+  if (port_id < RTE_MAX_ETHPORTS) s->removals[port_id].fetch_add(1, std::memory_order_release);
+  return 0;
+}
+
+constexpr rte_eth_event_type kRemovalEvents[] = {RTE_ETH_EVENT_INTR_RMV, RTE_ETH_EVENT_DESTROY};
+
 }  // namespace
+
+uint32_t port_removals(uint16_t port_id) {
+  return port_id < RTE_MAX_ETHPORTS ? state().removals[port_id].load(std::memory_order_acquire)
+                                    : 0;
+}
 
 // No -d: a shared DPDK build (Debian's) loads every PMD in its plugin
 // directory whatever -d names, so -d cannot make init cheaper; users' own
@@ -185,6 +208,9 @@ Status eal_init() {
   }
   s.ready = true;
   s.status = Status::ok();
+  for (rte_eth_event_type ev : kRemovalEvents) {
+    rte_eth_dev_callback_register(RTE_ETH_ALL, ev, on_port_removed, &s);
+  }
   if (!from_env) {
     s.owned_runtime_dir = rte_eal_get_runtime_dir();
     s.owner = getpid();
@@ -214,6 +240,9 @@ void eal_cleanup() {
   s.cleaned = true;
   if (!s.ready) return;
   s.ready = false;
+  for (rte_eth_event_type ev : kRemovalEvents) {
+    rte_eth_dev_callback_unregister(RTE_ETH_ALL, ev, on_port_removed, &s);
+  }
   rte_eal_cleanup();
   remove_runtime_dir(s.owned_runtime_dir);
   s.owned_runtime_dir.clear();

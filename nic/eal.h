@@ -3,6 +3,7 @@
 // --file-prefix, one in-process loopback vdev).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,12 @@ bool eal_ready();
 
 // The arguments eal_init() used (empty before it ran).
 std::vector<std::string> eal_args();
+
+// How many times DPDK has reported port_id removed since eal_init: the PMD
+// saw its device unplugged (RTE_ETH_EVENT_INTR_RMV), or the ethdev was
+// released (RTE_ETH_EVENT_DESTROY, e.g. a vdev detached with rte_dev_remove,
+// and every close). Any thread.
+uint32_t port_removals(uint16_t port_id);
 
 // Releases EAL (rte_eal_cleanup) and removes the runtime directory of a file
 // prefix droce generated. Call at most once, at the end of the process, after

@@ -51,6 +51,7 @@ const char* port_drop_name(PortDrop d) {
     case PortDrop::kArpNotForUs: return "ARP not for us";
     case PortDrop::kTxRingFull: return "tx ring full";
     case PortDrop::kMbufAllocFailed: return "mbuf alloc failed";
+    case PortDrop::kPortRemoved: return "port removed";
     case PortDrop::kCount: break;
   }
   return "?";
@@ -93,7 +94,7 @@ std::string format_counters(const PortCounters& c) {
 // Setup
 
 Port::Port(uint16_t port_id, const PortConfig& cfg)
-    : port_id_(port_id), cfg_(cfg), neighbors_(cfg.arp) {}
+    : port_id_(port_id), removals_at_open_(port_removals(port_id)), cfg_(cfg), neighbors_(cfg.arp) {}
 
 Result<std::unique_ptr<Port>> Port::open(uint16_t port_id, const PortConfig& cfg) {
   if (Status st = eal_init(); !st) return st;
@@ -200,13 +201,25 @@ Status Port::start() {
 }
 
 Port::~Port() {
-  if (started_) rte_eth_dev_stop(port_id_);
-  if (configured_) rte_eth_dev_close(port_id_);  // releases queues and their mbufs
+  // A port DPDK released (a detached vdev) is not ours to close any more; one
+  // whose device was unplugged (INTR_RMV) still is, and is closed as DPDK
+  // asks of the application.
+  const bool gone = released();
+  if (started_ && !gone) rte_eth_dev_stop(port_id_);
+  if (configured_ && !gone) rte_eth_dev_close(port_id_);  // releases queues and their mbufs
   capture_.reset();
   if (pool_ != nullptr) rte_mempool_free(pool_);
 }
 
+bool Port::released() const {
+  if (!removed()) return false;
+  char name[RTE_ETH_NAME_MAX_LEN];
+  return !rte_eth_dev_is_valid_port(port_id_) ||
+         rte_eth_dev_get_name_by_port(port_id_, name) != 0 || name_ != name;
+}
+
 bool Port::link_up() const {
+  if (removed()) return false;
   rte_eth_link link{};
   return rte_eth_link_get_nowait(port_id_, &link) == 0 && link.link_status == RTE_ETH_LINK_UP;
 }
@@ -221,6 +234,7 @@ rte_mbuf* Port::alloc_mbuf() {
 }
 
 uint16_t Port::receive(rte_mbuf** mbufs, wire::PacketView* views, uint16_t max, Nanos now) {
+  if (removed()) return 0;
   if (max > kMaxRxBurst) max = kMaxRxBurst;
   const uint16_t n = rte_eth_rx_burst(port_id_, 0, mbufs, max);
   if (n == 0) return 0;
@@ -329,6 +343,11 @@ bool Port::handle_arp(rte_mbuf* m, Nanos now, rte_mbuf** replies, uint16_t* n_re
 }
 
 uint16_t Port::send(rte_mbuf** mbufs, uint16_t n) {
+  if (removed()) {
+    for (uint16_t i = 0; i < n; ++i) rte_pktmbuf_free(mbufs[i]);
+    counters_.drops[size_t(PortDrop::kPortRemoved)] += n;
+    return 0;
+  }
   uint16_t sent = 0;
   uint64_t bytes = 0;
   if (!capture_) {
@@ -432,11 +451,13 @@ void PortPair::release() {
     void* obj;
     while (rte_ring_dequeue(r, &obj) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(obj));
   }
+  // A vdev someone detached already (rte_dev_remove) is not removed again.
+  const bool a_gone = a_ && a_->released(), b_gone = b_ && b_->released();
   a_.reset();
   b_.reset();
   // The ports are closed; removing the vdevs frees DPDK's device records.
-  if (!vdev_a_.empty()) rte_eal_hotplug_remove("vdev", vdev_a_.c_str());
-  if (!vdev_b_.empty()) rte_eal_hotplug_remove("vdev", vdev_b_.c_str());
+  if (!vdev_a_.empty() && !a_gone) rte_eal_hotplug_remove("vdev", vdev_a_.c_str());
+  if (!vdev_b_.empty() && !b_gone) rte_eal_hotplug_remove("vdev", vdev_b_.c_str());
   vdev_a_.clear();
   vdev_b_.clear();
   rte_ring_free(ab_);

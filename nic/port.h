@@ -15,6 +15,7 @@
 #include "nic/base/status.h"
 #include "nic/capture.h"
 #include "nic/config.h"
+#include "nic/eal.h"
 #include "nic/wire/eth.h"
 #include "nic/wire/packet.h"
 
@@ -33,6 +34,7 @@ enum class PortDrop : uint8_t {
   kArpNotForUs,      // rx: ARP request for another address, or reply to someone else
   kTxRingFull,       // tx: the device took fewer frames than offered
   kMbufAllocFailed,  // no mbuf for alloc_mbuf() or an ARP request
+  kPortRemoved,      // tx: frame offered after the device was removed (freed, not sent)
   kCount
 };
 inline constexpr size_t kPortDropCount = size_t(PortDrop::kCount);
@@ -56,7 +58,7 @@ struct PortCounters {
   uint64_t parse_drop(wire::ParseError e) const { return parse_drops[size_t(e)]; }
   uint64_t drop(PortDrop d) const { return drops[size_t(d)]; }
   uint64_t rx_dropped() const;  // all rx drop reasons
-  uint64_t tx_dropped() const { return drop(PortDrop::kTxRingFull); }
+  uint64_t tx_dropped() const { return drop(PortDrop::kTxRingFull) + drop(PortDrop::kPortRemoved); }
 };
 
 // One line per non-zero counter, for tools and test output (not per packet).
@@ -112,7 +114,13 @@ class Port {
   const std::array<uint8_t, 16>& gid() const { return gid_; }  // GID index 0
   uint16_t mtu() const { return cfg_.mtu; }
   uint32_t path_mtu() const { return path_mtu_; }
-  bool link_up() const;
+  bool link_up() const;  // false once removed
+  // DPDK reported the device removed (unplugged, or the ethdev released) since
+  // the port was opened: receive() returns nothing and transmit() frees what
+  // it is given from then on. Any thread.
+  bool removed() const { return port_removals(port_id_) != removals_at_open_; }
+  // Removed, and the ethdev released (no longer ours to stop and close).
+  bool released() const;
   rte_mempool* mempool() const { return pool_; }
   const PortConfig& config() const { return cfg_; }
   const PortCounters& counters() const { return counters_; }
@@ -135,6 +143,7 @@ class Port {
   uint16_t send(rte_mbuf** mbufs, uint16_t n);
 
   uint16_t port_id_;
+  uint32_t removals_at_open_ = 0;  // port_removals(port_id_) when opened
   std::string name_;
   PortConfig cfg_;
   wire::MacAddr mac_{};
