@@ -48,6 +48,15 @@ Config config_from_env(std::string* error) {
   if (parse_int("SMC_LGR_IDLE_MS", 1, 86400000, &n, error)) c.lgr_idle_ms = int(n);
   if (parse_int("SMC_BUSY_POLL_US", 0, 1000000, &n, error)) c.busy_poll_us = int(n);
   if (parse_int("SMC_TESTLINK_MS", 0, 86400000, &n, error)) c.testlink_ms = int(n);
+  if (const char* v = std::getenv("SMC_CAPABILITY"); v != nullptr && *v != '\0') {
+    if (std::string_view(v) == "local") {
+      c.capability_local = true;
+    } else if (std::string_view(v) == "peek") {
+      c.capability_local = false;
+    } else if (error->empty()) {
+      *error = std::string("SMC_CAPABILITY: '") + v + "' is not local or peek";
+    }
+  }
   if (parse_int("SMC_MTU", 1, 5, &n, error)) c.mtu = uint8_t(n);
   if (const char* v = std::getenv("SMC_VERSIONS"); v != nullptr && *v != '\0') {
     const std::string_view s(v);

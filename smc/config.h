@@ -25,6 +25,14 @@ struct Config {
   int busy_poll_us = 50;         // SMC_BUSY_POLL_US: spin on the CQ before sleeping
   int testlink_ms = 30000;       // SMC_TESTLINK_MS: TEST LINK after this long without receives
                                  // (smcr_testlink_time); 0: never
+  // SMC_CAPABILITY: how a client knows the server speaks SMC-R before it
+  // sends a Proposal (without TCP option 254). "local" (default): to a
+  // loopback address only when a droce SMC-R listener of this network
+  // namespace has registered the port (Runtime::register_listener), so a
+  // plain TCP server never reads a Proposal; other destinations are
+  // proposed to. "peek": always propose (a plain server then reads the
+  // Proposal as data).
+  bool capability_local = true;
   int tcp_gone_grace_ms = 1000;  // the peer's TCP ended while SMC-R was open: wait this long for
                                  // its close over SMC-R before aborting
   bool v1 = false;               // SMC_VERSIONS contains 1: offer / accept SMC-R v1

@@ -346,6 +346,11 @@ void Connection::abort(const char* why) {
   notify_ready();
 }
 
+long Connection::available() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return long(rx_available_locked());
+}
+
 bool Connection::readable() {
   std::lock_guard<std::mutex> lk(mu_);
   return rx_available_locked() > 0 || peer_done_writing_ || peer_closed_ ||

@@ -126,7 +126,7 @@ class Link {
 
   LinkState state() const { return state_.load(std::memory_order_acquire); }
   bool active() const { return state() == LinkState::kActive; }
-  uint32_t qpn() const { return qp_ ? qp_->qp_num : 0; }
+  uint32_t qpn() const { return qpn_; }  // kept after the QP is destroyed (stat, logs)
   uint32_t psn() const { return psn_; }
   uint8_t mtu() const { return mtu_; }
   uint8_t index() const { return index_; }
@@ -228,6 +228,7 @@ class Link {
   uint8_t* recv_bufs_ = nullptr;  // kRecvWrs * kRecvBufSize
   ibv_mr* slot_mr_ = nullptr;
   ibv_mr* recv_mr_ = nullptr;
+  uint32_t qpn_ = 0;
   uint32_t psn_ = 0;
   uint8_t mtu_ = 0;
   wire::Gid peer_gid_{};
@@ -313,6 +314,8 @@ class Connection {
   // Abortive close: peer_conn_abort, the connection fails at once.
   void abort(const char* why);
 
+  // Bytes a recv would return now.
+  long available();
   // Readiness, for poll/epoll on the socket's descriptor.
   bool readable();   // data, end of stream or error
   bool writable();   // send buffer space, or error

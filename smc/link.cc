@@ -86,6 +86,7 @@ bool Link::create(std::string* err) {
     destroy_verbs_objects();
     return false;
   }
+  qpn_ = qp_->qp_num;
   slot_bufs_ = alloc_pages(kSlotArea);
   recv_bufs_ = alloc_pages(kRecvArea);
   if (slot_bufs_ != nullptr) slot_mr_ = ibv_reg_mr(pd_, slot_bufs_, kSlotArea, IBV_ACCESS_LOCAL_WRITE);
@@ -123,6 +124,13 @@ bool Link::create(std::string* err) {
 
 bool Link::to_rtr(const wire::Gid& peer_gid, uint32_t peer_qpn, uint32_t peer_psn, uint8_t mtu,
                   std::string* err) {
+  // Under tx_mu_ like every state change: a concurrent teardown (the group
+  // ended meanwhile) has then either not started or left the link down.
+  std::lock_guard<std::mutex> lk(tx_mu_);
+  if (state_.load(std::memory_order_relaxed) != LinkState::kInit) {
+    *err = "link is not in INIT (torn down?)";
+    return false;
+  }
   peer_gid_ = peer_gid;
   peer_qpn_ = peer_qpn;
   if (mtu != 0 && mtu < mtu_) mtu_ = mtu;
@@ -463,7 +471,9 @@ int Link::poll_cq_locked(ibv_cq* cq, bool is_send) {
 
 bool Link::poll_once() {
   std::unique_lock<std::mutex> lk(poll_mu_, std::try_to_lock);
-  if (!lk.owns_lock() || qp_ == nullptr || state() == LinkState::kFreed) return false;
+  // The state, not qp_: teardown marks the link freed under poll_mu_ before
+  // it destroys (and clears) the verbs objects.
+  if (!lk.owns_lock() || state() == LinkState::kFreed) return false;
   const int a = poll_cq_locked(recv_cq_, false);
   const int b = poll_cq_locked(send_cq_, true);
   return a > 0 || b > 0;
@@ -471,7 +481,7 @@ bool Link::poll_once() {
 
 void Link::drain(bool send, bool recv) {
   std::lock_guard<std::mutex> lk(poll_mu_);
-  if (qp_ == nullptr || state() == LinkState::kFreed) return;
+  if (state() == LinkState::kFreed) return;
   while (recv && poll_cq_locked(recv_cq_, false) == kPollBatch) {
   }
   while (send && poll_cq_locked(send_cq_, true) == kPollBatch) {
@@ -480,7 +490,7 @@ void Link::drain(bool send, bool recv) {
 
 void Link::poll_all() {
   std::lock_guard<std::mutex> lk(poll_mu_);
-  if (qp_ == nullptr || state() == LinkState::kFreed) return;
+  if (state() == LinkState::kFreed) return;
   for (;;) {
     const int a = poll_cq_locked(recv_cq_, false);
     const int b = poll_cq_locked(send_cq_, true);
@@ -507,8 +517,12 @@ void Link::busy_exit() {
 }
 
 void Link::arm() {
-  if (send_cq_ != nullptr) ibv_req_notify_cq(send_cq_, 0);
-  if (recv_cq_ != nullptr) ibv_req_notify_cq(recv_cq_, 0);
+  // Under poll_mu_: teardown destroys the CQs only after marking the link
+  // freed under the same lock.
+  std::lock_guard<std::mutex> lk(poll_mu_);
+  if (state() == LinkState::kFreed) return;
+  ibv_req_notify_cq(send_cq_, 0);
+  ibv_req_notify_cq(recv_cq_, 0);
 }
 
 // ---------------------------------------------------------------------------

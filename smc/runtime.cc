@@ -90,6 +90,7 @@ Runtime::~Runtime() {
     close(stat_fd_);
     unlink(stat_path_.c_str());
   }
+  unregister_all_listeners();
 }
 
 int64_t Runtime::now_ms() const {

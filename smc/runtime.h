@@ -7,6 +7,7 @@
 #pragma once
 
 #include <sys/epoll.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <atomic>
@@ -126,6 +127,18 @@ class Runtime {
   bool enable_stat_socket(std::string* err);
   static std::string stat_dir();
 
+  // Capability without TCP option 254 (Config::capability_local): a
+  // listener announces its port in stat_dir()/listen/ (named with this
+  // network namespace and the pid); a client proposes SMC-R to a loopback
+  // address only when a live process announced that port.
+  void register_listener(uint16_t port);
+  void unregister_listener(uint16_t port);
+  void unregister_all_listeners();
+  bool peer_may_speak_smc(const sockaddr* dst, socklen_t len) const {
+    return peer_may_speak_smc(cfg_.capability_local, dst, len);
+  }
+  static bool peer_may_speak_smc(bool capability_local, const sockaddr* dst, socklen_t len);
+
   // Test hook support: hands a held CDC completion to the normal path.
   void deliver_held_cdc(Link* l, const ibv_wc& wc);
 
@@ -158,6 +171,8 @@ class Runtime {
   int wake_fd_ = -1;
   int stat_fd_ = -1;
   std::string stat_path_;
+  std::mutex listen_mu_;
+  std::vector<std::string> listen_files_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::mutex watch_mu_;  // held while an event of a watched channel is read and handled

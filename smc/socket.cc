@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -135,7 +136,14 @@ void note_fallback(Runtime* rt, int fd, uint32_t reason, uint32_t peer_diag) {
 
 }  // namespace
 
-Socket::Socket(Runtime* rt, uint32_t no_smc_reason) : rt_(rt), no_smc_reason_(no_smc_reason) {}
+Socket::Socket(Runtime* rt, uint32_t no_smc_reason) : rt_(rt), no_smc_reason_(no_smc_reason) {
+  // Without a runtime (SMC-R unavailable), the environment's setting still
+  // decides whether a Decline may be sent to a peer.
+  if (rt == nullptr) {
+    std::string err;
+    capability_local_ = config_from_env(&err).capability_local;
+  }
+}
 
 std::shared_ptr<Socket> Socket::create(Runtime* rt, uint32_t no_smc_reason, int flags, int* err) {
   std::shared_ptr<Socket> s(new Socket(rt, no_smc_reason));
@@ -151,6 +159,7 @@ std::shared_ptr<Socket> Socket::create(Runtime* rt, uint32_t no_smc_reason, int 
   ::setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
   s->fd_ = sv[0];
   s->int_fd_ = sv[1];
+  s->mirror_fd_ = ::fcntl(sv[0], F_DUPFD_CLOEXEC, 0);
   s->nonblock_ = (flags & SOCK_NONBLOCK) != 0;
   s->tcp_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (s->tcp_fd_ < 0) {
@@ -175,7 +184,8 @@ void Socket::become_tcp(int tcp_fd, uint32_t reason, uint32_t peer_diag) {
   ::dup3(tcp_fd, fd_, (::fcntl(fd_, F_GETFD) & FD_CLOEXEC) ? O_CLOEXEC : 0);
   ::close(tcp_fd);
   if (int_fd_ >= 0) ::close(int_fd_);
-  int_fd_ = -1;
+  if (mirror_fd_ >= 0) ::close(mirror_fd_);
+  int_fd_ = mirror_fd_ = -1;
   tcp_fd_ = fd_;
   fallback_reason_ = reason;
   peer_diagnosis_ = peer_diag;
@@ -188,7 +198,7 @@ void Socket::become_smc(const ClcOutcome& o, int tcp_fd) {
   conn_->set_label(tcp_label(tcp_fd));
   version_ = o.version;
   first_contact_ = o.first_contact;
-  auto m = std::make_unique<Mirror>(fd_, int_fd_);
+  auto m = std::make_unique<Mirror>(mirror_fd_, int_fd_);
   mirror_ = m.get();
   conn_->set_ready_listener(std::move(m));
   kind_.store(Kind::kSmc, std::memory_order_release);
@@ -219,6 +229,25 @@ int Socket::getpeername(sockaddr* addr, socklen_t* len) {
   return ::getpeername(fd, addr, len) == 0 ? 0 : -errno;
 }
 
+int Socket::getsockopt(int level, int name, void* val, socklen_t* len) {
+  std::lock_guard<std::mutex> lk(mu_);
+  const int fd = kind() == Kind::kTcp ? fd_ : kind() == Kind::kListening ? listen_->tcp_fd : tcp_fd_;
+  return ::getsockopt(fd, level, name, val, len) == 0 ? 0 : -errno;
+}
+
+long Socket::available() {
+  switch (kind()) {
+    case Kind::kTcp: {
+      int n = 0;
+      return ::ioctl(fd_, FIONREAD, &n) == 0 ? long(n) : -errno;
+    }
+    case Kind::kSmc:
+      return conn_->available();
+    default:
+      return 0;
+  }
+}
+
 int Socket::set_tcp() {
   std::lock_guard<std::mutex> lk(mu_);
   if (kind() != Kind::kFresh) return -EINVAL;
@@ -247,6 +276,16 @@ int Socket::connect(const sockaddr* addr, socklen_t len) {
   tcp_fd_ = -1;
   if (tcp_only_) {
     become_tcp(tcp, forced_tcp_reason(), 0);
+    return 0;
+  }
+  if (!Runtime::peer_may_speak_smc(rt_ != nullptr ? rt_->config().capability_local : capability_local_, addr, len)) {
+    // Nobody on this host announced an SMC-R listener on that port: no
+    // Proposal (a plain TCP server would read it as data), as Linux does
+    // when the SYN-ACK lacks TCP option 254.
+    if (rt_ != nullptr) rt_->fallbacks().add(wire::decline::kPeerNoSmc);
+    SMC_LOG("falling back to TCP: %s (%08x): no SMC-R listener announced on this port",
+            fallback_reason_text(wire::decline::kPeerNoSmc), wire::decline::kPeerNoSmc);
+    become_tcp(tcp, wire::decline::kPeerNoSmc, 0);
     return 0;
   }
   if (rt_ == nullptr) {
@@ -291,9 +330,17 @@ int Socket::listen(int backlog) {
   ls->tcp_only = tcp_only_;
   ls->tcp_fd = tcp_fd_;
   ls->stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  ls->mirror = std::make_unique<Mirror>(fd_, int_fd_);
+  ls->mirror = std::make_unique<Mirror>(mirror_fd_, int_fd_);
   listen_ = ls;
   kind_.store(Kind::kListening, std::memory_order_release);
+  if (rt_ != nullptr && !tcp_only_) {
+    sockaddr_in sa{};
+    socklen_t sl = sizeof(sa);
+    if (::getsockname(tcp_fd_, reinterpret_cast<sockaddr*>(&sa), &sl) == 0 && sa.sin_family == AF_INET) {
+      listen_port_ = ntohs(sa.sin_port);
+      rt_->register_listener(listen_port_);
+    }
+  }
   ls->thread = std::thread([ls] { accept_loop(ls); });
   return 0;
 }
@@ -363,6 +410,7 @@ void Socket::handshake(std::shared_ptr<ListenState> ls, int fd) {
         ::setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
         s->fd_ = sv[0];
         s->int_fd_ = sv[1];
+        s->mirror_fd_ = ::fcntl(sv[0], F_DUPFD_CLOEXEC, 0);
         s->become_smc(o, fd);
       }
     }
@@ -444,7 +492,14 @@ long Socket::recv(void* buf, size_t len, int flags) {
     }
     case Kind::kSmc: {
       if (rd_shutdown_) return 0;
-      const long n = conn_->recv(buf, len, nonblock_ || (flags & MSG_DONTWAIT), (flags & MSG_PEEK) != 0);
+      const bool nonblock = nonblock_ || (flags & MSG_DONTWAIT);
+      long n = conn_->recv(buf, len, nonblock, (flags & MSG_PEEK) != 0);
+      // MSG_WAITALL: on until len bytes, end of stream or an error.
+      while ((flags & MSG_WAITALL) && !(flags & MSG_PEEK) && !nonblock && n > 0 && size_t(n) < len) {
+        const long more = conn_->recv(static_cast<uint8_t*>(buf) + n, len - size_t(n), false, false);
+        if (more <= 0) break;
+        n += more;
+      }
       mirror_->on_ready(*conn_);
       return n;
     }
@@ -487,6 +542,7 @@ int Socket::close() {
       break;
     }
     case Kind::kListening: {
+      if (listen_port_ != 0) rt_->unregister_listener(listen_port_);
       std::shared_ptr<ListenState> ls = listen_;
       const uint64_t one = 1;
       (void)!::write(ls->stop_fd, &one, sizeof(one));
@@ -514,7 +570,8 @@ int Socket::close() {
   if (tcp_fd_ >= 0) ::close(tcp_fd_);
   tcp_fd_ = -1;
   if (int_fd_ >= 0) ::close(int_fd_);
-  int_fd_ = -1;
+  if (mirror_fd_ >= 0) ::close(mirror_fd_);
+  int_fd_ = mirror_fd_ = -1;
   ::close(fd_);
   fd_ = -1;
   return 0;
@@ -534,10 +591,51 @@ void end_runtime() {
   // Orderly DELETE LINK to every peer, links torn down; the object stays
   // (connections the program never closed may still point into it).
   std::lock_guard<std::mutex> lk(g_rt_mu);
-  if (g_rt != nullptr) g_rt->terminate_all(true);
+  if (g_rt != nullptr) {
+    g_rt->unregister_all_listeners();
+    g_rt->terminate_all(true);
+  }
 }
 
 }  // namespace
+
+namespace fd_table {
+namespace {
+std::mutex g_mu;
+std::unordered_map<int, std::shared_ptr<Socket>> g_fds;
+constexpr int kFastFds = 65536;
+std::atomic<uint8_t> g_fast[kFastFds];  // 1: fd may be ours
+}  // namespace
+
+void put(int fd, const std::shared_ptr<Socket>& s) {
+  std::lock_guard<std::mutex> lk(g_mu);
+  g_fds[fd] = s;
+  if (fd >= 0 && fd < kFastFds) g_fast[fd].store(1, std::memory_order_release);
+}
+
+std::shared_ptr<Socket> get(int fd) {
+  if (!maybe(fd)) return nullptr;
+  std::lock_guard<std::mutex> lk(g_mu);
+  auto it = g_fds.find(fd);
+  return it == g_fds.end() ? nullptr : it->second;
+}
+
+bool maybe(int fd) { return fd < 0 || fd >= kFastFds || g_fast[fd].load(std::memory_order_acquire) != 0; }
+
+std::shared_ptr<Socket> take(int fd, bool* last) {
+  std::lock_guard<std::mutex> lk(g_mu);
+  auto it = g_fds.find(fd);
+  if (it == g_fds.end()) return nullptr;
+  std::shared_ptr<Socket> s = std::move(it->second);
+  g_fds.erase(it);
+  if (fd >= 0 && fd < kFastFds) g_fast[fd].store(0, std::memory_order_release);
+  *last = true;
+  for (auto& [f, o] : g_fds) {
+    if (o == s) *last = false;
+  }
+  return s;
+}
+}  // namespace fd_table
 
 Runtime* default_runtime(uint32_t* no_smc_reason) {
   std::lock_guard<std::mutex> lk(g_rt_mu);
@@ -554,6 +652,8 @@ Runtime* default_runtime(uint32_t* no_smc_reason) {
         SMC_LOG("SMC-R unavailable (%s); using TCP", err.c_str());
         g_no_smc_reason = wire::decline::kNoSmcRDev;
       } else {
+        // Every process using the API shows up in `droce-smc stat`.
+        if (!g_rt->enable_stat_socket(&err)) SMC_LOG("%s (droce-smc stat will not see this process)", err.c_str());
         std::atexit(end_runtime);
       }
     }
@@ -571,14 +671,7 @@ namespace {
 
 using droce::smc::Socket;
 
-std::mutex g_mu;
-std::unordered_map<int, std::shared_ptr<Socket>> g_socks;
-
-std::shared_ptr<Socket> lookup(int fd) {
-  std::lock_guard<std::mutex> lk(g_mu);
-  auto it = g_socks.find(fd);
-  return it == g_socks.end() ? nullptr : it->second;
-}
+std::shared_ptr<Socket> lookup(int fd) { return droce::smc::fd_table::get(fd); }
 
 template <typename T>
 T ret(T v) {
@@ -602,8 +695,7 @@ int smc_socket(int flags) {
     errno = err;
     return -1;
   }
-  std::lock_guard<std::mutex> lk(g_mu);
-  g_socks[s->fd()] = s;
+  droce::smc::fd_table::put(s->fd(), s);
   return s->fd();
 }
 
@@ -623,8 +715,7 @@ int smc_accept(int fd, struct sockaddr* addr, socklen_t* len, int flags) {
   int err = 0;
   auto c = s->accept(addr, len, flags, &err);
   if (!c) return errno = err, -1;
-  std::lock_guard<std::mutex> lk(g_mu);
-  g_socks[c->fd()] = c;
+  droce::smc::fd_table::put(c->fd(), c);
   return c->fd();
 }
 
@@ -649,13 +740,15 @@ int smc_shutdown(int fd, int how) {
 }
 
 int smc_close(int fd) {
-  std::shared_ptr<Socket> s;
-  {
-    std::lock_guard<std::mutex> lk(g_mu);
-    auto it = g_socks.find(fd);
-    if (it == g_socks.end()) return errno = EBADF, -1;
-    s = std::move(it->second);
-    g_socks.erase(it);
+  bool last = false;
+  std::shared_ptr<Socket> s = droce::smc::fd_table::take(fd, &last);
+  if (!s) return errno = EBADF, -1;
+  if (!last || fd != s->fd()) {
+    // Another descriptor (dup) still names the socket, or this one is a
+    // duplicate: only the number goes.
+    if (fd != s->fd()) ::close(fd);
+    if (last) return ret(s->close());
+    return 0;
   }
   return ret(s->close());
 }

@@ -55,6 +55,12 @@ class Socket {
   int setsockopt(int level, int name, const void* val, socklen_t len);
   int getsockname(sockaddr* addr, socklen_t* len);
   int getpeername(sockaddr* addr, socklen_t* len);
+  int getsockopt(int level, int name, void* val, socklen_t* len);
+  // Bytes recv would return now (FIONREAD), or -errno.
+  long available();
+  bool nonblocking() const { return nonblock_; }
+  // The TCP socket beneath (CLC; the data path too after a fallback).
+  int tcp_fd() const { return kind() == Kind::kTcp ? fd_ : tcp_fd_; }
 
   // Transport facts for smc_get_info / droce-smc.
   bool uses_smc() const { return kind() == Kind::kSmc; }
@@ -80,10 +86,14 @@ class Socket {
   std::atomic<Kind> kind_{Kind::kFresh};
   int fd_ = -1;       // the descriptor the application holds
   int int_fd_ = -1;   // our end of the socketpair (-1 once TCP)
+  // A private duplicate of fd_ through which readiness is mirrored, so that
+  // the application may dup() and close its descriptor numbers freely.
+  int mirror_fd_ = -1;
   int tcp_fd_ = -1;   // the TCP socket (CLC, or the data path after fallback)
   bool nonblock_ = false;
   bool tcp_only_ = false;
   bool rd_shutdown_ = false;
+  bool capability_local_ = true;  // Config::capability_local when rt_ is null
   Connection* conn_ = nullptr;  // owner reference while kSmc
   Mirror* mirror_ = nullptr;    // owned by conn_
   uint32_t fallback_reason_ = 0;
@@ -91,11 +101,23 @@ class Socket {
   int version_ = 0;
   bool first_contact_ = false;
   std::shared_ptr<ListenState> listen_;
+  uint16_t listen_port_ = 0;  // announced for capability (Config::capability_local)
   std::mutex mu_;  // guards kind changes and close
 };
 
 // The process-wide runtime the C API uses (created on first use from the
 // environment; nullptr when SMC-R is unavailable, with the reason).
 Runtime* default_runtime(uint32_t* no_smc_reason);
+
+// The descriptors the C API and the preload shim handed out. Several
+// descriptors (dup) may name one socket; the socket closes with its last.
+namespace fd_table {
+void put(int fd, const std::shared_ptr<Socket>& s);
+std::shared_ptr<Socket> get(int fd);
+// Without taking the lock: false means fd is certainly not ours.
+bool maybe(int fd);
+// Forgets fd; returns its socket and whether no other descriptor names it.
+std::shared_ptr<Socket> take(int fd, bool* last);
+}  // namespace fd_table
 
 }  // namespace droce::smc

@@ -4,6 +4,9 @@
 // socket per process in Runtime::stat_dir().
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -225,6 +228,72 @@ std::string Runtime::stat_text() {
     s += "\n";
   }
   return s;
+}
+
+namespace {
+
+// This process's network namespace (the inode of /proc/self/ns/net).
+std::string netns_id() {
+  struct stat st {};
+  if (stat("/proc/self/ns/net", &st) != 0) return "0";
+  return std::to_string(uint64_t(st.st_ino));
+}
+
+std::string listen_dir() { return Runtime::stat_dir() + "/listen"; }
+
+}  // namespace
+
+void Runtime::register_listener(uint16_t port) {
+  const std::string dir = stat_dir();
+  mkdir(dir.c_str(), 0700);
+  mkdir(listen_dir().c_str(), 0700);
+  const std::string f =
+      listen_dir() + "/" + netns_id() + "-" + std::to_string(port) + "-" + std::to_string(getpid());
+  const int fd = open(f.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    SMC_LOG("cannot announce port %u in %s: %s", port, f.c_str(), std::strerror(errno));
+    return;
+  }
+  close(fd);
+  std::lock_guard<std::mutex> lk(listen_mu_);
+  listen_files_.push_back(f);
+}
+
+void Runtime::unregister_listener(uint16_t port) {
+  const std::string f =
+      listen_dir() + "/" + netns_id() + "-" + std::to_string(port) + "-" + std::to_string(getpid());
+  unlink(f.c_str());
+  std::lock_guard<std::mutex> lk(listen_mu_);
+  std::erase(listen_files_, f);
+}
+
+void Runtime::unregister_all_listeners() {
+  std::lock_guard<std::mutex> lk(listen_mu_);
+  for (const std::string& f : listen_files_) unlink(f.c_str());
+  listen_files_.clear();
+}
+
+bool Runtime::peer_may_speak_smc(bool capability_local, const sockaddr* dst, socklen_t len) {
+  if (!capability_local) return true;
+  if (dst->sa_family != AF_INET || len < socklen_t(sizeof(sockaddr_in))) return true;
+  const auto* in = reinterpret_cast<const sockaddr_in*>(dst);
+  if ((ntohl(in->sin_addr.s_addr) >> 24) != 127) return true;  // another host: cannot know here
+  const std::string prefix = netns_id() + "-" + std::to_string(ntohs(in->sin_port)) + "-";
+  DIR* d = opendir(listen_dir().c_str());
+  if (d == nullptr) return false;
+  bool found = false;
+  while (dirent* e = readdir(d)) {
+    const std::string n = e->d_name;
+    if (n.compare(0, prefix.size(), prefix) != 0) continue;
+    const long pid = std::strtol(n.c_str() + prefix.size(), nullptr, 10);
+    if (pid > 0 && (kill(pid_t(pid), 0) == 0 || errno == EPERM)) {
+      found = true;
+      break;
+    }
+    unlinkat(dirfd(d), n.c_str(), 0);  // its process is gone
+  }
+  closedir(d);
+  return found;
 }
 
 bool Runtime::enable_stat_socket(std::string* err) {

@@ -5,6 +5,7 @@
 //   droce-smc client --connect HOST:P --mode stream|pingpong|echo --bytes N --size S
 //                    [--transport smc|tcp] [--json]
 //   droce-smc stat [--json]
+//   droce-smc run CMD ARGS...   (CMD with libdroce-smc-preload.so: SMC-R for its TCP sockets)
 //
 // The client opens each connection with a 24-byte request (magic, mode,
 // size, bytes); the server then sinks (stream: and answers the byte count at
@@ -58,7 +59,8 @@ static_assert(sizeof(Request) == 24);
                "usage: droce-smc server --port P [--transport smc|tcp] [--count K]\n"
                "       droce-smc client --connect HOST:P --mode stream|pingpong|echo --bytes N --size S\n"
                "                        [--transport smc|tcp] [--json]\n"
-               "       droce-smc stat [--json]\n");
+               "       droce-smc stat [--json]\n"
+               "       droce-smc run CMD [ARGS...]\n");
   std::exit(2);
 }
 
@@ -192,11 +194,6 @@ int run_server(int argc, char** argv) {
   int one = 1;
   int lfd;
   if (smc) {
-    uint32_t reason = 0;
-    if (droce::smc::Runtime* rt = droce::smc::default_runtime(&reason); rt != nullptr) {
-      std::string err;
-      if (!rt->enable_stat_socket(&err)) std::fprintf(stderr, "droce-smc: %s (stat unavailable)\n", err.c_str());
-    }
     lfd = smc_socket(0);
     if (lfd < 0 || smc_setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
         smc_bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || smc_listen(lfd, 64) != 0) {
@@ -517,6 +514,31 @@ int run_stat(int argc, char** argv) {
   return 0;
 }
 
+// --- run -----------------------------------------------------------------------
+
+// As Linux's smc_run: the program runs with the preload library, found next
+// to this binary (../lib/libdroce-smc-preload.so), in front of LD_PRELOAD.
+int run_program(int argc, char** argv) {
+  if (argc < 1) usage("run needs a program");
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) usage("cannot find droce-smc's own path");
+  self[n] = '\0';
+  std::string dir(self);
+  dir = dir.substr(0, dir.rfind('/'));
+  const std::string lib = dir + "/../lib/libdroce-smc-preload.so";
+  if (access(lib.c_str(), R_OK) != 0) {
+    std::fprintf(stderr, "droce-smc: %s: %s\n", lib.c_str(), std::strerror(errno));
+    return 127;
+  }
+  std::string preload = lib;
+  if (const char* old = std::getenv("LD_PRELOAD"); old != nullptr && *old != '\0') preload += std::string(":") + old;
+  setenv("LD_PRELOAD", preload.c_str(), 1);
+  execvp(argv[0], argv);
+  std::fprintf(stderr, "droce-smc: run %s: %s\n", argv[0], std::strerror(errno));
+  return 127;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -525,5 +547,6 @@ int main(int argc, char** argv) {
   if (cmd == "server") return run_server(argc - 2, argv + 2);
   if (cmd == "client") return run_client(argc - 2, argv + 2);
   if (cmd == "stat") return run_stat(argc - 2, argv + 2);
+  if (cmd == "run") return run_program(argc - 2, argv + 2);
   usage(("unknown command " + cmd).c_str());
 }

@@ -180,5 +180,48 @@ TEST_F(SmcLoopback, TcpOnlyListenerMeansFallback) {
   listener->close();
 }
 
+// Capability without TCP option 254: a client proposes SMC-R to a loopback
+// port only when an SMC-R listener announced it, so a plain TCP server never
+// reads a Proposal (its data stays intact) and the client falls back at once.
+TEST(SmcCapability, NoProposalToAPortNobodyAnnounced) {
+  Config c = test_config();
+  c.capability_local = true;
+  auto client = make_runtime(c);
+  auto server = make_runtime(c);
+  int port = 0;
+  auto plain = listen_on(server.get(), &port, /*tcp_only=*/true);
+  int err = 0;
+  auto s = Socket::create(client.get(), 0, 0, &err);
+  std::shared_ptr<Socket> a;
+  std::thread t([&] { a = plain->accept(nullptr, nullptr, 0, &err); });
+  const sockaddr_in sa = loopback(port);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(s->connect(reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)), 0);
+  t.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(500)) << "no CLC wait";
+  EXPECT_FALSE(s->uses_smc());
+  EXPECT_EQ(s->fallback_reason(), wire::decline::kPeerNoSmc);
+  const char hello[] = "PING\r\n";
+  ASSERT_EQ(s->send(hello, sizeof(hello) - 1, 0), long(sizeof(hello) - 1));
+  char got[16] = {};
+  EXPECT_EQ(a->recv(got, sizeof(got), 0), long(sizeof(hello) - 1));
+  EXPECT_STREQ(got, hello) << "the server reads the client's bytes, no Proposal before them";
+  s->close();
+  a->close();
+  plain->close();
+  // An SMC-R listener announces its port: the same client now proposes.
+  auto smc = listen_on(server.get(), &port);
+  auto s2 = Socket::create(client.get(), 0, 0, &err);
+  std::shared_ptr<Socket> a2;
+  std::thread t2([&] { a2 = smc->accept(nullptr, nullptr, 0, &err); });
+  const sockaddr_in sa2 = loopback(port);
+  ASSERT_EQ(s2->connect(reinterpret_cast<const sockaddr*>(&sa2), sizeof(sa2)), 0);
+  t2.join();
+  EXPECT_TRUE(s2->uses_smc());
+  s2->close();
+  a2->close();
+  smc->close();
+}
+
 }  // namespace
 }  // namespace droce::smc::test

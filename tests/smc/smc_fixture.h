@@ -28,6 +28,9 @@ inline Config test_config() {
   c.clc_wait_ms = 3000;
   c.llc_wait_ms = 2000;
   c.close_wait_ms = 2000;
+  // Raw test servers announce nothing: always propose (tests that check the
+  // announcement set capability_local themselves).
+  c.capability_local = false;
   return c;
 }
 

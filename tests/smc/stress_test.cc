@@ -66,6 +66,8 @@ TEST(SmcStress, StreamsSurviveTeardownsAndDeviceRemoval) {
     // The groups to disturb, taken before the threads may close the sockets.
     LinkGroup* client_g = streams[0]->tx->uses_smc() ? streams[0]->tx->connection()->lgr() : nullptr;
     LinkGroup* server_g = streams[0]->rx->uses_smc() ? streams[0]->rx->connection()->lgr() : nullptr;
+    if (client_g != nullptr) client_g->use();
+    if (server_g != nullptr) server_g->use();
     const bool disturb = rng() % 2 == 0;
     const int what = int(rng() % 4);
     const int after_us = int(rng() % 20000);
@@ -108,12 +110,15 @@ TEST(SmcStress, StreamsSurviveTeardownsAndDeviceRemoval) {
     if (disturb) {
       ++disturbed;
       std::this_thread::sleep_for(std::chrono::microseconds(after_us));
+      // Synchronous, so that a quiet round is quiet (no teardown of an
+      // earlier round's group still pending); the groups are in use by this
+      // round's connections, so they are not deleted under us.
       switch (what) {
         case 0:
-          if (client_g != nullptr) client->schedule_terminate(client_g, "stress: client link group torn down");
+          if (client_g != nullptr) client_g->terminate(false, "stress: client link group torn down");
           break;
         case 1:
-          if (server_g != nullptr) server->schedule_terminate(server_g, "stress: server link group torn down");
+          if (server_g != nullptr) server_g->terminate(false, "stress: server link group torn down");
           break;
         case 2:
           client->terminate_device("stress: client device removed");
@@ -124,6 +129,8 @@ TEST(SmcStress, StreamsSurviveTeardownsAndDeviceRemoval) {
       }
     }
     for (auto& t : threads) t.join();
+    if (client_g != nullptr) client_g->unuse();
+    if (server_g != nullptr) server_g->unuse();
     for (auto& s : streams) {
       EXPECT_FALSE(s->corrupt) << "stream " << s->id << ": a delivered byte differs from the one sent";
       EXPECT_LE(s->received.load(), s->sent.load()) << "stream " << s->id;
