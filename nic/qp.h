@@ -135,8 +135,10 @@ struct QpCounters {
   uint64_t out_of_sequence = 0;     // requests dropped while a seq NAK is outstanding
   uint64_t drops = 0;               // packets dropped for this QP (state, qkey, opcode)
   uint64_t stale_naks = 0;          // seq NAKs ignored: a go-back-N to that PSN is under way
-  uint64_t duplicate_responses = 0; // READ responses / atomic ACKs already used (earlier round)
+  uint64_t duplicate_responses = 0; // responses for PSNs already acknowledged (earlier round)
   uint64_t response_gaps = 0;       // READ responses / atomic ACKs past a missing one
+  uint64_t ghost_responses = 0;     // responses for PSNs never sent (dropped)
+  uint64_t unexpected_responses = 0;  // responses of the wrong kind for their request (dropped)
   uint64_t tx_unresolved = 0;       // packets not sent: the peer's MAC is not resolved (ARP failed)
   uint64_t rx_bad_src_addr = 0;     // RC/UC packets from another address than the QP's peer
   uint64_t unknown_naks_received = 0;  // NAK codes an RC requester does not know (4..31)

@@ -97,6 +97,15 @@ void Qp::handle_response(const RxPacket& pkt) {
   counters_.rx_bytes += v.payload_len;
   const wire::OpcodeInfo& info = *v.op;
   const uint32_t psn = v.bth().psn();
+  // A response answers a request this QP sent: nothing past the highest PSN
+  // sent (a ghost) may acknowledge anything. A PSN sequence error NAK names
+  // the PSN its responder expects next, which may be the next one to send.
+  const bool seq_nak = info.has(wire::kOpAeth) && v.aeth().type() == AethType::kNak &&
+                       NakCode(v.aeth().value()) == NakCode::kPsnSeqError;
+  if (seq_nak ? psn_after(psn, psn_max_sent_) : !psn_before(psn, psn_max_sent_)) {
+    ++counters_.ghost_responses;
+    return;
+  }
 
   if (info.has(wire::kOpAeth)) {
     const wire::Aeth& aeth = v.aeth();
@@ -105,7 +114,10 @@ void Qp::handle_response(const RxPacket& pkt) {
         break;  // handled below with the opcode
       case AethType::kRnrNak: {
         ++counters_.rnr_naks_received;
-        if (psn_before(psn, comp_psn_)) return;  // stale
+        if (psn_before(psn, comp_psn_)) {
+          ++counters_.duplicate_responses;  // for a PSN already acknowledged
+          return;
+        }
         if (rnr_until_ != 0 && psn == comp_psn_) {
           ++counters_.stale_naks;  // a copy of the RNR NAK we are already waiting on
           return;
@@ -128,7 +140,10 @@ void Qp::handle_response(const RxPacket& pkt) {
         return;
       }
       case AethType::kNak: {
-        if (psn_before(psn, comp_psn_)) return;
+        if (psn_before(psn, comp_psn_)) {
+          ++counters_.duplicate_responses;
+          return;
+        }
         const uint32_t comp_before = comp_psn_;
         ack_up_to(psn_sub(psn, 1), pkt.now);
         const bool implied_ack = comp_psn_ != comp_before;
@@ -170,7 +185,10 @@ void Qp::handle_response(const RxPacket& pkt) {
   }
 
   if (v.bth().opcode == op::kAck) {
-    if (psn_before(psn, psn_sub(comp_psn_, 1))) return;  // old ACK
+    if (psn_before(psn, psn_sub(comp_psn_, 1))) {
+      ++counters_.duplicate_responses;  // an old ACK
+      return;
+    }
     ack_up_to(psn, pkt.now);
     return;
   }
@@ -188,7 +206,7 @@ void Qp::handle_response(const RxPacket& pkt) {
     if (!m.done && psn_ge(psn, m.first_psn) && psn_le(psn, m.last_psn)) break;
   }
   if (i == end || !meta_at(i).started) {
-    ++counters_.drops;  // a response to nothing we asked
+    ++counters_.unexpected_responses;  // no READ / atomic outstanding at that PSN
     return;
   }
   SendMeta& m = meta_at(i);
@@ -198,7 +216,7 @@ void Qp::handle_response(const RxPacket& pkt) {
   const bool placement = is_placement(w.opcode);
   if (want_read || placement ? !info.has(wire::kOpReadResp)
                              : v.bth().opcode != op::kAtomicAck) {
-    ++counters_.drops;
+    ++counters_.unexpected_responses;  // a READ response to an atomic, or the other way
     return;
   }
   // Responses come in PSN order: this one implies every request before its

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "nic/wire/builder.h"
+#include "nic/wire/ipv4.h"
+#include "nic/wire/udp.h"
 #include "tests/nic/engine/engine_fixture.h"
 
 namespace droce::nic::test {
@@ -114,6 +116,36 @@ class FakeClockTest : public EngineTest {
     m->data_len = uint16_t(len);
     m->pkt_len = uint32_t(len);
     ASSERT_EQ(from.dev->port().transmit(&m, 1), 1);
+  }
+
+  // Builds the frame of s (untagged IPv4), lets edit change its bytes and
+  // length, then makes the IPv4 checksum and the ICRC right again and sends
+  // it out of from's port: a frame only a hostile or broken sender makes.
+  void inject_edited(Side& from, const wire::PacketSpec& s, const void* payload,
+                     const std::function<void(uint8_t* frame, size_t* len)>& edit) {
+    auto l = from.dev->lock_engine();
+    rte_mbuf* m = from.dev->port().alloc_mbuf();
+    ASSERT_NE(m, nullptr);
+    uint8_t* f = rte_pktmbuf_mtod(m, uint8_t*);
+    size_t len = wire::build_frame(f, rte_pktmbuf_tailroom(m), s, payload);
+    ASSERT_GT(len, 0u);
+    edit(f, &len);
+    auto* ip = reinterpret_cast<wire::Ipv4Hdr*>(f + sizeof(wire::EthHdr));
+    ip->checksum = Be16(uint16_t(0));
+    ip->checksum = Be16(wire::ipv4_checksum(*ip));
+    wire::write_frame_icrc(f, len);
+    m->data_len = uint16_t(len);
+    m->pkt_len = uint32_t(len);
+    ASSERT_EQ(from.dev->port().transmit(&m, 1), 1);
+  }
+  // Shortens the IPv4 packet (and the UDP datagram) of an untagged frame by n
+  // bytes from its end: the ICRC moves n bytes earlier.
+  static void shorten(uint8_t* f, size_t* len, uint16_t n) {
+    auto* ip = reinterpret_cast<wire::Ipv4Hdr*>(f + sizeof(wire::EthHdr));
+    auto* udp = reinterpret_cast<wire::UdpHdr*>(f + sizeof(wire::EthHdr) + sizeof(wire::Ipv4Hdr));
+    ip->total_length = Be16(uint16_t(ip->total_length.get() - n));
+    udp->length = Be16(uint16_t(udp->length.get() - n));
+    *len -= n;
   }
 
   // Posts helpers.
