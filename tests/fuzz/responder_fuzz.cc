@@ -8,6 +8,11 @@
 //         wire::build_frame turns into a frame with a valid ICRC, optionally
 //         damaged afterwards (ICRC recomputed), so the deep paths run.
 // Every input starts from the same state: all QPs reset and reconnected.
+// Spoofing: a built frame may come from another source address than the
+// peer's (another IPv4, the victim's own) or another MAC. A frame for an RC or
+// UC QP from another IPv4 than its peer's must change nothing: the fuzzer
+// aborts if the responder's memory or the state of its RC/UC QPs differs
+// after it (rxe_recv.c check_addr).
 #include <dirent.h>
 #include <rte_eal.h>
 #include <rte_mbuf.h>
@@ -260,7 +265,9 @@ void cleanup() {
 }
 
 // One frame from a record; returns its length in buf (0: nothing to send).
-size_t make_frame(Input& in, uint8_t* buf, size_t cap) {
+// *spoofed: a built frame for an RC or UC QP from another IPv4 than its peer's.
+size_t make_frame(Input& in, uint8_t* buf, size_t cap, bool* spoofed) {
+  *spoofed = false;
   const uint8_t mode = in.u8();
   if ((mode & 1) == 0) {
     const size_t len = in.u16() % (cap + 1);
@@ -273,11 +280,17 @@ size_t make_frame(Input& in, uint8_t* buf, size_t cap) {
   s.dst_mac = b.mac();
   s.src_ip = a.ipv4();
   s.dst_ip = b.ipv4();
+  const uint8_t src = in.u8();
+  if (src >= 0xC0) s.src_ip = src >= 0xF0 ? b.ipv4() : (src & 0x10 ? in.u32() : a.ipv4() + 1 + (src & 7));
+  if (src & 1) {
+    for (uint8_t& x : s.src_mac) x = in.u8();
+  }
   const uint8_t sel = in.u8();
   s.opcode = (mode & 2) ? in.u8()
                         : uint8_t((sel & 0x60) << 0 | (in.u8() % 0x18));  // any, or RC/UC/UD range
   const uint8_t qsel = in.u8();
   s.dest_qp = qsel < 0xF0 ? g->resp.qp[qsel % kQpTypes]->qpn() : in.u32() & 0xFFFFFF;
+  *spoofed = s.src_ip != a.ipv4() && qsel < 0xF0 && qsel % kQpTypes != 2;
   const int8_t dpsn = int8_t(in.u8());
   s.psn = (mode & 4) ? in.u32() & 0xFFFFFF : (kPsn + uint32_t(int32_t(dpsn) / 16)) & 0xFFFFFF;
   const uint8_t flags = in.u8();
@@ -377,6 +390,29 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   return 0;
 }
 
+namespace {
+
+// What a spoofed frame must leave as it was: the responder's memory and the
+// state of its connected QPs.
+struct Snapshot {
+  std::string mem;
+  QpState state[kQpTypes];
+
+  static Snapshot take() {
+    Snapshot s;
+    for (const Guarded* r : {&g->small, &g->big, &g->recv}) {
+      s.mem.append(reinterpret_cast<const char*>(r->data), r->len);
+    }
+    for (int i = 0; i < kQpTypes; ++i) s.state[i] = g->resp.qp[i]->state();
+    return s;
+  }
+  bool operator==(const Snapshot& o) const {
+    return mem == o.mem && std::memcmp(state, o.state, sizeof(state)) == 0;
+  }
+};
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   reset_qps();
   Input in(data, size);
@@ -386,13 +422,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (m == nullptr) break;
     const size_t cap = rte_pktmbuf_tailroom(m);
     uint8_t* buf = rte_pktmbuf_mtod(m, uint8_t*);
-    const size_t n = make_frame(in, buf, cap < 1600 ? cap : 1600);
+    bool spoofed = false;
+    const size_t n = make_frame(in, buf, cap < 1600 ? cap : 1600, &spoofed);
     if (n == 0 || rte_pktmbuf_append(m, uint16_t(n)) == nullptr) {
       rte_pktmbuf_free(m);
       continue;
     }
+    // Nothing but this frame reaches the responder in this poll: the
+    // requester side posts no work, so it sends no requests of its own.
+    const Snapshot before = spoofed ? Snapshot::take() : Snapshot{};
     a.transmit(&m, 1);
     poll_both(1);
+    if (spoofed && !(Snapshot::take() == before)) {
+      std::fprintf(stderr, "responder_fuzz: a frame from a spoofed source changed the responder\n");
+      std::abort();
+    }
   }
   poll_both(4);
   return 0;
