@@ -16,13 +16,18 @@ struct Config {
   std::string device;            // SMC_DEVICE: ibv device name; "" = the first device
   int gid_index = 0;             // SMC_GID_INDEX: the RoCEv2 IPv4-mapped GID
   wire::Eid ueid{};              // SMC_UEID, space padded (default "DROCE")
-  uint32_t sndbuf_size = 65536;  // SMC_WMEM: per connection send buffer
-  uint32_t rmb_size = 65536;     // SMC_RMEM: per connection RMB (16 KiB .. 512 KiB)
+  // 256 KiB: with droce's engine a window round trip costs tens of
+  // microseconds, and 64 KiB rings left streams waiting on it (docs/benchmarks.md).
+  uint32_t sndbuf_size = 262144;  // SMC_WMEM: per connection send buffer
+  uint32_t rmb_size = 262144;     // SMC_RMEM: per connection RMB (16 KiB .. 512 KiB)
   int clc_wait_ms = 6000;        // SMC_CLC_WAIT_MS: one CLC message (CLC_WAIT_TIME)
   int llc_wait_ms = 2000;        // SMC_LLC_WAIT_MS: one LLC response (SMC_LLC_WAIT_TIME)
   int close_wait_ms = 5000;      // SMC_CLOSE_WAIT_MS: peer's close after ours, then give up
   int lgr_idle_ms = 600000;      // SMC_LGR_IDLE_MS: an unused link group lives this long
-  int busy_poll_us = 50;         // SMC_BUSY_POLL_US: spin on the CQ before sleeping
+  // Longer than droce's engine thread stands aside after an application's
+  // last poll (200 us): a waiter that stops polling sooner leaves nobody
+  // driving the engine until then (docs/benchmarks.md, "SMC-R").
+  int busy_poll_us = 500;        // SMC_BUSY_POLL_US: spin on the CQ before sleeping
   int testlink_ms = 30000;       // SMC_TESTLINK_MS: TEST LINK after this long without receives
                                  // (smcr_testlink_time); 0: never
   // SMC_CAPABILITY: how a client knows the server speaks SMC-R before it
