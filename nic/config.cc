@@ -78,6 +78,13 @@ void ipv4_to_gid(uint32_t ip, uint8_t gid[16]) {
   gid[15] = uint8_t(ip);
 }
 
+bool gid_to_ipv4(const uint8_t gid[16], uint32_t* ip) {
+  static constexpr uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+  if (std::memcmp(gid, kPrefix, sizeof(kPrefix)) != 0) return false;
+  *ip = uint32_t(gid[12]) << 24 | uint32_t(gid[13]) << 16 | uint32_t(gid[14]) << 8 | gid[15];
+  return true;
+}
+
 Result<PortConfig> port_config_from_env() {
   PortConfig cfg;
   const char* ip_text = env("DROCE_IPV4");

@@ -38,7 +38,10 @@ std::string format_ipv4(uint32_t ip);
 // IPv6 40 + UDP 8 + BTH 12 + RETH/ImmDt 20): 1500 -> 1024, 9000 -> 4096.
 uint32_t path_mtu_for(uint16_t eth_mtu);
 
-// RoCEv2 GID for an IPv4 address: ::ffff:a.b.c.d.
+// RoCEv2 GID for an IPv4 address: ::ffff:a.b.c.d (IPv4-mapped IPv6, annex A17.8).
 void ipv4_to_gid(uint32_t ip, uint8_t gid[16]);
+// The IPv4 address of an IPv4-mapped GID (host byte order); false for any
+// other GID (an IPv6 one).
+bool gid_to_ipv4(const uint8_t gid[16], uint32_t* ip);
 
 }  // namespace droce::nic

@@ -127,8 +127,39 @@ class Device {
   Result<Srq*> create_srq(uint32_t pd, uint32_t max_wr, uint32_t max_sge);
   Status modify_srq(Srq* srq, uint32_t limit);
   Status destroy_srq(Srq* srq);  // kBusy while a QP uses it
+  // ibv_modify_srq: a new size (IBV_SRQ_MAX_WR) and / or limit (IBV_SRQ_LIMIT),
+  // all or nothing, as rxe: EINVAL for a limit above the new size or a size
+  // below the limit that will be armed or the receives posted.
+  struct SrqChange {
+    bool resize = false;
+    uint32_t max_wr = 0;
+    bool set_limit = false;
+    uint32_t limit = 0;
+  };
+  Status modify_srq(Srq* srq, const SrqChange& change);
+  struct SrqState {
+    uint32_t capacity;
+    uint32_t limit;  // 0: disarmed
+  };
+  SrqState query_srq(Srq* srq);
+  // ibv_resize_cq (the pending CQEs kept) and ibv_create_cq_ex's completion
+  // timestamps (before any QP uses the CQ).
+  Status resize_cq(CompletionQueue* cq, uint32_t cqe);
+  Status enable_cq_timestamps(CompletionQueue* cq);
   Result<uint32_t> create_ah(uint32_t pd, const AddressVector& av);
   Status destroy_ah(uint32_t ah);
+  // Copies len bytes at addr from local memory the key grants (any rights)
+  // to dst: the 8 bytes of an ATOMIC_WRITE, taken at post time.
+  Status read_local(uint32_t lkey, uint32_t pd, uint64_t addr, void* dst, uint32_t len);
+  // The MAC of a neighbour (ibv_resolve_eth_l2_from_gid): kPending while ARP
+  // runs (asked again later), kFailed when it gave up or the device is gone.
+  ArpResult resolve_neighbor(uint32_t ip, wire::MacAddr* mac);
+  // The port as ibv_query_port reports it.
+  struct PortState {
+    bool up;
+    uint32_t speed_mbps;  // 0 when down or unknown
+  };
+  PortState query_port();
   // Device removal: every QP to ERR and flushed, then kPortErr (if the link
   // was up) and kDeviceFatal. poll() does it by itself once DPDK reports the
   // port removed (Port::removed(): RTE_ETH_EVENT_INTR_RMV, or the ethdev
@@ -182,6 +213,9 @@ class Device {
   void tx_flush();
   void dispatch(const wire::PacketView& v, Nanos now);
   void remove_locked();
+  bool pd_exists(uint32_t pd) const {
+    return pd != 0 && pd < pd_users_.size() && pd_users_[pd] != 0;
+  }
   void check_link(Nanos now);
 
   DeviceAttr attr_;

@@ -4,6 +4,7 @@
 droce_library(transport SRCS qp_state.cc mr.cc DEPS droce::base)
 set(NIC_ENGINE_SRCS
   device.cc
+  engine.cc
   qp.cc
   qp_requester.cc
   qp_responder.cc

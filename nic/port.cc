@@ -211,6 +211,13 @@ Port::~Port() {
   if (pool_ != nullptr) rte_mempool_free(pool_);
 }
 
+uint32_t Port::link_speed_mbps() const {
+  if (removed()) return 0;
+  rte_eth_link link{};
+  if (rte_eth_link_get_nowait(port_id_, &link) != 0 || link.link_status != RTE_ETH_LINK_UP) return 0;
+  return link.link_speed;
+}
+
 bool Port::released() const {
   if (!removed()) return false;
   char name[RTE_ETH_NAME_MAX_LEN];

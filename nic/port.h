@@ -115,6 +115,7 @@ class Port {
   uint16_t mtu() const { return cfg_.mtu; }
   uint32_t path_mtu() const { return path_mtu_; }
   bool link_up() const;  // false once removed
+  uint32_t link_speed_mbps() const;  // RTE_ETH_SPEED_NUM_*; 0 when down or removed
   // DPDK reported the device removed (unplugged, or the ethdev released) since
   // the port was opened: receive() returns nothing and transmit() frees what
   // it is given from then on. Any thread.

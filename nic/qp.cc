@@ -194,9 +194,9 @@ Status Qp::modify(const QpAttrs& a, uint32_t mask) {
       a.max_dest_rd_atomic > dev_->attr().max_qp_rd_atom) {
     return Status(Errc::kInvalidArgument, "max_dest_rd_atomic above the device limit");
   }
+  uint32_t dst_ip = 0;
   if (has_attr(mask, QpAttr::kAv)) {
-    static const uint8_t kV4Prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
-    if (std::memcmp(a.av.dgid, kV4Prefix, 12) != 0) {
+    if (!gid_to_ipv4(a.av.dgid, &dst_ip)) {
       return Status(Errc::kInvalidArgument,
                     "destination GID is not an IPv4-mapped RoCEv2 GID (::ffff:a.b.c.d); IPv6 is "
                     "not supported yet");
@@ -211,8 +211,7 @@ Status Qp::modify(const QpAttrs& a, uint32_t mask) {
   if (has_attr(mask, QpAttr::kQkey)) attrs_.qkey = a.qkey;
   if (has_attr(mask, QpAttr::kAv)) {
     attrs_.av = a.av;
-    attrs_.av.dst_ip = uint32_t(a.av.dgid[12]) << 24 | uint32_t(a.av.dgid[13]) << 16 |
-                       uint32_t(a.av.dgid[14]) << 8 | a.av.dgid[15];
+    attrs_.av.dst_ip = dst_ip;
   }
   if (has_attr(mask, QpAttr::kPathMtu)) attrs_.path_mtu = a.path_mtu;
   if (has_attr(mask, QpAttr::kTimeout)) attrs_.timeout = a.timeout;

@@ -148,11 +148,7 @@ ibv_cq_ex* create_cq(ibv_context* ctx, int cqe, void* cq_context, ibv_comp_chann
   const bool stamped = (wc_flags & (uint64_t(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP) |
                                     uint64_t(IBV_WC_EX_WITH_COMPLETION_TIMESTAMP_WALLCLOCK))) != 0;
   if (stamped) {
-    Status st;
-    {
-      auto lock = c->dev->lock_engine();  // no QP uses the CQ yet; no push meanwhile
-      st = ncq.value()->enable_timestamps();
-    }
+    const Status st = c->dev->enable_cq_timestamps(ncq.value());
     if (!st) {
       (void)c->dev->destroy_cq(ncq.value());
       return fail_null<ibv_cq_ex>("ibv_create_cq_ex", st);
@@ -250,11 +246,7 @@ int destroy_cq(ibv_cq* cq) {
 int resize_cq(ibv_cq* cq, int cqe) {
   Cq* q = cq_of(cq);
   if (cqe < 1 || uint32_t(cqe) > q->dev->attr().max_cqe) return EINVAL;
-  Status st;
-  {
-    auto lock = q->dev->lock_engine();  // no push while the ring moves
-    st = q->ncq->resize(uint32_t(cqe));
-  }
+  const Status st = q->dev->resize_cq(q->ncq, uint32_t(cqe));
   if (!st) return fail("ibv_resize_cq", st);
   cq->cqe = int(q->ncq->capacity());
   return 0;

@@ -439,9 +439,8 @@ void eth_speed(uint32_t mbps, uint8_t* width, uint8_t* speed) {
 void fill_port_attr(Context* c, ibv_port_attr* a) {
   nic::Port& port = *c->slot->port;
   std::memset(a, 0, sizeof(*a));
-  rte_eth_link link{};
-  const bool up =
-      rte_eth_link_get_nowait(port.port_id(), &link) == 0 && link.link_status == RTE_ETH_LINK_UP;
+  const nic::Device::PortState ps = c->dev->query_port();
+  const bool up = ps.up;
   a->state = up ? IBV_PORT_ACTIVE : IBV_PORT_DOWN;
   a->max_mtu = mtu_enum(port.path_mtu());
   a->active_mtu = mtu_enum(port.path_mtu());
@@ -450,7 +449,7 @@ void fill_port_attr(Context* c, ibv_port_attr* a) {
   a->max_msg_sz = c->dev->attr().max_msg_size;
   a->pkey_tbl_len = kPkeyTableLen;
   a->max_vl_num = 1;
-  eth_speed(up ? link.link_speed : 0, &a->active_width, &a->active_speed);
+  eth_speed(up ? ps.speed_mbps : 0, &a->active_width, &a->active_speed);
   a->phys_state = up ? 5 : 3;  // LinkUp / Disabled
   a->link_layer = IBV_LINK_LAYER_ETHERNET;
 }

@@ -200,20 +200,14 @@ int init_ah_from_wc(ibv_context* context, uint8_t port_num, ibv_wc* wc, ibv_grh*
 int resolve_eth_l2(ibv_context* context, ibv_ah_attr* attr, uint8_t mac[6], uint16_t* vid) {
   ibv_gid sgid;
   if (ibv_query_gid(context, attr->port_num, attr->grh.sgid_index, &sgid) != 0) return -EINVAL;
-  const uint8_t* d = attr->grh.dgid.raw;
-  static const uint8_t kV4Prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
-  if (std::memcmp(d, kV4Prefix, 12) != 0) return -EINVAL;  // IPv6 is not supported
-  const uint32_t ip = uint32_t(d[12]) << 24 | uint32_t(d[13]) << 16 | uint32_t(d[14]) << 8 | d[15];
+  uint32_t ip;
+  if (!nic::gid_to_ipv4(attr->grh.dgid.raw, &ip)) return -EINVAL;  // IPv6 is not supported
   Context* c = ctx_of(context);
   // rdma-core waits up to 3 s for the kernel's neighbour table; droce asks its ARP.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
   for (;;) {
-    nic::ArpResult r;
     wire::MacAddr m{};
-    {
-      auto lock = c->dev->lock_engine();
-      r = c->slot->port->resolve(ip, &m, monotonic_now());
-    }
+    const nic::ArpResult r = c->dev->resolve_neighbor(ip, &m);
     if (r == nic::ArpResult::kResolved) {
       std::memcpy(mac, m.data(), 6);
       if (vid != nullptr) *vid = 0xFFFF;  // no VLAN

@@ -95,13 +95,8 @@ int post_atomic_write(Qp* q, const ibv_send_wr* wr) {
   if (wr->send_flags & IBV_SEND_INLINE) {
     std::memcpy(&w.swap, reinterpret_cast<const void*>(s.addr), sizeof(w.swap));
   } else {
-    auto lock = q->dev->lock_engine();
-    uint8_t* host = nullptr;
-    const nic::MrCheck c = q->dev->mrs().check(s.lkey, q->nqp->pd(), s.addr, 8, 0, &host);
-    if (c != nic::MrCheck::kOk) {
-      return refuse("ibv_post_send: ATOMIC_WRITE source", EINVAL, nic::mr_check_name(c));
-    }
-    std::memcpy(&w.swap, host, sizeof(w.swap));
+    const Status st = q->dev->read_local(s.lkey, q->nqp->pd(), s.addr, &w.swap, sizeof(w.swap));
+    if (!st) return refuse("ibv_post_send: ATOMIC_WRITE source", EINVAL, st.message().c_str());
   }
   return q->nqp->post_send(w, nullptr, nullptr);
 }
@@ -560,29 +555,14 @@ int modify_srq(ibv_srq* srq, ibv_srq_attr* attr, int mask) {
   if (resize && (attr->max_wr == 0 || attr->max_wr > s->dev->attr().max_srq_wr)) {
     return refuse("ibv_modify_srq", EINVAL, "max_wr out of [1, max_srq_wr]");
   }
-  auto lock = s->dev->lock_engine();  // the engine takes receives meanwhile otherwise
-  const uint32_t new_max_wr = resize ? std::bit_ceil(attr->max_wr) : s->nsrq->capacity();
-  if ((mask & IBV_SRQ_LIMIT) && attr->srq_limit > new_max_wr) return EINVAL;
-  if (resize) {
-    // The limit that will be armed: rxe refuses a size below it.
-    const uint32_t limit = (mask & IBV_SRQ_LIMIT) ? attr->srq_limit : s->nsrq->limit();
-    if (limit != 0 && attr->max_wr < limit) {
-      return refuse("ibv_modify_srq", EINVAL, "max_wr below the armed SRQ limit");
-    }
-    // The new limit is armed below; the old one must not refuse the size.
-    const uint32_t old_limit = s->nsrq->limit();
-    if (mask & IBV_SRQ_LIMIT) (void)s->nsrq->modify_limit(0);
-    Status st = s->nsrq->resize(attr->max_wr);
-    if (!st) {
-      (void)s->nsrq->modify_limit(old_limit);
-      return fail("ibv_modify_srq", st);
-    }
-    s->max_wr = s->nsrq->capacity();
-  }
-  if (mask & IBV_SRQ_LIMIT) {
-    Status st = s->nsrq->modify_limit(attr->srq_limit);
-    if (!st) return fail("ibv_modify_srq", st);
-  }
+  nic::Device::SrqChange change;
+  change.resize = resize;
+  change.max_wr = attr->max_wr;
+  change.set_limit = (mask & IBV_SRQ_LIMIT) != 0;
+  change.limit = attr->srq_limit;
+  const Status st = s->dev->modify_srq(s->nsrq, change);
+  if (!st) return fail("ibv_modify_srq", st);
+  s->max_wr = s->nsrq->capacity();
   return 0;
 }
 
@@ -719,9 +699,9 @@ int ibv_query_srq(ibv_srq* srq, ibv_srq_attr* srq_attr) {
       [&] {
         Srq* s = srq_of(srq);
         srq_attr->max_sge = s->max_sge;
-        auto lock = s->dev->lock_engine();  // the limit and the size are engine state
-        srq_attr->max_wr = s->nsrq->capacity();
-        srq_attr->srq_limit = s->nsrq->limit();
+        const droce::nic::Device::SrqState st = s->dev->query_srq(s->nsrq);
+        srq_attr->max_wr = st.capacity;
+        srq_attr->srq_limit = st.limit;
         return 0;
       },
       ENOMEM);
