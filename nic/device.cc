@@ -122,15 +122,13 @@ Status Device::dereg_mr(uint32_t key) {
   const MrEntry* e = mrs_.find(key);
   if (e == nullptr) return Status(Errc::kInvalidArgument, "no memory region with this key");
   const uint32_t pd = e->pd;
-  const uint8_t* host = e->host;
-  const uint64_t length = e->length;
   Status st = mrs_.dereg(key);
   if (!st) return st;
   --pd_users_[pd];
   // Under the engine lock: from here the engine never touches the memory.
   // Every access checks the key again, except a WRITE in progress, which
   // keeps a pointer between its packets: fail it now.
-  for (Qp* qp : live_) qp->on_mr_deregistered(host, length);
+  for (Qp* qp : live_) qp->on_mr_deregistered(key);
   return st;
 }
 

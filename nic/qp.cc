@@ -430,9 +430,10 @@ void Qp::mark_error() {
   if (srq_ != nullptr) dev_->raise_event({AsyncEventType::kQpLastWqeReached, qpn_});
 }
 
-void Qp::on_mr_deregistered(const uint8_t* host, uint64_t length) {
-  if (in_msg_ != InMsg::kWrite || write_resid_ == 0 || write_host_ == nullptr) return;
-  if (write_host_ < host || write_host_ >= host + length) return;
+void Qp::on_mr_deregistered(uint32_t key) {
+  // Only a WRITE into this very MR: another MR over the same memory (another
+  // PD's registration of it) still holds it.
+  if (in_msg_ != InMsg::kWrite || write_resid_ == 0 || write_host_ == nullptr || write_rkey_ != key) return;
   if (type_ == QpType::kRc) {
     // Class C (IBTA 9.9.3): NAK remote access error at the next PSN expected,
     // which lies inside the WRITE, so the requester completes it in error.

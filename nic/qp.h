@@ -185,7 +185,7 @@ class Qp {
   // dereg_mr of [host, host + length): a WRITE in progress into it caches
   // where its next packet lands, so the message fails now (remote access
   // error, as its next packet would) and the engine never touches the region.
-  void on_mr_deregistered(const uint8_t* host, uint64_t length);
+  void on_mr_deregistered(uint32_t key);
 
   // Engine entry points. Device::dispatch has checked the packet's transport,
   // the QP's state, the source address and the P_Key (rxe_recv.c hdr_check).
@@ -318,6 +318,7 @@ class Qp {
   uint32_t recv_copy_size_ = 0;
   uint32_t recv_off_ = 0;                 // bytes received into it
   uint8_t* write_host_ = nullptr;         // WRITE in progress: next byte
+  uint32_t write_rkey_ = 0;               // ... and the MR it lands in
   uint32_t write_resid_ = 0;
   uint32_t write_len_ = 0;
   std::unique_ptr<RespResource[]> res_;   // max_dest_rd_atomic entries

@@ -282,6 +282,7 @@ void Qp::execute_request(const RxPacket& pkt) {
                       AsyncEventType::kQpAccessErr, "bad rkey or range");
       }
       write_host_ = host;
+      write_rkey_ = reth.rkey.get();
       write_resid_ = len;
       write_len_ = len;
     }

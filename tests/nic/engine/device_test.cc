@@ -353,6 +353,35 @@ TEST_F(DeviceTest, DeregMidWriteNeverTouchesTheRegionAgain) {
   EXPECT_TRUE(access_err);
 }
 
+// The same memory registered twice (two PDs, as SMC-R registers an RMB once
+// per link): deregistering the other MR leaves a WRITE into this one alone.
+TEST_F(DeviceTest, DeregOfAnotherMrOverTheSameMemoryLeavesTheWriteAlone) {
+  Qp* qa = make_qp(a_, QpType::kRc);
+  Qp* qb = make_qp(b_, QpType::kRc);
+  connect(a_, qa, b_, qb);
+  connect(b_, qb, a_, qa);
+  Buffer src = make_buffer(a_, 64 * 1024, kAll, 0x11);
+  Buffer dst = make_buffer(b_, 64 * 1024, kAll, 0);
+  auto pd2 = b_.dev->alloc_pd();
+  ASSERT_TRUE(pd2.is_ok());
+  auto other = b_.dev->reg_mr(pd2.value(), dst.bytes.data(), dst.addr(), dst.bytes.size(), kAll);
+  ASSERT_TRUE(other.is_ok()) << other.status().message();
+  Ledger l;
+  ASSERT_EQ(post_write(qa, l, 1, true, src, dst, 8), 0);  // resolves ARP both ways
+  l.on_cqes(wait_cqes(a_.scq, 1));
+  ASSERT_EQ(post_write(qa, l, 2, true, src, dst, 40 * 1024), 0);  // 40 packets
+  poll_once(*a_.dev);                                             // 32 leave
+  poll_once(*b_.dev);  // 32 land: the WRITE is in progress
+  ASSERT_EQ(dst.bytes[32 * 1024], 0);
+  ASSERT_TRUE(b_.dev->dereg_mr(other.value()).is_ok());
+  auto sc = wait_cqes(a_.scq, 1);
+  expect_cqes(sc, {{2, WcStatus::kSuccess}}, qa->qpn(), "WRITE into the MR still registered");
+  l.on_cqes(sc);
+  EXPECT_EQ(l.in_flight(), 0);
+  EXPECT_EQ(dst.bytes[40 * 1024 - 1], 0x11);
+  EXPECT_EQ(qb->state(), QpState::kRts);
+}
+
 TEST_F(DeviceTest, DeregMidUcWriteDropsTheRestOfTheMessage) {
   Qp* qa = make_qp(a_, QpType::kUc);
   Qp* qb = make_qp(b_, QpType::kUc);
