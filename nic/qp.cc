@@ -519,8 +519,6 @@ bool Qp::needs_service() const {
   return false;
 }
 
-void Qp::mark_active() {}
-
 bool Qp::copy_sges(const Sge* sge, uint32_t num_sge, uint32_t off, uint8_t* buf, uint32_t len,
                    bool scatter) {
   const uint32_t need = scatter ? uint32_t(kAccessLocalWrite) : 0u;

@@ -229,7 +229,6 @@ class Qp {
   rte_mbuf* build_packet(wire::PacketSpec& s, const wire::MacAddr& dst_mac, uint32_t dst_ip,
                          uint8_t** payload);
   void finish_packet(rte_mbuf* m, const wire::PacketSpec& s);
-  void mark_active();
   int check_send_wqe(const SendWqe& w, const Sge* sges) const;
   // Copies len bytes between buf and an SGE list, starting at byte `off` of
   // the list: into the SGEs (scatter, needs local write) or out of them
@@ -246,14 +245,50 @@ class Qp {
   ResolveResult resolve_peer(Nanos now, wire::MacAddr* mac);
   ResolveResult resolve_ah(uint32_t ah, Nanos now, wire::MacAddr* mac, uint32_t* ip);
 
-  // qp_responder.cc
+  // qp_responder.cc: the request chain (rxe_resp.c), then responses.
+  // What a failed check does (IBTA 9.9): a class C error (NAK, the receive
+  // WQE in progress completes with `status`, QP to ERR, `event`), an RNR NAK
+  // (class B), or a silent drop (UC).
+  struct Reject {
+    enum class Kind : uint8_t { kError, kRnr, kDrop };
+    Kind kind = Kind::kError;
+    wire::NakCode code = wire::NakCode::kInvalidRequest;
+    WcStatus status = WcStatus::kRemInvReqErr;
+    AsyncEventType event{};
+    const char* why = "";
+    static Reject invalid(const char* why);  // NAK invalid request, QP_REQ_ERR
+    static Reject access(const char* why);   // NAK remote access error, QP_ACCESS_ERR
+    static Reject rnr() { return {Kind::kRnr}; }
+    static Reject drop() { return {Kind::kDrop}; }
+  };
+  bool check_psn(const RxPacket& pkt);
+  bool check_op_seq(const RxPacket& pkt, Reject* r);
+  bool check_op_valid(const RxPacket& pkt, Reject* r);
+  bool check_resource(const RxPacket& pkt, Reject* r);
+  bool check_length(const RxPacket& pkt, Reject* r);
+  bool check_rkey(const RxPacket& pkt, Reject* r);
+  bool check_write_rkey(const RxPacket& pkt, Reject* r);
+  bool check_read_rkey(const RxPacket& pkt, Reject* r);
+  bool check_atomic_rkey(const RxPacket& pkt, Reject* r);
+  bool check_atomic_write_rkey(const RxPacket& pkt, Reject* r);
+  bool check_flush_rkey(const RxPacket& pkt, Reject* r);
+  bool check_receive(const RxPacket& pkt, Reject* r);
+  void reject(const RxPacket& pkt, const Reject& r);
+  bool execute(const RxPacket& pkt);
+  bool execute_send(const RxPacket& pkt);
+  void execute_write(const RxPacket& pkt);
+  void execute_read(const RxPacket& pkt);
+  void execute_atomic(const RxPacket& pkt);
+  void execute_atomic_write(const RxPacket& pkt);
+  void execute_flush(const RxPacket& pkt);
+  bool complete(const RxPacket& pkt);
+  void acknowledge(const RxPacket& pkt);
   void send_ack(uint8_t syndrome, uint32_t psn, Nanos now);
   void responder_error(wire::NakCode code, WcStatus status, uint32_t psn, Nanos now,
                        AsyncEventType event);
   bool take_recv_wqe();
   WcStatus scatter_recv(const uint8_t* src, uint32_t len);
   void handle_ud_send(const RxPacket& pkt);
-  void execute_request(const RxPacket& pkt);
   void replay_duplicate(const RxPacket& pkt);
   RespResource& alloc_resource();
   void queue_placement_response(uint32_t psn);
@@ -261,7 +296,17 @@ class Qp {
   bool send_resp_resources(Nanos now);
   bool responses_owed() const;
 
-  // qp_completer.cc
+  // qp_completer.cc: the response chain (rxe_comp.c), timers and retries.
+  bool check_response_psn(const RxPacket& pkt);
+  bool check_ack(const RxPacket& pkt);
+  void on_rnr_nak(const RxPacket& pkt);
+  void on_nak(const RxPacket& pkt);
+  void complete_ack(const RxPacket& pkt);
+  bool check_response(const RxPacket& pkt, uint32_t* index);
+  bool do_placement(const RxPacket& pkt, uint32_t index);
+  bool do_read(const RxPacket& pkt, uint32_t index);
+  bool do_atomic(const RxPacket& pkt, uint32_t index);
+  void finish_response(const RxPacket& pkt, uint32_t index);
   void ack_up_to(uint32_t psn, Nanos now);
   void note_progress(Nanos now);
   void complete_error_at(uint32_t psn, WcStatus status);
@@ -317,6 +362,7 @@ class Qp {
   std::unique_ptr<uint8_t[]> recv_copy_;  // RecvWqe + Sges
   uint32_t recv_copy_size_ = 0;
   uint32_t recv_off_ = 0;                 // bytes received into it
+  uint8_t* rkey_host_ = nullptr;          // check_rkey -> execute: the atomic's host word
   uint8_t* write_host_ = nullptr;         // WRITE in progress: next byte
   uint32_t write_rkey_ = 0;               // ... and the MR it lands in
   uint32_t write_resid_ = 0;

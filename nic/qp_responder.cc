@@ -111,6 +111,21 @@ WcStatus Qp::scatter_recv(const uint8_t* src, uint32_t len) {
   return WcStatus::kSuccess;
 }
 
+Qp::Reject Qp::Reject::invalid(const char* why) {
+  return {Kind::kError, NakCode::kInvalidRequest, WcStatus::kRemInvReqErr,
+          AsyncEventType::kQpReqErr, why};
+}
+
+Qp::Reject Qp::Reject::access(const char* why) {
+  return {Kind::kError, NakCode::kRemoteAccessError, WcStatus::kRemAccessErr,
+          AsyncEventType::kQpAccessErr, why};
+}
+
+// ---- the request chain (rxe_resp.c): check_psn -> check_op_seq ->
+// check_op_valid -> check_resource -> check_length -> check_rkey ->
+// check_receive -> execute -> complete -> acknowledge. A check that fails
+// fills a Reject and the chain stops there (reject()).
+
 void Qp::handle_request(const RxPacket& pkt) {
   const wire::PacketView& v = *pkt.v;
   ++counters_.rx_packets;
@@ -119,10 +134,27 @@ void Qp::handle_request(const RxPacket& pkt) {
     handle_ud_send(pkt);
     return;
   }
-  const uint32_t psn = v.bth().psn();
+  if (!check_psn(pkt)) return;
+  Reject r;
+  if (!check_op_seq(pkt, &r) || !check_op_valid(pkt, &r) || !check_resource(pkt, &r) ||
+      !check_length(pkt, &r) || !check_rkey(pkt, &r) || !check_receive(pkt, &r)) {
+    reject(pkt, r);
+    return;
+  }
+  if (!execute(pkt)) return;  // answered from a responder resource, or failed
+  if (!complete(pkt)) return;
+  acknowledge(pkt);
+}
+
+// IBTA 9.7.5.1.1 (RC) / 9.8.3 (UC). RC: the expected PSN goes on; one ahead
+// of it draws one PSN sequence error NAK carrying the expected PSN, then
+// silence until it arrives (class B, 9.9.2); one behind is a duplicate
+// (C9-105). UC: a gap loses the rest of the message in progress, and the
+// packet starts over from its own PSN; no NAKs, no ACKs.
+bool Qp::check_psn(const RxPacket& pkt) {
+  const uint32_t psn = pkt.v->bth().psn();
   const int32_t d = psn_diff(psn, epsn_);
   if (type_ == QpType::kUc) {
-    // UC (IBTA 9.8.3): a gap loses the rest of the message; no NAKs, no ACKs.
     if (d != 0) {
       ++counters_.out_of_sequence;
       in_msg_ = InMsg::kNone;
@@ -130,336 +162,451 @@ void Qp::handle_request(const RxPacket& pkt) {
       write_resid_ = 0;
     }
     epsn_ = psn_add(psn, 1);
-    execute_request(pkt);
-    return;
+    return true;
   }
   if (d > 0) {
-    // Class B (9.9.2): one NAK sequence error carrying the expected PSN, then silence.
     ++counters_.out_of_sequence;
     if (!seq_nak_sent_) {
       send_ack(nak_syndrome(NakCode::kPsnSeqError), epsn_, pkt.now);
       seq_nak_sent_ = true;
       ++counters_.seq_naks_sent;
     }
-    return;
+    return false;
   }
   if (d < 0) {
     ++counters_.duplicates;
     replay_duplicate(pkt);
-    return;
+    return false;
   }
   seq_nak_sent_ = false;
-  execute_request(pkt);
+  return true;
 }
 
-void Qp::execute_request(const RxPacket& pkt) {
-  const wire::PacketView& v = *pkt.v;
-  const wire::OpcodeInfo& info = *v.op;
-  const uint32_t psn = v.bth().psn();
-  const bool rc = type_ == QpType::kRc;
-  const uint32_t mtu = attrs_.path_mtu;
-
-  // Drops a UC message, or fails an RC QP (class C).
-  auto reject = [&](NakCode code, WcStatus status, AsyncEventType ev, const char* why) {
-    DROCE_DEBUG("qp %u: request PSN 0x%x (%s) rejected: %s", qpn_, psn, info.name, why);
-    if (!rc) {
-      ++counters_.drops;
-      in_msg_ = InMsg::kNone;
-      recv_off_ = 0;
-      return;
-    }
-    responder_error(code, status, psn, pkt.now, ev);
-  };
-
-  // Opcode sequence (C9-34, rxe check_op_seq).
+// C9-34 (rxe check_op_seq): a message in progress goes on with MIDDLE or LAST
+// of its own kind; MIDDLE and LAST need a FIRST before them. UC drops the
+// rest of a message whose FIRST was lost (9.8.3).
+bool Qp::check_op_seq(const RxPacket& pkt, Reject* r) {
+  const wire::OpcodeInfo& info = *pkt.v->op;
   const bool cont = info.has(wire::kOpMiddle) || info.has(wire::kOpLast);
   if (in_msg_ == InMsg::kSend && !(cont && info.has(wire::kOpSend))) {
-    return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
-                  "SEND message interrupted");
+    *r = Reject::invalid("SEND message interrupted");
+    return false;
   }
   if (in_msg_ == InMsg::kWrite && !(cont && info.has(wire::kOpWrite))) {
-    return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
-                  "RDMA WRITE message interrupted");
+    *r = Reject::invalid("RDMA WRITE message interrupted");
+    return false;
   }
   if (in_msg_ == InMsg::kNone && cont) {
-    if (!rc) {  // UC: the rest of a message whose start was lost
-      ++counters_.drops;
-      return;
-    }
-    return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
-                  "MIDDLE or LAST without FIRST");
+    *r = type_ == QpType::kRc ? Reject::invalid("MIDDLE or LAST without FIRST") : Reject::drop();
+    return false;
   }
-  // Opcode valid for this QP (C9-? rxe check_op_valid): remote rights granted.
+  return true;
+}
+
+// rxe check_op_valid: the QP grants the remote operation (its access flags,
+// IBTA 10.2.3.1; A19: ATOMIC_WRITE is a write, a FLUSH needs the QP's right
+// for each placement type it names).
+bool Qp::check_op_valid(const RxPacket& pkt, Reject* r) {
+  const wire::PacketView& v = *pkt.v;
+  const wire::OpcodeInfo& info = *v.op;
   if ((info.has(wire::kOpWrite) && !(attrs_.access & kAccessRemoteWrite)) ||
       (info.has(wire::kOpRead) && !(attrs_.access & kAccessRemoteRead)) ||
       (info.has(wire::kOpAtomic) && !(attrs_.access & kAccessRemoteAtomic))) {
-    return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
-                  "operation not enabled on this QP (access flags)");
+    *r = Reject::invalid("operation not enabled on this QP (access flags)");
+    return false;
   }
-  // A19 (rxe check_qp_attr_access): ATOMIC_WRITE is a write; a FLUSH needs
-  // the QP's right for each placement type it names.
   if ((info.has(wire::kOpAtomicWrite) && !(attrs_.access & kAccessRemoteWrite)) ||
       (info.has(wire::kOpFlush) && (flush_access(v.feth().placement()) & ~attrs_.access))) {
-    return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
-                  "FLUSH / ATOMIC_WRITE not enabled on this QP (access flags)");
+    *r = Reject::invalid("FLUSH / ATOMIC_WRITE not enabled on this QP (access flags)");
+    return false;
   }
-  // Responder resources (9.9.3 class C, rxe check_resource): with
-  // max_dest_rd_atomic 0 no READ or atomic is accepted. Otherwise keeping
-  // within the limit is the requester's job, and the ring is recycled.
-  // FLUSH and ATOMIC_WRITE take a responder resource too (rxe_prepare_res);
-  // rxe checks only ATOMIC_WRITE here, droce both.
-  if ((info.flags & (wire::kOpRead | wire::kOpAtomic | wire::kOpFlush | wire::kOpAtomicWrite)) &&
-      attrs_.max_dest_rd_atomic == 0) {
-    return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
-                  "READ, atomic, FLUSH or ATOMIC_WRITE with no responder resources "
-                  "(max_dest_rd_atomic 0)");
-  }
-  // Length (C9-92, C9-94).
-  if (info.has(wire::kOpPayload) && !length_ok(info, v.payload_len, mtu)) {
-    return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
-                  "payload length breaks the path MTU rules");
-  }
+  return true;
+}
 
-  if (info.has(wire::kOpSend)) {
-    if (info.has(wire::kOpStart) && !take_recv_wqe()) {
-      if (rc) {
-        // Class B: RNR NAK; the requester retries after the timer (9.7.5.2.8).
-        send_ack(wire::Aeth::make_syndrome(AethType::kRnrNak, attrs_.min_rnr_timer), psn, pkt.now);
-        ++counters_.rnr_naks_sent;
-      } else {
-        ++counters_.drops;
-        in_msg_ = InMsg::kNone;
-      }
-      return;
-    }
-    const WcStatus st = scatter_recv(v.payload(), v.payload_len);
-    if (st != WcStatus::kSuccess) {
-      const NakCode code =
-          st == WcStatus::kLocLenErr ? NakCode::kInvalidRequest : NakCode::kRemoteOpError;
-      if (!rc) {  // UC: the WQE completes in error, the QP goes on
-        post_recv_cqe(st, WcOpcode::kRecv, recv_off_, 0, 0, 0, false);
-        have_recv_ = false;
-        in_msg_ = InMsg::kNone;
-        return;
-      }
-      return responder_error(code, st, psn, pkt.now, AsyncEventType::kQpFatal);
-    }
-    in_msg_ = info.has(wire::kOpEnd) ? InMsg::kNone : InMsg::kSend;
-    if (info.has(wire::kOpEnd)) {
-      uint8_t flags = 0;
-      uint32_t extra = 0;
-      if (info.has(wire::kOpImm)) {
-        flags |= kWcWithImm;
-        extra = v.immdt().imm.raw();
-      }
-      if (info.has(wire::kOpIeth)) {
-        // Remote invalidate (IBTA 9.4.1.2.3): only memory windows and
-        // fast-register MRs can be invalidated; droce has neither, so a
-        // SEND with invalidate fails as a class J error, as rxe's does for
-        // ibv_reg_mr regions.
-        return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
-                      "rkey to invalidate is not a memory window");
-      }
-      post_recv_cqe(WcStatus::kSuccess, WcOpcode::kRecv, recv_off_, flags, extra, 0, v.bth().se());
-      have_recv_ = false;
-      msn_ = psn_add(msn_, 1);
-    }
-  } else if (info.has(wire::kOpWrite)) {
-    if (info.has(wire::kOpStart)) {
-      const wire::Reth& reth = v.reth();
-      const uint32_t len = reth.dma_length.get();
-      if (len > kMaxMessageBytes) {
-        return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
-                      "DMA length above 2^31");
-      }
-      uint8_t* host = nullptr;
-      const MrCheck c =
-          dev_->mrs().check(reth.rkey.get(), pd_, reth.va.get(), len, kAccessRemoteWrite, &host);
-      if (c != MrCheck::kOk) {
-        DROCE_DEBUG("qp %u: RDMA WRITE rkey 0x%x [0x%lx, +%u): %s", qpn_, reth.rkey.get(),
-                    (unsigned long)reth.va.get(), len, mr_check_name(c));
-        return reject(NakCode::kRemoteAccessError, WcStatus::kRemAccessErr,
-                      AsyncEventType::kQpAccessErr, "bad rkey or range");
-      }
-      write_host_ = host;
-      write_rkey_ = reth.rkey.get();
-      write_resid_ = len;
-      write_len_ = len;
-    }
-    if (v.payload_len > write_resid_ || (info.has(wire::kOpEnd) && v.payload_len != write_resid_)) {
-      return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
-                    "payload does not match the RETH DMA length");
-    }
-    // The pad count makes payload + pad a multiple of 4 (IBTA 9.2.3; rxe
-    // check_rkey: a length error otherwise).
-    if (v.pad != wire::pad_for(v.payload_len)) {
-      return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
-                    "pad count does not fit the payload length");
-    }
-    if (info.has(wire::kOpImm) && !take_recv_wqe()) {
-      if (rc) {
-        send_ack(wire::Aeth::make_syndrome(AethType::kRnrNak, attrs_.min_rnr_timer), psn, pkt.now);
-        ++counters_.rnr_naks_sent;
-      } else {
-        ++counters_.drops;
-        in_msg_ = InMsg::kNone;
-      }
-      return;
-    }
-    if (v.payload_len > 0) {
-      std::memcpy(write_host_, v.payload(), v.payload_len);
-      write_host_ += v.payload_len;
-      write_resid_ -= v.payload_len;
-    }
-    in_msg_ = info.has(wire::kOpEnd) ? InMsg::kNone : InMsg::kWrite;
-    if (info.has(wire::kOpEnd)) {
-      if (info.has(wire::kOpImm)) {
-        post_recv_cqe(WcStatus::kSuccess, WcOpcode::kRecvRdmaImm, write_len_, kWcWithImm,
-                      v.immdt().imm.raw(), 0, v.bth().se());
-        have_recv_ = false;
-      }
-      msn_ = psn_add(msn_, 1);
-    }
-  } else if (info.has(wire::kOpRead)) {
+// Responder resources (IBTA 9.9.3 class C, rxe check_resource): with
+// max_dest_rd_atomic 0 no READ, atomic, FLUSH or ATOMIC_WRITE is accepted
+// (rxe checks only ATOMIC_WRITE here, droce all four, as each takes a
+// resource). Otherwise keeping within the limit is the requester's job, and
+// the ring recycles its oldest entry.
+bool Qp::check_resource(const RxPacket& pkt, Reject* r) {
+  if ((pkt.v->op->flags &
+       (wire::kOpRead | wire::kOpAtomic | wire::kOpFlush | wire::kOpAtomicWrite)) &&
+      attrs_.max_dest_rd_atomic == 0) {
+    *r = Reject::invalid(
+        "READ, atomic, FLUSH or ATOMIC_WRITE with no responder resources (max_dest_rd_atomic 0)");
+    return false;
+  }
+  return true;
+}
+
+// C9-92 / C9-94 (rxe check_length): FIRST/MIDDLE carry exactly the path MTU,
+// LAST 1..MTU, ONLY up to it; a WRITE's DMA length is at most 2^31 (9.4.4);
+// an ATOMIC_WRITE carries exactly 8 bytes (A19.4.2).
+bool Qp::check_length(const RxPacket& pkt, Reject* r) {
+  const wire::PacketView& v = *pkt.v;
+  const wire::OpcodeInfo& info = *v.op;
+  if (info.has(wire::kOpPayload) && !length_ok(info, v.payload_len, attrs_.path_mtu)) {
+    *r = Reject::invalid("payload length breaks the path MTU rules");
+    return false;
+  }
+  if (info.has(wire::kOpWrite) && info.has(wire::kOpStart) &&
+      v.reth().dma_length.get() > kMaxMessageBytes) {
+    *r = Reject::invalid("DMA length above 2^31");
+    return false;
+  }
+  if (info.has(wire::kOpAtomicWrite) &&
+      (v.reth().dma_length.get() != 8 || v.payload_len != 8 || v.pad != 0)) {
+    *r = Reject::invalid("ATOMIC_WRITE length is not 8 bytes");
+    return false;
+  }
+  return true;
+}
+
+// C9-88 / 9.4.x (rxe check_rkey): the R_Key names a region of this QP's PD
+// that grants the operation over the whole range, before a byte is touched.
+bool Qp::check_rkey(const RxPacket& pkt, Reject* r) {
+  const wire::OpcodeInfo& info = *pkt.v->op;
+  if (info.has(wire::kOpWrite)) return check_write_rkey(pkt, r);
+  if (info.has(wire::kOpRead)) return check_read_rkey(pkt, r);
+  if (info.has(wire::kOpAtomic)) return check_atomic_rkey(pkt, r);
+  if (info.has(wire::kOpAtomicWrite)) return check_atomic_write_rkey(pkt, r);
+  if (info.has(wire::kOpFlush)) return check_flush_rkey(pkt, r);
+  return true;  // SEND: the receive WQE's lkeys are checked as it is filled
+}
+
+// A WRITE's FIRST/ONLY checks the key for the whole DMA length and keeps
+// where the message lands; every packet then fits what is left of it, with
+// the pad count its payload needs (IBTA 9.2.3; rxe check_rkey: a length
+// error otherwise).
+bool Qp::check_write_rkey(const RxPacket& pkt, Reject* r) {
+  const wire::PacketView& v = *pkt.v;
+  const wire::OpcodeInfo& info = *v.op;
+  if (info.has(wire::kOpStart)) {
     const wire::Reth& reth = v.reth();
     const uint32_t len = reth.dma_length.get();
     uint8_t* host = nullptr;
     const MrCheck c =
-        len > kMaxMessageBytes
-            ? MrCheck::kOutOfBounds
-            : dev_->mrs().check(reth.rkey.get(), pd_, reth.va.get(), len, kAccessRemoteRead, &host);
+        dev_->mrs().check(reth.rkey.get(), pd_, reth.va.get(), len, kAccessRemoteWrite, &host);
     if (c != MrCheck::kOk) {
-      DROCE_DEBUG("qp %u: RDMA READ rkey 0x%x [0x%lx, +%u): %s", qpn_, reth.rkey.get(),
+      DROCE_DEBUG("qp %u: RDMA WRITE rkey 0x%x [0x%lx, +%u): %s", qpn_, reth.rkey.get(),
                   (unsigned long)reth.va.get(), len, mr_check_name(c));
-      return reject(NakCode::kRemoteAccessError, WcStatus::kRemAccessErr,
-                    AsyncEventType::kQpAccessErr, "bad rkey or range");
+      *r = Reject::access("bad rkey or range");
+      return false;
     }
-    RespResource& r = alloc_resource();
-    r.kind = RespResource::Kind::kRead;
-    r.first_psn = psn;
-    r.last_psn = psn_add(psn, psns_for(len) - 1);
-    r.va = reth.va.get();
-    r.rkey = reth.rkey.get();
-    r.length = len;
-    r.cur_psn = psn;
-    r.cur_off = 0;
-    r.sending = true;
-    msn_ = psn_add(msn_, 1);  // C9-148: at the request
-    epsn_ = psn_add(r.last_psn, 1);
-    mark_active();
-    return;
-  } else if (info.has(wire::kOpAtomic)) {
-    const wire::AtomicEth& a = v.atomic_eth();
-    const uint64_t va = a.va.get();
-    if (va & 7) {
-      return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
-                    "atomic address not 8-byte aligned");
-    }
-    uint8_t* host = nullptr;
-    const MrCheck c = dev_->mrs().check(a.rkey.get(), pd_, va, 8, kAccessRemoteAtomic, &host);
-    if (c != MrCheck::kOk) {
-      return reject(NakCode::kRemoteAccessError, WcStatus::kRemAccessErr,
-                    AsyncEventType::kQpAccessErr, "bad rkey or range for atomic");
-    }
-    // A region registered at an IOVA other than its address can put an
-    // aligned VA on a misaligned host word (a split lock): refused as a
-    // misaligned VA is (class C invalid request; rxe_mr_do_atomic_op checks
-    // the host address too).
-    if (reinterpret_cast<uintptr_t>(host) & 7) {
-      return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
-                    "atomic host address not 8-byte aligned");
-    }
-    // The 64-bit value in host order (as rxe); atomic against other QPs and
-    // against the host's own atomics on the same word.
-    auto* word = reinterpret_cast<uint64_t*>(host);
-    uint64_t orig;
-    if (v.bth().opcode == op::kCmpSwap) {
-      orig = a.compare.get();
-      __atomic_compare_exchange_n(word, &orig, a.swap_add.get(), false, __ATOMIC_SEQ_CST,
-                                  __ATOMIC_SEQ_CST);
-    } else {
-      orig = __atomic_fetch_add(word, a.swap_add.get(), __ATOMIC_SEQ_CST);
-    }
-    RespResource& r = alloc_resource();
-    r.kind = RespResource::Kind::kAtomic;
-    r.first_psn = r.last_psn = psn;
-    r.atomic_orig = orig;
-    msn_ = psn_add(msn_, 1);
-    epsn_ = psn_add(psn, 1);
-    if (responses_owed()) {
-      r.sending = true;  // after the READ responses before it
-    } else {
-      send_atomic_ack(r, pkt.now);
-    }
-    return;
-  } else if (info.has(wire::kOpAtomicWrite)) {
-    // A19.4.2 (rxe check_rkey / atomic_write_reply): exactly 8 bytes, to an
-    // 8-byte aligned address of a region with remote write access, stored in
-    // one piece after everything before it.
-    const wire::Reth& reth = v.reth();
-    const uint64_t va = reth.va.get();
-    if (reth.dma_length.get() != 8 || v.payload_len != 8 || v.pad != 0) {
-      return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
-                    "ATOMIC_WRITE length is not 8 bytes");
-    }
-    uint8_t* host = nullptr;
-    const MrCheck c = dev_->mrs().check(reth.rkey.get(), pd_, va, 8, kAccessRemoteWrite, &host);
-    if (c != MrCheck::kOk) {
-      DROCE_DEBUG("qp %u: ATOMIC_WRITE rkey 0x%x [0x%lx, +8): %s", qpn_, reth.rkey.get(),
-                  (unsigned long)va, mr_check_name(c));
-      return reject(NakCode::kRemoteAccessError, WcStatus::kRemAccessErr,
-                    AsyncEventType::kQpAccessErr, "bad rkey or range for ATOMIC_WRITE");
-    }
-    if ((va & 7) || (reinterpret_cast<uintptr_t>(host) & 7)) {
-      return reject(NakCode::kInvalidRequest, WcStatus::kRemInvReqErr, AsyncEventType::kQpReqErr,
-                    "ATOMIC_WRITE address not 8-byte aligned");
-    }
-    uint64_t value;  // the payload's bytes land as they are (rxe: *(u64 *)payload)
-    std::memcpy(&value, v.payload(), sizeof(value));
-    __atomic_store_n(reinterpret_cast<uint64_t*>(host), value, __ATOMIC_RELEASE);
-    queue_placement_response(psn);
-    return;
-  } else if (info.has(wire::kOpFlush)) {
-    // A19.4.1 (rxe check_rkey / process_flush): the key must grant the
-    // placement types; the range is checked unless the whole region is named.
-    const wire::Reth& reth = v.reth();
-    const uint32_t key = reth.rkey.get();
-    const uint32_t need = flush_access(v.feth().placement());
-    const MrEntry* e = dev_->mrs().find(key);
-    MrCheck c = e == nullptr                      ? MrCheck::kBadKey
-                : e->pd != pd_                    ? MrCheck::kWrongPd
-                : (e->access & need) != need      ? MrCheck::kNoAccess
-                                                  : MrCheck::kOk;
-    uint8_t* host = nullptr;
-    if (c == MrCheck::kOk && v.feth().selectivity() != wire::kFlushMr) {
-      c = dev_->mrs().check(key, pd_, reth.va.get(), reth.dma_length.get(), need, &host);
-    }
-    if (c != MrCheck::kOk) {
-      DROCE_DEBUG("qp %u: FLUSH type %u level %u rkey 0x%x [0x%lx, +%u): %s", qpn_,
-                  v.feth().placement(), v.feth().selectivity(), key, (unsigned long)reth.va.get(),
-                  reth.dma_length.get(), mr_check_name(c));
-      return reject(NakCode::kRemoteAccessError, WcStatus::kRemAccessErr,
-                    AsyncEventType::kQpAccessErr, "bad rkey, rights or range for FLUSH");
-    }
-    // Host memory: what the engine stored is globally visible once stored;
-    // the fence orders every earlier placement before the response (rxe: wmb).
-    // Persistence would need pmem, which no region has: registration refuses
-    // kAccessFlushPersistent, so a persistent FLUSH failed the check above,
-    // as rxe's does on a region that is not pmem.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    queue_placement_response(psn);
-    return;
+    write_host_ = host;
+    write_rkey_ = reth.rkey.get();
+    write_resid_ = len;
+    write_len_ = len;
   }
+  if (v.payload_len > write_resid_ || (info.has(wire::kOpEnd) && v.payload_len != write_resid_)) {
+    *r = Reject::invalid("payload does not match the RETH DMA length");
+    return false;
+  }
+  if (v.pad != wire::pad_for(v.payload_len)) {
+    *r = Reject::invalid("pad count does not fit the payload length");
+    return false;
+  }
+  return true;
+}
 
-  epsn_ = psn_add(psn, 1);
-  if (rc && v.bth().ackreq()) {
-    if (responses_owed()) {
-      // An ACK now would overtake READ responses still owed (and imply them).
-      ack_held_ = true;
-      held_ack_psn_ = psn;
-    } else {
-      send_ack(kAckSyndrome, psn, pkt.now);
+bool Qp::check_read_rkey(const RxPacket& pkt, Reject* r) {
+  const wire::Reth& reth = pkt.v->reth();
+  const uint32_t len = reth.dma_length.get();
+  uint8_t* host = nullptr;
+  const MrCheck c =
+      len > kMaxMessageBytes
+          ? MrCheck::kOutOfBounds
+          : dev_->mrs().check(reth.rkey.get(), pd_, reth.va.get(), len, kAccessRemoteRead, &host);
+  if (c != MrCheck::kOk) {
+    DROCE_DEBUG("qp %u: RDMA READ rkey 0x%x [0x%lx, +%u): %s", qpn_, reth.rkey.get(),
+                (unsigned long)reth.va.get(), len, mr_check_name(c));
+    *r = Reject::access("bad rkey or range");
+    return false;
+  }
+  return true;
+}
+
+// An atomic's VA is 8-byte aligned (class C invalid request), and so is the
+// host word it maps to: a region registered at an IOVA other than its
+// address can put an aligned VA on a misaligned word, a split lock (rxe's
+// rxe_mr_do_atomic_op checks the host address too).
+bool Qp::check_atomic_rkey(const RxPacket& pkt, Reject* r) {
+  const wire::AtomicEth& a = pkt.v->atomic_eth();
+  const uint64_t va = a.va.get();
+  if (va & 7) {
+    *r = Reject::invalid("atomic address not 8-byte aligned");
+    return false;
+  }
+  uint8_t* host = nullptr;
+  if (dev_->mrs().check(a.rkey.get(), pd_, va, 8, kAccessRemoteAtomic, &host) != MrCheck::kOk) {
+    *r = Reject::access("bad rkey or range for atomic");
+    return false;
+  }
+  if (reinterpret_cast<uintptr_t>(host) & 7) {
+    *r = Reject::invalid("atomic host address not 8-byte aligned");
+    return false;
+  }
+  rkey_host_ = host;
+  return true;
+}
+
+// A19.4.2 (rxe check_rkey / atomic_write_reply): 8 bytes to an 8-byte
+// aligned address of a region with remote write access.
+bool Qp::check_atomic_write_rkey(const RxPacket& pkt, Reject* r) {
+  const wire::Reth& reth = pkt.v->reth();
+  const uint64_t va = reth.va.get();
+  uint8_t* host = nullptr;
+  const MrCheck c = dev_->mrs().check(reth.rkey.get(), pd_, va, 8, kAccessRemoteWrite, &host);
+  if (c != MrCheck::kOk) {
+    DROCE_DEBUG("qp %u: ATOMIC_WRITE rkey 0x%x [0x%lx, +8): %s", qpn_, reth.rkey.get(),
+                (unsigned long)va, mr_check_name(c));
+    *r = Reject::access("bad rkey or range for ATOMIC_WRITE");
+    return false;
+  }
+  if ((va & 7) || (reinterpret_cast<uintptr_t>(host) & 7)) {
+    *r = Reject::invalid("ATOMIC_WRITE address not 8-byte aligned");
+    return false;
+  }
+  rkey_host_ = host;
+  return true;
+}
+
+// A19.4.1 (rxe check_rkey / process_flush): the key must grant the placement
+// types; the range is checked unless the whole region is named.
+bool Qp::check_flush_rkey(const RxPacket& pkt, Reject* r) {
+  const wire::PacketView& v = *pkt.v;
+  const wire::Reth& reth = v.reth();
+  const uint32_t key = reth.rkey.get();
+  const uint32_t need = flush_access(v.feth().placement());
+  const MrEntry* e = dev_->mrs().find(key);
+  MrCheck c = e == nullptr                 ? MrCheck::kBadKey
+              : e->pd != pd_               ? MrCheck::kWrongPd
+              : (e->access & need) != need ? MrCheck::kNoAccess
+                                           : MrCheck::kOk;
+  uint8_t* host = nullptr;
+  if (c == MrCheck::kOk && v.feth().selectivity() != wire::kFlushMr) {
+    c = dev_->mrs().check(key, pd_, reth.va.get(), reth.dma_length.get(), need, &host);
+  }
+  if (c != MrCheck::kOk) {
+    DROCE_DEBUG("qp %u: FLUSH type %u level %u rkey 0x%x [0x%lx, +%u): %s", qpn_,
+                v.feth().placement(), v.feth().selectivity(), key, (unsigned long)reth.va.get(),
+                reth.dma_length.get(), mr_check_name(c));
+    *r = Reject::access("bad rkey, rights or range for FLUSH");
+    return false;
+  }
+  return true;
+}
+
+// Class B (9.7.5.2.8): a SEND's FIRST/ONLY and a WRITE with immediate's
+// LAST/ONLY consume a receive WQE; without one, RC answers RNR NAK (the
+// requester retries after the timer), UC drops the message. Taken after the
+// rkey, so a bad WRITE fails as such rather than waiting for a receive.
+bool Qp::check_receive(const RxPacket& pkt, Reject* r) {
+  const wire::OpcodeInfo& info = *pkt.v->op;
+  const bool needs = (info.has(wire::kOpSend) && info.has(wire::kOpStart)) ||
+                     (info.has(wire::kOpWrite) && info.has(wire::kOpImm));
+  if (needs && !take_recv_wqe()) {
+    *r = Reject::rnr();
+    return false;
+  }
+  return true;
+}
+
+// A failed check: RC follows the class of the error (IBTA 9.9); UC drops.
+void Qp::reject(const RxPacket& pkt, const Reject& r) {
+  const bool rc = type_ == QpType::kRc;
+  const uint32_t psn = pkt.v->bth().psn();
+  switch (r.kind) {
+    case Reject::Kind::kDrop:
+      ++counters_.drops;  // UC: the rest of a message whose start was lost
+      return;
+    case Reject::Kind::kRnr:
+      if (rc) {
+        send_ack(wire::Aeth::make_syndrome(AethType::kRnrNak, attrs_.min_rnr_timer), psn, pkt.now);
+        ++counters_.rnr_naks_sent;
+      } else {
+        ++counters_.drops;
+        in_msg_ = InMsg::kNone;
+      }
+      return;
+    case Reject::Kind::kError:
+      DROCE_DEBUG("qp %u: request PSN 0x%x (%s) rejected: %s", qpn_, psn, pkt.v->op->name, r.why);
+      if (!rc) {
+        ++counters_.drops;
+        in_msg_ = InMsg::kNone;
+        recv_off_ = 0;
+        return;
+      }
+      responder_error(r.code, r.status, psn, pkt.now, r.event);
+      return;
+  }
+}
+
+// Carries the request out. False when nothing more follows: READs, atomics,
+// FLUSH and ATOMIC_WRITE are answered from their responder resource, and a
+// SEND whose receive WQE could not take it failed here.
+bool Qp::execute(const RxPacket& pkt) {
+  const wire::OpcodeInfo& info = *pkt.v->op;
+  if (info.has(wire::kOpSend)) return execute_send(pkt);
+  if (info.has(wire::kOpWrite)) {
+    execute_write(pkt);
+    return true;
+  }
+  if (info.has(wire::kOpRead)) {
+    execute_read(pkt);
+  } else if (info.has(wire::kOpAtomic)) {
+    execute_atomic(pkt);
+  } else if (info.has(wire::kOpAtomicWrite)) {
+    execute_atomic_write(pkt);
+  } else if (info.has(wire::kOpFlush)) {
+    execute_flush(pkt);
+  }
+  return false;
+}
+
+// The payload goes into the receive WQE (IBTA 9.7.5; rxe send_data_in).
+// A WQE too short (class C) or whose lkey fails (class A) fails the QP on
+// RC; on UC the WQE completes in error and the QP goes on.
+bool Qp::execute_send(const RxPacket& pkt) {
+  const wire::PacketView& v = *pkt.v;
+  const WcStatus st = scatter_recv(v.payload(), v.payload_len);
+  if (st != WcStatus::kSuccess) {
+    if (type_ != QpType::kRc) {
+      post_recv_cqe(st, WcOpcode::kRecv, recv_off_, 0, 0, 0, false);
+      have_recv_ = false;
+      in_msg_ = InMsg::kNone;
+      return false;
     }
+    const NakCode code =
+        st == WcStatus::kLocLenErr ? NakCode::kInvalidRequest : NakCode::kRemoteOpError;
+    responder_error(code, st, v.bth().psn(), pkt.now, AsyncEventType::kQpFatal);
+    return false;
+  }
+  in_msg_ = v.op->has(wire::kOpEnd) ? InMsg::kNone : InMsg::kSend;
+  return true;
+}
+
+void Qp::execute_write(const RxPacket& pkt) {
+  const wire::PacketView& v = *pkt.v;
+  if (v.payload_len > 0) {
+    std::memcpy(write_host_, v.payload(), v.payload_len);
+    write_host_ += v.payload_len;
+    write_resid_ -= v.payload_len;
+  }
+  in_msg_ = v.op->has(wire::kOpEnd) ? InMsg::kNone : InMsg::kWrite;
+}
+
+// A READ takes a responder resource; its responses leave from there
+// (send_resp_resources), and the MSN counts it at the request (C9-148).
+void Qp::execute_read(const RxPacket& pkt) {
+  const wire::Reth& reth = pkt.v->reth();
+  const uint32_t psn = pkt.v->bth().psn();
+  const uint32_t len = reth.dma_length.get();
+  RespResource& r = alloc_resource();
+  r.kind = RespResource::Kind::kRead;
+  r.first_psn = psn;
+  r.last_psn = psn_add(psn, psns_for(len) - 1);
+  r.va = reth.va.get();
+  r.rkey = reth.rkey.get();
+  r.length = len;
+  r.cur_psn = psn;
+  r.cur_off = 0;
+  r.sending = true;
+  msn_ = psn_add(msn_, 1);
+  epsn_ = psn_add(r.last_psn, 1);
+}
+
+// The 64-bit value in host order (as rxe), atomic against other QPs and the
+// host's own atomics on the word; the result is kept in a responder resource
+// so a duplicate is answered again, never executed twice (C9-105).
+void Qp::execute_atomic(const RxPacket& pkt) {
+  const wire::PacketView& v = *pkt.v;
+  const wire::AtomicEth& a = v.atomic_eth();
+  const uint32_t psn = v.bth().psn();
+  auto* word = reinterpret_cast<uint64_t*>(rkey_host_);
+  uint64_t orig;
+  if (v.bth().opcode == op::kCmpSwap) {
+    orig = a.compare.get();
+    __atomic_compare_exchange_n(word, &orig, a.swap_add.get(), false, __ATOMIC_SEQ_CST,
+                                __ATOMIC_SEQ_CST);
+  } else {
+    orig = __atomic_fetch_add(word, a.swap_add.get(), __ATOMIC_SEQ_CST);
+  }
+  RespResource& r = alloc_resource();
+  r.kind = RespResource::Kind::kAtomic;
+  r.first_psn = r.last_psn = psn;
+  r.atomic_orig = orig;
+  msn_ = psn_add(msn_, 1);
+  epsn_ = psn_add(psn, 1);
+  if (responses_owed()) {
+    r.sending = true;  // after the READ responses before it
+  } else {
+    send_atomic_ack(r, pkt.now);
+  }
+}
+
+// A19.4.2: stored in one piece, after everything before it.
+void Qp::execute_atomic_write(const RxPacket& pkt) {
+  uint64_t value;  // the payload's bytes land as they are (rxe: *(u64 *)payload)
+  std::memcpy(&value, pkt.v->payload(), sizeof(value));
+  __atomic_store_n(reinterpret_cast<uint64_t*>(rkey_host_), value, __ATOMIC_RELEASE);
+  queue_placement_response(pkt.v->bth().psn());
+}
+
+// A19.4.1: what the engine stored is globally visible once stored; the fence
+// orders every earlier placement before the response (rxe: wmb). Persistence
+// would need pmem, which no region has: registration refuses
+// kAccessFlushPersistent, so a persistent FLUSH failed check_rkey, as rxe's
+// does on a region that is not pmem.
+void Qp::execute_flush(const RxPacket& pkt) {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  queue_placement_response(pkt.v->bth().psn());
+}
+
+// The end of a SEND or of a WRITE with immediate completes its receive WQE
+// (IBTA 9.7.5.1.2); every message end counts in the MSN. False when the
+// message failed here (a SEND with invalidate: droce has no memory windows or
+// fast-register MRs to invalidate, a class J error as rxe's for an
+// ibv_reg_mr region, IBTA 9.4.1.2.3).
+bool Qp::complete(const RxPacket& pkt) {
+  const wire::PacketView& v = *pkt.v;
+  const wire::OpcodeInfo& info = *v.op;
+  if (!info.has(wire::kOpEnd)) return true;
+  if (info.has(wire::kOpSend)) {
+    uint8_t flags = 0;
+    uint32_t extra = 0;
+    if (info.has(wire::kOpImm)) {
+      flags |= kWcWithImm;
+      extra = v.immdt().imm.raw();
+    }
+    if (info.has(wire::kOpIeth)) {
+      reject(pkt, Reject::invalid("rkey to invalidate is not a memory window"));
+      return false;
+    }
+    post_recv_cqe(WcStatus::kSuccess, WcOpcode::kRecv, recv_off_, flags, extra, 0, v.bth().se());
+    have_recv_ = false;
+  } else if (info.has(wire::kOpImm)) {
+    post_recv_cqe(WcStatus::kSuccess, WcOpcode::kRecvRdmaImm, write_len_, kWcWithImm,
+                  v.immdt().imm.raw(), 0, v.bth().se());
+    have_recv_ = false;
+  }
+  msn_ = psn_add(msn_, 1);
+  return true;
+}
+
+// IBTA 9.7.5 acknowledgement (rxe acknowledge): an ACK when the requester
+// asked for one (AckReq), coalescing the packets before it; it is
+// held while READ responses or atomic replies are still owed, which it would
+// overtake (and imply).
+void Qp::acknowledge(const RxPacket& pkt) {
+  const uint32_t psn = pkt.v->bth().psn();
+  epsn_ = psn_add(psn, 1);
+  if (type_ != QpType::kRc || !pkt.v->bth().ackreq()) return;
+  if (responses_owed()) {
+    ack_held_ = true;
+    held_ack_psn_ = psn;
+  } else {
+    send_ack(kAckSyndrome, psn, pkt.now);
   }
 }
 
@@ -474,7 +621,6 @@ void Qp::queue_placement_response(uint32_t psn) {
   r.sending = true;
   msn_ = psn_add(msn_, 1);
   epsn_ = psn_add(psn, 1);
-  mark_active();
 }
 
 void Qp::send_atomic_ack(const RespResource& r, Nanos now) {
@@ -510,7 +656,6 @@ void Qp::replay_duplicate(const RxPacket& pkt) {
       r.cur_psn = psn;
       r.cur_off = off;
       r.sending = true;
-      mark_active();
       return;
     }
     return;  // resource already reused: the requester will time out
@@ -533,7 +678,6 @@ void Qp::replay_duplicate(const RxPacket& pkt) {
         r.cur_psn = psn;
         r.cur_off = 0;
         r.sending = true;
-        mark_active();
         return;
       }
     }
