@@ -49,12 +49,17 @@ Config config_from_env(std::string* error) {
   if (parse_int("SMC_BUSY_POLL_US", 0, 1000000, &n, error)) c.busy_poll_us = int(n);
   if (parse_int("SMC_TESTLINK_MS", 0, 86400000, &n, error)) c.testlink_ms = int(n);
   if (const char* v = std::getenv("SMC_CAPABILITY"); v != nullptr && *v != '\0') {
-    if (std::string_view(v) == "local") {
+    if (std::string_view(v) == "tcp-option") {
+      c.capability_tcp_option = true;
+      c.capability_local = true;
+    } else if (std::string_view(v) == "local") {
+      c.capability_tcp_option = false;
       c.capability_local = true;
     } else if (std::string_view(v) == "peek") {
+      c.capability_tcp_option = false;
       c.capability_local = false;
     } else if (error->empty()) {
-      *error = std::string("SMC_CAPABILITY: '") + v + "' is not local or peek";
+      *error = std::string("SMC_CAPABILITY: '") + v + "' is not tcp-option, local or peek";
     }
   }
   if (parse_int("SMC_MTU", 1, 5, &n, error)) c.mtu = uint8_t(n);

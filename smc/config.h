@@ -30,8 +30,14 @@ struct Config {
   int busy_poll_us = 500;        // SMC_BUSY_POLL_US: spin on the CQ before sleeping
   int testlink_ms = 30000;       // SMC_TESTLINK_MS: TEST LINK after this long without receives
                                  // (smcr_testlink_time); 0: never
-  // SMC_CAPABILITY: how a client knows the server speaks SMC-R before it
-  // sends a Proposal (without TCP option 254). "local" (default): to a
+  // SMC_CAPABILITY "tcp-option" (default): TCP option 254 through the
+  // sock_ops program of smc/tcp_option.h when the process may load it (root,
+  // cgroup v2), as Linux: a client proposes only when the SYN-ACK carried
+  // the option, a server reads a Proposal only when the SYN did. Where it
+  // cannot be loaded, and with "local" or "peek", capability_local says how.
+  bool capability_tcp_option = true;
+  // How a client knows the server speaks SMC-R before it sends a Proposal
+  // without TCP option 254 ("peek mode"). "local": to a
   // loopback address only when a droce SMC-R listener of this network
   // namespace has registered the port (Runtime::register_listener), so a
   // plain TCP server never reads a Proposal; other destinations are

@@ -53,6 +53,18 @@ std::unique_ptr<Runtime> Runtime::create(const Config& cfg, std::string* err) {
   fcntl(afd, F_SETFL, fcntl(afd, F_GETFL) | O_NONBLOCK);
   ev.data.ptr = &rt->dev_;
   epoll_ctl(rt->epfd_, EPOLL_CTL_ADD, afd, &ev);
+  // Before this process makes an SMC socket: the cgroup binds sockets
+  // created after the move (TcpOption::mark).
+  if (cfg.capability_tcp_option) {
+    std::string why;
+    rt->tcp_option_ = TcpOption::acquire(&why);
+    if (rt->tcp_option_ == nullptr) SMC_LOG("capability: peek mode (TCP option 254 unavailable: %s)", why.c_str());
+  }
+  if (rt->tcp_option_ != nullptr) {
+    SMC_LOG("capability: TCP option 254 (cgroup %s)", rt->tcp_option_->cgroup().c_str());
+  } else if (!cfg.capability_tcp_option) {
+    SMC_LOG("capability: peek mode (SMC_CAPABILITY=%s)", cfg.capability_local ? "local" : "peek");
+  }
   rt->thread_ = std::thread([p = rt.get()] { p->progress_loop(); });
   return rt;
 }

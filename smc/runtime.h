@@ -25,6 +25,7 @@
 #include "smc/config.h"
 #include "smc/core.h"
 #include "smc/ib.h"
+#include "smc/tcp_option.h"
 
 namespace droce::smc {
 
@@ -134,6 +135,12 @@ class Runtime {
   void register_listener(uint16_t port);
   void unregister_listener(uint16_t port);
   void unregister_all_listeners();
+  // TCP option 254 (Config::capability_tcp_option), when it could be
+  // loaded; null in peek mode. capability_mode() names the mode in use
+  // ("tcp-option" or "peek", as `droce-smc stat` shows it).
+  TcpOption* tcp_option() const { return tcp_option_.get(); }
+  const char* capability_mode() const { return tcp_option_ ? "tcp-option" : "peek"; }
+
   bool peer_may_speak_smc(const sockaddr* dst, socklen_t len) const {
     return peer_may_speak_smc(cfg_.capability_local, dst, len);
   }
@@ -160,6 +167,7 @@ class Runtime {
   RuntimeCounters counters_;
   FallbackCounters fallbacks_;
   RuntimeHooks hooks_;
+  std::shared_ptr<TcpOption> tcp_option_;  // set in create, before any socket
 
   std::mutex lgr_mu_;  // guards lgrs_
   std::vector<std::unique_ptr<LinkGroup>> lgrs_;

@@ -81,6 +81,7 @@ struct Socket::ListenState {
   Runtime* rt = nullptr;
   uint32_t no_smc_reason = 0;
   bool tcp_only = false;
+  bool tcp_option = false;  // marked for TCP option 254: accepted sockets are gated on it
   int tcp_fd = -1;
   int stop_fd = -1;
   std::thread thread;
@@ -95,6 +96,10 @@ struct Socket::ListenState {
 namespace {
 
 constexpr int kMaxHandshakes = 64;
+// An accepted socket can reach accept() a moment before the kernel has run
+// the program's PASSIVE_ESTABLISHED callback for it (the connection is queued
+// first); the verdict is waited for this long at most.
+constexpr int kAcceptedPeerWaitMs = 1000;
 
 uint32_t forced_tcp_reason() { return 0; }
 
@@ -271,6 +276,11 @@ int Socket::set_nonblock(bool on) {
 int Socket::connect(const sockaddr* addr, socklen_t len) {
   std::lock_guard<std::mutex> lk(mu_);
   if (kind() != Kind::kFresh) return kind() == Kind::kListening ? -EINVAL : -EISCONN;
+  TcpOption* const opt = rt_ != nullptr && !tcp_only_ ? rt_->tcp_option() : nullptr;
+  if (opt != nullptr) {
+    std::string err;
+    if (!opt->mark(tcp_fd_, &err)) SMC_LOG("%s", err.c_str());  // then the SYN-ACK lacks it: TCP
+  }
   if (::connect(tcp_fd_, addr, len) != 0) return -errno;
   const int tcp = tcp_fd_;
   tcp_fd_ = -1;
@@ -278,7 +288,17 @@ int Socket::connect(const sockaddr* addr, socklen_t len) {
     become_tcp(tcp, forced_tcp_reason(), 0);
     return 0;
   }
-  if (!Runtime::peer_may_speak_smc(rt_ != nullptr ? rt_->config().capability_local : capability_local_, addr, len)) {
+  if (opt != nullptr) {
+    // As Linux's __smc_connect: no option in the SYN-ACK, no Proposal.
+    if (opt->peer(tcp) != TcpOption::Peer::kSmc) {
+      rt_->fallbacks().add(wire::decline::kPeerNoSmc);
+      SMC_LOG("falling back to TCP: %s (%08x): the SYN-ACK carried no TCP option 254",
+              fallback_reason_text(wire::decline::kPeerNoSmc), wire::decline::kPeerNoSmc);
+      become_tcp(tcp, wire::decline::kPeerNoSmc, 0);
+      return 0;
+    }
+  } else if (!Runtime::peer_may_speak_smc(rt_ != nullptr ? rt_->config().capability_local : capability_local_, addr,
+                                          len)) {
     // Nobody on this host announced an SMC-R listener on that port: no
     // Proposal (a plain TCP server would read it as data), as Linux does
     // when the SYN-ACK lacks TCP option 254.
@@ -323,17 +343,27 @@ int Socket::listen(int backlog) {
   std::lock_guard<std::mutex> lk(mu_);
   if (kind() == Kind::kListening) return 0;
   if (kind() != Kind::kFresh) return -EINVAL;
+  // Marked before listen(): the program turns SYN-ACK options on when it
+  // sees the listen.
+  TcpOption* const opt = rt_ != nullptr && !tcp_only_ ? rt_->tcp_option() : nullptr;
+  if (opt != nullptr) {
+    std::string err;
+    if (!opt->mark(tcp_fd_, &err)) SMC_LOG("%s", err.c_str());  // then no SYN-ACK carries it: TCP
+  }
   if (::listen(tcp_fd_, backlog) != 0) return -errno;
   auto ls = std::make_shared<ListenState>();
   ls->rt = rt_;
   ls->no_smc_reason = no_smc_reason_;
   ls->tcp_only = tcp_only_;
+  ls->tcp_option = opt != nullptr;
   ls->tcp_fd = tcp_fd_;
   ls->stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   ls->mirror = std::make_unique<Mirror>(mirror_fd_, int_fd_);
   listen_ = ls;
   kind_.store(Kind::kListening, std::memory_order_release);
-  if (rt_ != nullptr && !tcp_only_) {
+  // With TCP option 254 no announcement: a client in peek mode would send
+  // a Proposal after a SYN without the option, which is never read.
+  if (rt_ != nullptr && !tcp_only_ && opt == nullptr) {
     sockaddr_in sa{};
     socklen_t sl = sizeof(sa);
     if (::getsockname(tcp_fd_, reinterpret_cast<sockaddr*>(&sa), &sl) == 0 && sa.sin_family == AF_INET) {
@@ -386,7 +416,10 @@ void Socket::handshake(std::shared_ptr<ListenState> ls, int fd) {
     s->fallback_reason_ = ls->tcp_only ? forced_tcp_reason() : ls->no_smc_reason;
     s->kind_.store(Kind::kTcp, std::memory_order_release);
   } else {
-    const ClcOutcome o = clc_accept(*ls->rt, fd);
+    // As Linux's smc_listen_work: no option in the SYN, no Proposal read.
+    const bool signalled = !ls->tcp_option || ls->rt->tcp_option()->peer(fd, kAcceptedPeerWaitMs) == TcpOption::Peer::kSmc;
+    if (!signalled) SMC_LOG("the SYN carried no TCP option 254: the Proposal is not read");
+    const ClcOutcome o = clc_accept(*ls->rt, fd, signalled);
     if (o.error != 0) {
       ::close(fd);
       ok = false;

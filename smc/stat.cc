@@ -88,9 +88,9 @@ std::string Runtime::stat_json() {
   s += "\"device\":" + quote(dev_.name) + ",\"gid\":" + quote(gid_text(dev_.gid)) +
        ",\"system_id\":" + quote(hex(system_id_.data(), system_id_.size())) +
        ",\"ueid\":" + quote(wire::eid_text(cfg_.ueid)) +
-       // How SMC capability is signalled: peeking at the first bytes (no
-       // TCP option 254 in this build).
-       ",\"capability_mode\":\"peek\",";
+       // How SMC capability is signalled: TCP option 254 ("tcp-option") or
+       // peeking at the first bytes ("peek").
+       ",\"capability_mode\":" + quote(capability_mode()) + ",";
   s += "\"counters\":{";
   field(s, "smc_connections", counters_.smc_connections.load());
   field(s, "first_contacts", counters_.first_contacts.load());
@@ -188,8 +188,8 @@ std::string Runtime::stat_json() {
 std::string Runtime::stat_text() {
   std::string s;
   char line[512];
-  std::snprintf(line, sizeof(line), "pid %d  device %s  gid %s  ueid %s  capability: peek\n", int(getpid()),
-                dev_.name.c_str(), gid_text(dev_.gid).c_str(), wire::eid_text(cfg_.ueid).c_str());
+  std::snprintf(line, sizeof(line), "pid %d  device %s  gid %s  ueid %s  capability: %s\n", int(getpid()),
+                dev_.name.c_str(), gid_text(dev_.gid).c_str(), wire::eid_text(cfg_.ueid).c_str(), capability_mode());
   s += line;
   for_each_lgr([&](LinkGroup* g) {
     std::snprintf(line, sizeof(line), "  link group %u  %s  SMC-Rv%d  %s  peer %s\n", g->id(), role_name(g->role()),

@@ -226,7 +226,6 @@ std::shared_ptr<TcpOption> TcpOption::acquire(std::string* why) {
     *why = "moving the process into its cgroup: " + err;
     return nullptr;
   }
-  SMC_LOG("TCP option 254 on: cgroup %s", t->cgroup_.c_str());
   g_instance = t;
   g_live = t.get();
   if (!g_atexit) {
@@ -278,11 +277,14 @@ bool TcpOption::mark(int tcp_fd, std::string* err) {
   return true;
 }
 
-TcpOption::Peer TcpOption::peer(int tcp_fd) const {
-  droce_smc_sk st{};
-  if (bpf_map_lookup_elem(map_fd_, &tcp_fd, &st) != 0) return Peer::kUnknown;
-  if (!(st.flags & DROCE_SMC_SK_CHECKED)) return Peer::kUnknown;
-  return (st.flags & DROCE_SMC_SK_PEER_SMC) ? Peer::kSmc : Peer::kNotSmc;
+TcpOption::Peer TcpOption::peer(int tcp_fd, int wait_ms) const {
+  for (int waited = 0;; ++waited) {
+    droce_smc_sk st{};
+    if (bpf_map_lookup_elem(map_fd_, &tcp_fd, &st) != 0) return Peer::kUnknown;
+    if (st.flags & DROCE_SMC_SK_CHECKED) return (st.flags & DROCE_SMC_SK_PEER_SMC) ? Peer::kSmc : Peer::kNotSmc;
+    if (waited >= wait_ms) return Peer::kUnknown;
+    ::usleep(1000);
+  }
 }
 
 }  // namespace droce::smc

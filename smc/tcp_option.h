@@ -45,8 +45,12 @@ class TcpOption {
     kSmc,        // the peer's SYN-ACK (connect) / SYN (accept) carried the option
     kNotSmc,     // it did not
   };
-  // After connect() returned, or for an accepted socket of a marked listener.
-  Peer peer(int tcp_fd) const;
+  // After connect() returned (the SYN-ACK is handled before connect()
+  // returns), or for an accepted socket of a marked listener: such a socket
+  // may be accepted a moment before its handshake's callback ran, so a
+  // marked socket whose verdict is not there yet is polled for up to
+  // wait_ms.
+  Peer peer(int tcp_fd, int wait_ms = 0) const;
 
   // The cgroup directory this process runs in while the option is on.
   const std::string& cgroup() const { return cgroup_; }

@@ -31,6 +31,8 @@ inline Config test_config() {
   // Raw test servers announce nothing: always propose (tests that check the
   // announcement set capability_local themselves).
   c.capability_local = false;
+  // Nor do they carry TCP option 254 (tests/smc/tcp_option_test.cc turns it on).
+  c.capability_tcp_option = false;
   return c;
 }
 

@@ -174,7 +174,7 @@ TEST(TcpOption, PeersSeeEachOthersOptionOnlyOnMarkedSockets) {
   EXPECT_EQ(t->peer(c), TcpOption::Peer::kSmc) << "the SYN-ACK carried it";
   int a = ::accept(marked_l, nullptr, nullptr);
   ASSERT_GE(a, 0);
-  EXPECT_EQ(t->peer(a), TcpOption::Peer::kSmc) << "the SYN carried it";
+  EXPECT_EQ(t->peer(a, 1000), TcpOption::Peer::kSmc) << "the SYN carried it";
   ::close(a);
   ::close(c);
 
@@ -184,7 +184,7 @@ TEST(TcpOption, PeersSeeEachOthersOptionOnlyOnMarkedSockets) {
   EXPECT_EQ(t->peer(c), TcpOption::Peer::kUnknown) << "not ours";
   a = ::accept(marked_l, nullptr, nullptr);
   ASSERT_GE(a, 0);
-  EXPECT_EQ(t->peer(a), TcpOption::Peer::kNotSmc);
+  EXPECT_EQ(t->peer(a, 1000), TcpOption::Peer::kNotSmc);
   ::close(a);
   ::close(c);
 
@@ -193,7 +193,7 @@ TEST(TcpOption, PeersSeeEachOthersOptionOnlyOnMarkedSockets) {
   EXPECT_EQ(t->peer(c), TcpOption::Peer::kNotSmc);
   a = ::accept(plain_l, nullptr, nullptr);
   ASSERT_GE(a, 0);
-  EXPECT_EQ(t->peer(a), TcpOption::Peer::kUnknown);
+  EXPECT_EQ(t->peer(a, 1000), TcpOption::Peer::kUnknown) << "not marked: nothing to wait for";
   ::close(a);
   ::close(c);
   ::close(marked_l);
