@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "nic/base/log.h"
+#include "nic/telemetry.h"
 #include "nic/wire/builder.h"
 
 namespace droce::nic {
@@ -33,6 +34,7 @@ Result<std::unique_ptr<Device>> Device::create(std::unique_ptr<Port> port, const
   std::unique_ptr<Device> dev(new Device(p, std::move(port), opts));
   if (dev->async_fd_ < 0 || dev->wake_fd_ < 0) return Status(Errc::kNoMemory, "eventfd failed");
   if (opts.engine_thread) dev->thread_ = std::thread([d = dev.get()] { d->engine_loop(); });
+  telemetry_add(dev.get());
   return dev;
 }
 
@@ -42,11 +44,13 @@ Result<std::unique_ptr<Device>> Device::create(Port* port, const Options& opts) 
   std::unique_ptr<Device> dev(new Device(port, nullptr, opts));
   if (dev->async_fd_ < 0 || dev->wake_fd_ < 0) return Status(Errc::kNoMemory, "eventfd failed");
   if (opts.engine_thread) dev->thread_ = std::thread([d = dev.get()] { d->engine_loop(); });
+  telemetry_add(dev.get());
   return dev;
 }
 
 Device::Device(Port* port, std::unique_ptr<Port> owned, const Options& opts)
     : attr_(opts.attr),
+      name_(opts.name),
       owned_port_(std::move(owned)),
       port_(port),
       mrs_(opts.attr.max_mr),
@@ -62,6 +66,7 @@ Device::Device(Port* port, std::unique_ptr<Port> owned, const Options& opts)
 }
 
 Device::~Device() {
+  telemetry_remove(this);  // first: a telemetry read may be waiting for the engine lock
   stop_.store(true, std::memory_order_release);
   if (thread_.joinable()) {
     ring_doorbell();

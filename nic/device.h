@@ -14,6 +14,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -93,8 +94,34 @@ struct EngineCounters {
   uint64_t rx_bad_state = 0;      // QP cannot receive in its state
   uint64_t rx_bad_pkey = 0;
   uint64_t rx_bad_src_addr = 0;   // RC/UC: source IPv4/GID is not the QP's destination
-  uint64_t rx_cnp = 0;
-  uint64_t tx_no_mbuf = 0;
+  uint64_t rx_cnp = 0;             // congestion notification packets (counted, not acted on)
+  uint64_t tx_no_mbuf = 0;         // a frame not built: the port's mbuf pool was empty
+  uint64_t tx_after_removal = 0;   // frames built after the device was removed (freed, not sent)
+};
+
+// What tools read of a device (nic/telemetry.h), copied under the engine lock.
+struct DeviceStats {
+  std::string name;    // Options::name, e.g. "droce0"
+  uint16_t port_id = 0;
+  std::string ethdev;  // the DPDK device, e.g. "net_memif0"
+  wire::MacAddr mac{};
+  uint32_t ipv4 = 0;
+  bool link_up = false;
+  bool removed = false;
+  uint32_t qps = 0;    // live QPs
+  EngineCounters engine;
+  PortCounters port;
+  bool faults = false;  // a fault shim is on transmit (DROCE_FAULTS)
+  FaultCounters fault_counters;
+};
+
+struct QpStats {
+  uint32_t qpn = 0;
+  QpType type = QpType::kRc;
+  QpState state = QpState::kReset;
+  uint32_t dest_qpn = 0;  // RC / UC
+  uint32_t peer_ip = 0;   // RC / UC
+  QpCounters counters;
 };
 
 class Device {
@@ -102,6 +129,7 @@ class Device {
   struct Options {
     bool engine_thread = true;  // progress on a thread of its own
     DeviceAttr attr;
+    std::string name;  // what counter tools call it (verbs: droce0, droce1 ...); "" for none
   };
 
   // The device takes over the port.
@@ -111,6 +139,7 @@ class Device {
   ~Device();
 
   const DeviceAttr& attr() const { return attr_; }
+  const std::string& name() const { return name_; }  // Options::name (any thread)
   Port& port() { return *port_; }
 
   // --- control commands (take the engine lock) ---
@@ -170,6 +199,13 @@ class Device {
   // transmit; nullptr removes it (held frames are freed).
   void set_faults(std::unique_ptr<FaultShim> shim);
 
+  // --- counters for tools (any thread; take the engine lock, as commands do) ---
+  DeviceStats stats();
+  // The numbers of the live QPs, in creation order.
+  std::vector<uint32_t> qp_numbers();
+  // False when no QP has that number.
+  bool qp_stats(uint32_t qpn, QpStats* out);
+
   // --- progress ---
   // One engine iteration; the caller holds the lock (engine thread, progress(), tests).
   void poll(Nanos now);
@@ -219,6 +255,7 @@ class Device {
   void check_link(Nanos now);
 
   DeviceAttr attr_;
+  std::string name_;
   std::unique_ptr<Port> owned_port_;
   Port* port_;
 

@@ -142,7 +142,11 @@ std::vector<std::string> default_eal_args() {
       prefix,
       "--vdev",
       kDefaultLoopbackVdev,
-      "--no-telemetry",         // no socket thread; droce has its own counters
+      // DPDK telemetry stays on (its socket thread sleeps in accept): droce-stat
+      // and dpdk-telemetry.py read the counters through it (nic/telemetry.h).
+      // Its warning that no legacy (v1) client is served says nothing to a
+      // user; the first --log-level pattern that matches a log type wins.
+      "--log-level=lib.telemetry:error",
       "--log-level=*:warning",  // drop EAL/PMD chatter below warnings
   };
 }

@@ -1,6 +1,6 @@
 // DPDK's EAL: the one per-process singleton, initialised once from
 // DROCE_EAL_ARGS or the embedded default (no hugepages, no PCI, unique
-// --file-prefix, one in-process loopback vdev).
+// --file-prefix droce-<pid>-<time>, one in-process loopback vdev, telemetry on).
 #pragma once
 
 #include <cstdint>

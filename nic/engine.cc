@@ -63,6 +63,7 @@ void icrc_of(rte_mbuf* m) { wire::write_frame_icrc(rte_pktmbuf_mtod(m, uint8_t*)
 // and 16 gained nothing measurable.
 void Device::tx_enqueue(rte_mbuf* m) {
   if (removed_) {
+    ++counters_.tx_after_removal;
     rte_pktmbuf_free(m);
     return;
   }
@@ -114,7 +115,7 @@ void Device::dispatch(const wire::PacketView& v, Nanos now) {
   if (st == QpState::kReset || st == QpState::kInit || st == QpState::kErr ||
       (!request && st == QpState::kRtr)) {
     ++counters_.rx_bad_state;
-    qp->count_drop();
+    qp->count_drop(&QpCounters::drop_bad_state);
     return;
   }
   // rxe_recv.c check_addr: a connected QP takes packets from its peer only

@@ -4,6 +4,8 @@
 droce_library(transport SRCS qp_state.cc mr.cc DEPS droce::base)
 set(NIC_ENGINE_SRCS
   device.cc
+  device_stats.cc
+  telemetry.cc
   engine.cc
   qp.cc
   qp_requester.cc

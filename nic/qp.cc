@@ -444,7 +444,7 @@ void Qp::on_mr_deregistered(uint32_t key) {
     in_msg_ = InMsg::kNone;
     write_host_ = nullptr;
     write_resid_ = 0;
-    ++counters_.drops;
+    count_drop(&QpCounters::drop_msg_lost);
   }
 }
 

@@ -130,10 +130,20 @@ struct QpCounters {
   uint64_t timeouts = 0;            // retransmit timer expiries
   uint64_t rnr_naks_sent = 0, rnr_naks_received = 0;
   uint64_t seq_naks_sent = 0, seq_naks_received = 0;
-  uint64_t err_naks_sent = 0, err_naks_received = 0;  // invalid request / access / op
-  uint64_t duplicates = 0;          // duplicate requests answered
+  uint64_t err_naks_sent = 0, err_naks_received = 0;  // the sum of the three codes below
+  uint64_t invalid_request_naks_sent = 0, invalid_request_naks_received = 0;
+  uint64_t remote_access_naks_sent = 0, remote_access_naks_received = 0;
+  uint64_t remote_op_naks_sent = 0, remote_op_naks_received = 0;
+  uint64_t duplicates = 0;          // duplicate requests (answered again, or drop_stale_duplicate)
   uint64_t out_of_sequence = 0;     // requests dropped while a seq NAK is outstanding
-  uint64_t drops = 0;               // packets dropped for this QP (state, qkey, opcode)
+  uint64_t drops = 0;               // packets dropped for this QP: the sum of the drop_* below
+  uint64_t drop_bad_state = 0;      // the QP's state takes no such packet (RESET, INIT, ERR; a response in RTR)
+  uint64_t drop_bad_qkey = 0;       // UD: Q_Key mismatch (IBTA 10.2.5)
+  uint64_t drop_no_recv_wqe = 0;    // UD / UC: no receive WQE, the message is lost
+  uint64_t drop_msg_lost = 0;       // UC: the rest of a message whose start was lost or whose WRITE target went away
+  uint64_t drop_uc_reject = 0;      // UC: a request RC would NAK (invalid, access), silently dropped (9.8.3)
+  uint64_t drop_bad_aeth = 0;       // a response whose AETH has the reserved type
+  uint64_t drop_stale_duplicate = 0;  // duplicate READ / atomic / FLUSH whose responder resource was reused (class D)
   uint64_t stale_naks = 0;          // seq NAKs ignored: a go-back-N to that PSN is under way
   uint64_t duplicate_responses = 0; // responses for PSNs already acknowledged (earlier round)
   uint64_t response_gaps = 0;       // READ responses / atomic ACKs past a missing one
@@ -176,8 +186,12 @@ class Qp {
   const QpCounters& counters() const { return counters_; }
   // The IPv4 address of the connected peer (RC/UC; from the AV of RTR).
   uint32_t peer_ip() const { return attrs_.av.dst_ip; }
-  // Packets the device's receive checks dropped before the QP saw them.
-  void count_drop() { ++counters_.drops; }
+  // A packet dropped for reason (one of QpCounters' drop_* fields), counted
+  // in drops too; the device's receive checks call it before the QP sees one.
+  void count_drop(uint64_t QpCounters::*reason) {
+    ++counters_.drops;
+    ++(counters_.*reason);
+  }
   void count_bad_src_addr() { ++counters_.rx_bad_src_addr; }
   // Moves the QP to ERR and flushes (a fatal completion, a remote error, a
   // CQ overflow, device removal). Idempotent: a second call completes nothing twice.

@@ -143,7 +143,7 @@ bool Qp::check_ack(const RxPacket& pkt) {
       on_nak(pkt);
       return false;
     case AethType::kReserved:
-      ++counters_.drops;
+      count_drop(&QpCounters::drop_bad_aeth);
       return false;
   }
   return false;
@@ -210,7 +210,11 @@ void Qp::on_nak(const RxPacket& pkt) {
   }
   const bool known = code == NakCode::kInvalidRequest || code == NakCode::kRemoteAccessError ||
                      code == NakCode::kRemoteOpError;
-  ++(known ? counters_.err_naks_received : counters_.unknown_naks_received);
+  if (known) {
+    count_err_nak(&counters_, code, /*sent=*/false);
+  } else {
+    ++counters_.unknown_naks_received;
+  }
   const WcStatus s = code == NakCode::kInvalidRequest      ? WcStatus::kRemInvReqErr
                      : code == NakCode::kRemoteAccessError ? WcStatus::kRemAccessErr
                                                            : WcStatus::kRemOpErr;

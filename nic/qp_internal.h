@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "nic/qp.h"
+#include "nic/wire/aeth.h"
 #include "nic/wqe.h"
 
 namespace droce::nic {
@@ -38,6 +40,23 @@ constexpr bool is_placement(WrOpcode op) {
 // initiator-depth credit while outstanding.
 constexpr bool is_read_or_atomic(WrOpcode op) {
   return op == WrOpcode::kRdmaRead || is_atomic(op) || is_placement(op);
+}
+
+// An error NAK (IBTA 9.7.5.2.x codes 1..3) sent or received: counted in
+// err_naks_* and under its code.
+inline void count_err_nak(QpCounters* c, wire::NakCode code, bool sent) {
+  ++(sent ? c->err_naks_sent : c->err_naks_received);
+  switch (code) {
+    case wire::NakCode::kInvalidRequest:
+      ++(sent ? c->invalid_request_naks_sent : c->invalid_request_naks_received);
+      break;
+    case wire::NakCode::kRemoteAccessError:
+      ++(sent ? c->remote_access_naks_sent : c->remote_access_naks_received);
+      break;
+    default:
+      ++(sent ? c->remote_op_naks_sent : c->remote_op_naks_received);
+      break;
+  }
 }
 
 // ibv_wc_opcode of a send WQE's completion.

@@ -71,7 +71,7 @@ void Qp::responder_error(NakCode code, WcStatus status, uint32_t psn, Nanos now,
                          AsyncEventType event) {
   if (type_ == QpType::kRc) {
     send_ack(nak_syndrome(code), psn, now);
-    ++counters_.err_naks_sent;
+    count_err_nak(&counters_, code, /*sent=*/true);
   }
   if (have_recv_) {
     post_recv_cqe(status, WcOpcode::kRecv, recv_off_, 0, 0, 0, false);
@@ -418,21 +418,21 @@ void Qp::reject(const RxPacket& pkt, const Reject& r) {
   const uint32_t psn = pkt.v->bth().psn();
   switch (r.kind) {
     case Reject::Kind::kDrop:
-      ++counters_.drops;  // UC: the rest of a message whose start was lost
+      count_drop(&QpCounters::drop_msg_lost);  // UC: the rest of a message whose start was lost
       return;
     case Reject::Kind::kRnr:
       if (rc) {
         send_ack(wire::Aeth::make_syndrome(AethType::kRnrNak, attrs_.min_rnr_timer), psn, pkt.now);
         ++counters_.rnr_naks_sent;
       } else {
-        ++counters_.drops;
+        count_drop(&QpCounters::drop_no_recv_wqe);
         in_msg_ = InMsg::kNone;
       }
       return;
     case Reject::Kind::kError:
       DROCE_DEBUG("qp %u: request PSN 0x%x (%s) rejected: %s", qpn_, psn, pkt.v->op->name, r.why);
       if (!rc) {
-        ++counters_.drops;
+        count_drop(&QpCounters::drop_uc_reject);
         in_msg_ = InMsg::kNone;
         recv_off_ = 0;
         return;
@@ -652,13 +652,16 @@ void Qp::replay_duplicate(const RxPacket& pkt) {
       if (r.kind != RespResource::Kind::kRead) continue;
       if (psn_before(psn, r.first_psn) || psn_after(psn, r.last_psn)) continue;
       const uint32_t off = uint32_t(psn_diff(psn, r.first_psn)) * attrs_.path_mtu;
-      if (v.reth().va.get() != r.va + off || v.reth().rkey.get() != r.rkey) return;
+      if (v.reth().va.get() != r.va + off || v.reth().rkey.get() != r.rkey) break;
       r.cur_psn = psn;
       r.cur_off = off;
       r.sending = true;
       return;
     }
-    return;  // resource already reused: the requester will time out
+    // Resource already reused, or a RETH that is not the original's (class D):
+    // the requester will time out.
+    count_drop(&QpCounters::drop_stale_duplicate);
+    return;
   }
   if (info.has(wire::kOpAtomic)) {
     for (uint32_t i = 0; i < res_count_; ++i) {
@@ -668,6 +671,7 @@ void Qp::replay_duplicate(const RxPacket& pkt) {
         return;
       }
     }
+    count_drop(&QpCounters::drop_stale_duplicate);
     return;
   }
   if (info.has(wire::kOpFlush) || info.has(wire::kOpAtomicWrite)) {
@@ -681,7 +685,8 @@ void Qp::replay_duplicate(const RxPacket& pkt) {
         return;
       }
     }
-    return;  // resource already reused (class D): dropped, as rxe does
+    count_drop(&QpCounters::drop_stale_duplicate);  // resource already reused (class D), as rxe
+    return;
   }
   // SEND / WRITE: acknowledge again up to the last PSN received (rxe: epsn - 1),
   // behind any READ responses or atomic replies still owed (an ACK now would
@@ -741,7 +746,7 @@ bool Qp::send_resp_resources(Nanos now) {
         // The region went away under the READ: remote access error (class C).
         r.sending = false;
         send_ack(nak_syndrome(NakCode::kRemoteAccessError), r.cur_psn, now);
-        ++counters_.err_naks_sent;
+        count_err_nak(&counters_, NakCode::kRemoteAccessError, /*sent=*/true);
         break;
       }
       uint8_t* payload;
@@ -776,11 +781,11 @@ void Qp::handle_ud_send(const RxPacket& pkt) {
   const wire::PacketView& v = *pkt.v;
   const wire::Deth& deth = v.deth();
   if (deth.qkey.get() != attrs_.qkey) {
-    ++counters_.drops;  // IBTA 10.2.5: Q_Key mismatch, silently dropped
+    count_drop(&QpCounters::drop_bad_qkey);  // IBTA 10.2.5: Q_Key mismatch, silently dropped
     return;
   }
   if (!take_recv_wqe()) {
-    ++counters_.drops;  // UD: no receive WQE, the datagram is lost
+    count_drop(&QpCounters::drop_no_recv_wqe);  // UD: no receive WQE, the datagram is lost
     return;
   }
   // The first 40 bytes of the buffer hold the GRH: for IPv4, 20 zero bytes

@@ -307,6 +307,7 @@ ibv_context* open_device(ibv_device* ibdev) {
   if (!s->device) {
     nic::Device::Options opts;
     opts.engine_thread = true;
+    opts.name = s->ibdev.name;
     auto dev = nic::Device::create(s->port.get(), opts);
     if (!dev) {
       close(epfd);

@@ -107,6 +107,8 @@ TEST_P(RemoteAccess, NakRemoteAccessErrorFailsBothQps) {
   EXPECT_EQ(qb_->state(), QpState::kErr);
   EXPECT_EQ(qb_->counters().err_naks_sent, 1u);
   EXPECT_EQ(qa_->counters().err_naks_received, 1u);
+  EXPECT_EQ(qb_->counters().remote_access_naks_sent, 1u);  // and under its code
+  EXPECT_EQ(qa_->counters().remote_access_naks_received, 1u);
   EXPECT_TRUE(has_event(events(b_), AsyncEventType::kQpAccessErr, qb_->qpn()));
   // Memory: only the first WRITE landed; nothing of the failed one.
   EXPECT_EQ(remote.bytes, std::vector<uint8_t>(4096, 0x22));

@@ -264,6 +264,7 @@ TEST_F(Ud, QkeyMismatchIsDroppedAndCounted) {
   run_for(kNanosPerMs);
   EXPECT_TRUE(drain(b_.rcq).empty());
   EXPECT_EQ(qb_->counters().drops, 1u);
+  EXPECT_EQ(qb_->counters().drop_bad_qkey, 1u);
   // The receive is still there for a datagram with the right Q_Key.
   ASSERT_EQ(send_ud(WrOpcode::kSend, 2, src, 64, 0x11111111), 0);
   auto rc = collect(b_.rcq, 1);
@@ -290,6 +291,7 @@ TEST_F(Ud, NoReceivePostedDropsTheDatagram) {
   run_for(kNanosPerMs);
   EXPECT_TRUE(drain(b_.rcq).empty());
   EXPECT_EQ(qb_->counters().drops, 1u);
+  EXPECT_EQ(qb_->counters().drop_no_recv_wqe, 1u);
   EXPECT_EQ(qb_->state(), QpState::kRts);
 }
 

@@ -336,6 +336,7 @@ TEST_F(Hostile, WrongTransportAndWrongStateAreCountedDrops) {
   send(s);
   EXPECT_EQ(b_.dev->counters().rx_bad_state - state, 1u);
   EXPECT_EQ(fresh->counters().drops, 1u);
+  EXPECT_EQ(fresh->counters().drop_bad_state, 1u);
   EXPECT_TRUE(answers().empty());
   EXPECT_EQ(p.b->state(), QpState::kRts);
   expect_untouched();
@@ -434,6 +435,8 @@ TEST_F(Hostile, EveryContinuationWithoutAFirst) {
       } else {
         EXPECT_TRUE(answers().empty());
         EXPECT_EQ(p.b->counters().drops, 1u);
+        // UC drops what RC NAKs (9.8.3); a MIDDLE / LAST without FIRST is a lost message.
+        EXPECT_EQ(p.b->counters().drop_uc_reject + p.b->counters().drop_msg_lost, 1u);
         EXPECT_EQ(p.b->state(), QpState::kRts);
       }
       expect_untouched();
