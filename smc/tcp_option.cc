@@ -57,7 +57,8 @@ std::string read_text(const std::string& path) {
 }  // namespace
 
 std::string cgroup2_mount(std::string_view mountinfo) {
-  // proc(5): "id parent maj:min root mount-point options [optional...] - fstype source super-options".
+  // proc(5): "id parent maj:min root mount-point options [optional...] - fstype source
+  // super-options".
   for (std::string_view line : split(mountinfo, '\n')) {
     const size_t dash = line.find(" - ");
     if (dash == std::string_view::npos) continue;
@@ -129,7 +130,7 @@ using namespace tcp_option_detail;
 // acquire destroys its half-built instance while holding it.
 std::recursive_mutex g_mu;
 std::weak_ptr<TcpOption> g_instance;
-TcpOption* g_live = nullptr;       // the instance that has not shut down yet
+TcpOption* g_live = nullptr;  // the instance that has not shut down yet
 bool g_atexit = false;
 
 int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list ap) {
@@ -198,7 +199,8 @@ std::shared_ptr<TcpOption> TcpOption::acquire(std::string* why) {
   for (const std::string& name : remove_stale(base, &kept)) {
     SMC_LOG("removed the cgroup %s/%s of a droce process that is gone", base.c_str(), name.c_str());
   }
-  for (const std::string& k : kept) SMC_LOG("left the cgroup %s/%s (still has processes)", base.c_str(), k.c_str());
+  for (const std::string& k : kept)
+    SMC_LOG("left the cgroup %s/%s (still has processes)", base.c_str(), k.c_str());
 
   t->cgroup_ = base + "/droce-smc-" + std::to_string(getpid());
   if (::mkdir(t->cgroup_.c_str(), 0755) != 0 && errno != EEXIST) {
@@ -281,7 +283,8 @@ TcpOption::Peer TcpOption::peer(int tcp_fd, int wait_ms) const {
   for (int waited = 0;; ++waited) {
     droce_smc_sk st{};
     if (bpf_map_lookup_elem(map_fd_, &tcp_fd, &st) != 0) return Peer::kUnknown;
-    if (st.flags & DROCE_SMC_SK_CHECKED) return (st.flags & DROCE_SMC_SK_PEER_SMC) ? Peer::kSmc : Peer::kNotSmc;
+    if (st.flags & DROCE_SMC_SK_CHECKED)
+      return (st.flags & DROCE_SMC_SK_PEER_SMC) ? Peer::kSmc : Peer::kNotSmc;
     if (waited >= wait_ms) return Peer::kUnknown;
     ::usleep(1000);
   }

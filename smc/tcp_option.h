@@ -41,9 +41,9 @@ class TcpOption {
   bool mark(int tcp_fd, std::string* err);
 
   enum class Peer : uint8_t {
-    kUnknown,    // not marked, or the handshake was not seen
-    kSmc,        // the peer's SYN-ACK (connect) / SYN (accept) carried the option
-    kNotSmc,     // it did not
+    kUnknown,  // not marked, or the handshake was not seen
+    kSmc,      // the peer's SYN-ACK (connect) / SYN (accept) carried the option
+    kNotSmc,   // it did not
   };
   // After connect() returned (the SYN-ACK is handled before connect()
   // returns), or for an accepted socket of a marked listener: such a socket
@@ -60,9 +60,9 @@ class TcpOption {
   void shutdown();
   static void at_exit();
 
-  std::string cgroup_;       // <mount>/<parent>/droce-smc-<pid>
-  std::string parent_;       // where the process was, and returns to
-  int map_fd_ = -1;          // the socket storage map
+  std::string cgroup_;  // <mount>/<parent>/droce-smc-<pid>
+  std::string parent_;  // where the process was, and returns to
+  int map_fd_ = -1;     // the socket storage map
   ::bpf_object* obj_ = nullptr;
   ::bpf_link* link_ = nullptr;
   bool down_ = false;

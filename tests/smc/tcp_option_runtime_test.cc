@@ -19,7 +19,8 @@ std::string skip_reason() {
   std::ifstream in("/proc/self/mountinfo");
   std::stringstream ss;
   ss << in.rdbuf();
-  if (tcp_option_detail::cgroup2_mount(ss.str()).empty()) return "no cgroup v2 hierarchy is mounted";
+  if (tcp_option_detail::cgroup2_mount(ss.str()).empty())
+    return "no cgroup v2 hierarchy is mounted";
   return "";
 }
 
