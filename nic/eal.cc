@@ -21,6 +21,7 @@
 #include <rte_ethdev.h>
 
 #include "nic/base/log.h"
+#include "nic/telemetry.h"
 
 namespace droce::nic {
 namespace {
@@ -191,6 +192,7 @@ Status eal_init() {
   cpu_set_t saved;
   const bool have_affinity = pthread_getaffinity_np(pthread_self(), sizeof(saved), &saved) == 0;
 
+  telemetry_register_commands();
   const int rc = rte_eal_init(int(argv.size() - 1), argv.data());
   const int err = rte_errno;
 

@@ -155,7 +155,7 @@ int cmd_qp(const char*, const char* params, rte_tel_data* out) {
   return found > 0 ? 0 : -ENOENT;
 }
 
-void register_commands() {
+void register_commands_once() {
   rte_telemetry_register_cmd("/droce/ports", cmd_ports,
                              "droce devices: port, engine and drop counters. No parameters");
   rte_telemetry_register_cmd("/droce/qps", cmd_qps,
@@ -167,9 +167,10 @@ void register_commands() {
 
 }  // namespace
 
+void telemetry_register_commands() { std::call_once(registry().commands_once, register_commands_once); }
+
 void telemetry_add(Device* dev) {
   Registry& r = registry();
-  std::call_once(r.commands_once, register_commands);
   std::lock_guard<std::mutex> lock(r.mu);
   r.devices.push_back(dev);
 }

@@ -20,8 +20,13 @@ namespace droce::nic {
 
 class Device;
 
-// Device::create and ~Device: the commands list the devices alive. The first
-// call registers the commands (once per process).
+// Registers the commands with DPDK; eal_init() calls it before rte_eal_init
+// starts the telemetry thread (DPDK's own libraries register theirs in
+// constructors, before it too), so the thread sees the table as written.
+// Idempotent.
+void telemetry_register_commands();
+
+// Device::create and ~Device: the commands list the devices alive.
 void telemetry_add(Device* dev);
 void telemetry_remove(Device* dev);
 

@@ -1,9 +1,13 @@
 // stat_traffic: a live droce process for droce-stat's tests. Two devices
-// ("droce0", "droce1") on a net_ring port pair, each with its engine thread,
+// ("droce0", "droce1") on a net_ring port pair, both driven by the main
+// thread (frames cross the pair through DPDK rings, which ThreadSanitizer
+// cannot see, so two engine threads would show it races that are not there;
+// one thread leaves exactly the telemetry thread's reads against the engine),
 // on droce's embedded default EAL arguments (so telemetry as users get it);
 // an RC QP on each, connected, and RDMA WRITEs from the first to the second
-// until `seconds` (argv[1], at most 300) have passed or the process is killed.
-// Prints "running" once traffic flows.
+// until `seconds` (argv[1], at most 300) have passed or SIGTERM comes; then
+// everything is torn down and it exits 0. Prints "running" once traffic flows.
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -18,6 +22,9 @@ namespace {
 
 using namespace droce;
 using namespace droce::nic;
+
+volatile std::sig_atomic_t g_stop = 0;
+void on_term(int) { g_stop = 1; }
 
 int fail(const char* what) {
   std::fprintf(stderr, "stat_traffic: %s\n", what);
@@ -69,9 +76,11 @@ bool connect(Device& dev, Qp* qp, uint32_t peer_ip, uint32_t peer_qpn) {
 int main(int argc, char** argv) {
   const long seconds = argc > 1 ? std::strtol(argv[1], nullptr, 10) : 30;
   if (seconds <= 0 || seconds > 300) return fail("seconds: 1..300");
+  std::signal(SIGTERM, on_term);
   auto pair = make_port_pair(config("10.7.0.1"), config("10.7.0.2"));
   if (!pair) return fail(pair.status().message().c_str());
   Device::Options oa, ob;
+  oa.engine_thread = ob.engine_thread = false;
   oa.name = "droce0";
   ob.name = "droce1";
   auto da = Device::create(&pair->a(), oa);
@@ -107,7 +116,7 @@ int main(int argc, char** argv) {
   uint64_t done = 0;
   bool announced = false;
   int outstanding = 0;
-  while (monotonic_now() < end) {
+  while (monotonic_now() < end && !g_stop) {
     while (outstanding < 16) {
       SendWqe w{};
       w.wr_id = done + uint64_t(outstanding);
@@ -133,7 +142,16 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       announced = true;
     }
-    if (n == 0) a.progress();
+    a.progress();
+    b.progress();
+  }
+  // Let the WRITEs in flight complete, so that the QPs go down idle.
+  const Nanos drain_end = monotonic_now() + 5 * kNanosPerSec;
+  while (outstanding > 0 && monotonic_now() < drain_end) {
+    Cqe c[16];
+    outstanding -= ca->poll(c, 16);
+    a.progress();
+    b.progress();
   }
   std::printf("%llu WRITEs\n", (unsigned long long)done);
   return 0;
