@@ -79,14 +79,10 @@ static_assert(std::size(kQpCounterNames) * sizeof(uint64_t) == sizeof(QpCounters
 // PortCounters' scalar fields; its two arrays are named by parse_drop_key()
 // and port_drop_key().
 inline constexpr CounterName<PortCounters> kPortCounterNames[] = {
-    {"rx_packets", &PortCounters::rx_packets},
-    {"rx_bytes", &PortCounters::rx_bytes},
-    {"tx_packets", &PortCounters::tx_packets},
-    {"tx_bytes", &PortCounters::tx_bytes},
-    {"rx_roce", &PortCounters::rx_roce},
-    {"arp_rx", &PortCounters::arp_rx},
-    {"arp_tx", &PortCounters::arp_tx},
-    {"arp_failed", &PortCounters::arp_failed},
+    {"rx_packets", &PortCounters::rx_packets}, {"rx_bytes", &PortCounters::rx_bytes},
+    {"tx_packets", &PortCounters::tx_packets}, {"tx_bytes", &PortCounters::tx_bytes},
+    {"rx_roce", &PortCounters::rx_roce},       {"arp_rx", &PortCounters::arp_rx},
+    {"arp_tx", &PortCounters::arp_tx},         {"arp_failed", &PortCounters::arp_failed},
 };
 static_assert((std::size(kPortCounterNames) + wire::kParseErrorCount + kPortDropCount) *
                       sizeof(uint64_t) ==
@@ -98,26 +94,46 @@ static_assert((std::size(kPortCounterNames) + wire::kParseErrorCount + kPortDrop
 constexpr const char* parse_drop_key(wire::ParseError e) {
   using wire::ParseError;
   switch (e) {
-    case ParseError::kOk: return "ok";
-    case ParseError::kTooShortEth: return "too_short_eth";
-    case ParseError::kNotIp: return "not_ip";
-    case ParseError::kNotUdp: return "not_udp";
-    case ParseError::kNotRocePort: return "not_roce_port";
-    case ParseError::kIpFragment: return "ip_fragment";
-    case ParseError::kTooShortIp: return "too_short_ip";
-    case ParseError::kBadIpVersion: return "bad_ip_version";
-    case ParseError::kBadIpHeaderLen: return "bad_ip_header_len";
-    case ParseError::kBadIpLength: return "bad_ip_length";
-    case ParseError::kTooShortUdp: return "too_short_udp";
-    case ParseError::kBadUdpLength: return "bad_udp_length";
-    case ParseError::kTooShortBth: return "too_short_bth";
-    case ParseError::kUnknownOpcode: return "unknown_opcode";
-    case ParseError::kBadTver: return "bad_tver";
-    case ParseError::kHeaderLength: return "header_length";
-    case ParseError::kPadBeyondPayload: return "pad_beyond_payload";
-    case ParseError::kPayloadNotAllowed: return "payload_not_allowed";
-    case ParseError::kBadIcrc: return "bad_icrc";
-    case ParseError::kCount: break;
+    case ParseError::kOk:
+      return "ok";
+    case ParseError::kTooShortEth:
+      return "too_short_eth";
+    case ParseError::kNotIp:
+      return "not_ip";
+    case ParseError::kNotUdp:
+      return "not_udp";
+    case ParseError::kNotRocePort:
+      return "not_roce_port";
+    case ParseError::kIpFragment:
+      return "ip_fragment";
+    case ParseError::kTooShortIp:
+      return "too_short_ip";
+    case ParseError::kBadIpVersion:
+      return "bad_ip_version";
+    case ParseError::kBadIpHeaderLen:
+      return "bad_ip_header_len";
+    case ParseError::kBadIpLength:
+      return "bad_ip_length";
+    case ParseError::kTooShortUdp:
+      return "too_short_udp";
+    case ParseError::kBadUdpLength:
+      return "bad_udp_length";
+    case ParseError::kTooShortBth:
+      return "too_short_bth";
+    case ParseError::kUnknownOpcode:
+      return "unknown_opcode";
+    case ParseError::kBadTver:
+      return "bad_tver";
+    case ParseError::kHeaderLength:
+      return "header_length";
+    case ParseError::kPadBeyondPayload:
+      return "pad_beyond_payload";
+    case ParseError::kPayloadNotAllowed:
+      return "payload_not_allowed";
+    case ParseError::kBadIcrc:
+      return "bad_icrc";
+    case ParseError::kCount:
+      break;
   }
   return "unknown";
 }
@@ -125,28 +141,33 @@ constexpr const char* parse_drop_key(wire::ParseError e) {
 // Frames the port dropped, by PortDrop.
 constexpr const char* port_drop_key(PortDrop d) {
   switch (d) {
-    case PortDrop::kNotOurMac: return "not_our_mac";
-    case PortDrop::kNotOurIp: return "not_our_ip";
-    case PortDrop::kMultiSegment: return "multi_segment";
-    case PortDrop::kArpMalformed: return "arp_malformed";
-    case PortDrop::kArpNotForUs: return "arp_not_for_us";
-    case PortDrop::kTxRingFull: return "tx_ring_full";
-    case PortDrop::kMbufAllocFailed: return "mbuf_alloc_failed";
-    case PortDrop::kPortRemoved: return "port_removed";
-    case PortDrop::kCount: break;
+    case PortDrop::kNotOurMac:
+      return "not_our_mac";
+    case PortDrop::kNotOurIp:
+      return "not_our_ip";
+    case PortDrop::kMultiSegment:
+      return "multi_segment";
+    case PortDrop::kArpMalformed:
+      return "arp_malformed";
+    case PortDrop::kArpNotForUs:
+      return "arp_not_for_us";
+    case PortDrop::kTxRingFull:
+      return "tx_ring_full";
+    case PortDrop::kMbufAllocFailed:
+      return "mbuf_alloc_failed";
+    case PortDrop::kPortRemoved:
+      return "port_removed";
+    case PortDrop::kCount:
+      break;
   }
   return "unknown";
 }
 
 inline constexpr CounterName<FaultCounters> kFaultCounterNames[] = {
-    {"frames", &FaultCounters::frames},
-    {"dropped", &FaultCounters::dropped},
-    {"duplicated", &FaultCounters::duplicated},
-    {"dup_no_mbuf", &FaultCounters::dup_no_mbuf},
-    {"reordered", &FaultCounters::reordered},
-    {"delayed", &FaultCounters::delayed},
-    {"bitflipped", &FaultCounters::bitflipped},
-    {"hold_full", &FaultCounters::hold_full},
+    {"frames", &FaultCounters::frames},         {"dropped", &FaultCounters::dropped},
+    {"duplicated", &FaultCounters::duplicated}, {"dup_no_mbuf", &FaultCounters::dup_no_mbuf},
+    {"reordered", &FaultCounters::reordered},   {"delayed", &FaultCounters::delayed},
+    {"bitflipped", &FaultCounters::bitflipped}, {"hold_full", &FaultCounters::hold_full},
     {"released", &FaultCounters::released},
 };
 static_assert(std::size(kFaultCounterNames) * sizeof(uint64_t) == sizeof(FaultCounters),

@@ -31,7 +31,8 @@ struct Registry {
 };
 
 Registry& registry() {
-  static Registry* r = new Registry;  // never destroyed: the telemetry thread outlives exit handlers
+  static Registry* r =
+      new Registry;  // never destroyed: the telemetry thread outlives exit handlers
   return *r;
 }
 
@@ -167,7 +168,9 @@ void register_commands_once() {
 
 }  // namespace
 
-void telemetry_register_commands() { std::call_once(registry().commands_once, register_commands_once); }
+void telemetry_register_commands() {
+  std::call_once(registry().commands_once, register_commands_once);
+}
 
 void telemetry_add(Device* dev) {
   Registry& r = registry();

@@ -59,7 +59,8 @@ class Parser {
     return false;
   }
   void ws() {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) {
+    while (i_ < s_.size() &&
+           (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) {
       ++i_;
     }
   }
@@ -118,14 +119,30 @@ class Parser {
       if (i_ >= s_.size()) break;
       const char e = s_[i_++];
       switch (e) {
-        case '"': *out += '"'; break;
-        case '\\': *out += '\\'; break;
-        case '/': *out += '/'; break;
-        case 'b': *out += '\b'; break;
-        case 'f': *out += '\f'; break;
-        case 'n': *out += '\n'; break;
-        case 'r': *out += '\r'; break;
-        case 't': *out += '\t'; break;
+        case '"':
+          *out += '"';
+          break;
+        case '\\':
+          *out += '\\';
+          break;
+        case '/':
+          *out += '/';
+          break;
+        case 'b':
+          *out += '\b';
+          break;
+        case 'f':
+          *out += '\f';
+          break;
+        case 'n':
+          *out += '\n';
+          break;
+        case 'r':
+          *out += '\r';
+          break;
+        case 't':
+          *out += '\t';
+          break;
         case 'u': {
           if (i_ + 4 > s_.size()) return fail("bad \\u escape");
           const unsigned cp = unsigned(std::strtoul(s_.substr(i_, 4).c_str(), nullptr, 16));
@@ -143,7 +160,8 @@ class Parser {
           }
           break;
         }
-        default: return fail("bad escape");
+        default:
+          return fail("bad escape");
       }
     }
     return fail("unterminated string");
@@ -217,11 +235,21 @@ void quote(const std::string& s, std::string* out) {
   *out += '"';
   for (const char c : s) {
     switch (c) {
-      case '"': *out += "\\\""; break;
-      case '\\': *out += "\\\\"; break;
-      case '\n': *out += "\\n"; break;
-      case '\r': *out += "\\r"; break;
-      case '\t': *out += "\\t"; break;
+      case '"':
+        *out += "\\\"";
+        break;
+      case '\\':
+        *out += "\\\\";
+        break;
+      case '\n':
+        *out += "\\n";
+        break;
+      case '\r':
+        *out += "\\r";
+        break;
+      case '\t':
+        *out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];
@@ -242,10 +270,18 @@ void write(const Json& v, int indent, int level, std::string* out) {
     out->append(size_t(indent * lvl), ' ');
   };
   switch (v.kind) {
-    case Json::Kind::kNull: *out += "null"; return;
-    case Json::Kind::kBool: *out += v.b ? "true" : "false"; return;
-    case Json::Kind::kNumber: *out += v.num; return;
-    case Json::Kind::kString: quote(v.str, out); return;
+    case Json::Kind::kNull:
+      *out += "null";
+      return;
+    case Json::Kind::kBool:
+      *out += v.b ? "true" : "false";
+      return;
+    case Json::Kind::kNumber:
+      *out += v.num;
+      return;
+    case Json::Kind::kString:
+      quote(v.str, out);
+      return;
     case Json::Kind::kArray:
       *out += '[';
       for (size_t i = 0; i < v.arr.size(); ++i) {

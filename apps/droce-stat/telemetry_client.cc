@@ -131,8 +131,9 @@ bool TelemetryClient::query(const std::string& command, std::string* reply, std:
   std::string buf(kMaxReply, '\0');
   const ssize_t n = recv(fd_, buf.data(), buf.size(), 0);
   if (n < 0) {
-    *error = path_ + ": " + (errno == EAGAIN ? std::string("no reply within 5 s")
-                                             : std::string("recv: ") + std::strerror(errno));
+    *error = path_ + ": " +
+             (errno == EAGAIN ? std::string("no reply within 5 s")
+                              : std::string("recv: ") + std::strerror(errno));
     return false;
   }
   if (n == 0) {

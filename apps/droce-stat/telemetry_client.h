@@ -23,7 +23,7 @@ std::string socket_path(const std::string& prefix);
 struct Candidate {
   std::string prefix;
   std::string path;
-  pid_t pid = 0;  // from the greeting
+  pid_t pid = 0;    // from the greeting
   std::string app;  // argv[0]'s base name, from /proc
 };
 // Every prefix under the runtime base whose socket accepts a connection

@@ -83,8 +83,7 @@ TEST_F(LiveProcess, CountersGrowBetweenTwoReads) {
   const Json first = stat_json();
   ASSERT_EQ(first.kind, Json::Kind::kObject);
   EXPECT_EQ(first.at("pid").u64(), uint64_t(traffic_.pid));
-  EXPECT_EQ(first.at("file_prefix").str.rfind("droce-" + std::to_string(traffic_.pid) + "-", 0),
-            0u)
+  EXPECT_EQ(first.at("file_prefix").str.rfind("droce-" + std::to_string(traffic_.pid) + "-", 0), 0u)
       << first.at("file_prefix").str;
   // Both devices of the process, each with its port, engine and drop counters.
   const Json& ports = first.at("ports");

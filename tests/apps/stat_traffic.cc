@@ -44,8 +44,8 @@ bool connect(Device& dev, Qp* qp, uint32_t peer_ip, uint32_t peer_qpn) {
   a.pkey_index = 0;
   a.port_num = 1;
   a.access = kAccessRemoteWrite | kAccessLocalWrite;
-  if (!dev.modify_qp(qp, a, QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort |
-                                QpAttr::kAccessFlags)) {
+  if (!dev.modify_qp(qp, a,
+                     QpAttr::kState | QpAttr::kPkeyIndex | QpAttr::kPort | QpAttr::kAccessFlags)) {
     return false;
   }
   a.state = QpState::kRtr;
@@ -67,8 +67,8 @@ bool connect(Device& dev, Qp* qp, uint32_t peer_ip, uint32_t peer_qpn) {
   a.rnr_retry = 7;
   a.max_rd_atomic = 1;
   return bool(dev.modify_qp(qp, a,
-                            QpAttr::kState | QpAttr::kSqPsn | QpAttr::kTimeout |
-                                QpAttr::kRetryCnt | QpAttr::kRnrRetry | QpAttr::kMaxQpRdAtomic));
+                            QpAttr::kState | QpAttr::kSqPsn | QpAttr::kTimeout | QpAttr::kRetryCnt |
+                                QpAttr::kRnrRetry | QpAttr::kMaxQpRdAtomic));
 }
 
 }  // namespace
@@ -92,10 +92,11 @@ int main(int argc, char** argv) {
   CompletionQueue* ca = a.create_cq(256).value();
   CompletionQueue* cb = b.create_cq(256).value();
   std::vector<uint8_t> src(4096, 0x5a), dst(4096, 0);
-  const uint32_t lkey = a.reg_mr(pa, src.data(), uint64_t(src.data()), src.size(),
-                                 kAccessLocalWrite).value();
+  const uint32_t lkey =
+      a.reg_mr(pa, src.data(), uint64_t(src.data()), src.size(), kAccessLocalWrite).value();
   const uint32_t rkey = b.reg_mr(pb, dst.data(), uint64_t(dst.data()), dst.size(),
-                                 kAccessLocalWrite | kAccessRemoteWrite).value();
+                                 kAccessLocalWrite | kAccessRemoteWrite)
+                            .value();
   QpInitAttr init;
   init.type = QpType::kRc;
   init.cap.max_send_wr = 64;
