@@ -146,6 +146,10 @@ int Qp::post_recv(uint64_t wr_id, const Sge* sges, uint32_t num_sge) {
 
 // ---- state machine ----
 
+// ibv_modify_qp (IBTA 11.2.4.2, rxe_qp_chk_attr / rxe_qp_from_attr): the
+// transition and its attribute mask from the one table (qp_state.cc), then
+// every value, all before anything changes, so a refused modify leaves the
+// QP as it was; then the attributes, then the state.
 Status Qp::modify(const QpAttrs& a, uint32_t mask) {
   const QpState cur = attrs_.state;
   const QpState next = has_attr(mask, QpAttr::kState) ? a.state : cur;
@@ -160,7 +164,19 @@ Status Qp::modify(const QpAttrs& a, uint32_t mask) {
     if (c.first_bad_attr() != 0) why += std::string(" (") + qp_attr_name(c.first_bad_attr()) + ")";
     return Status(Errc::kInvalidArgument, why);
   }
-  // Values, all checked before anything changes.
+  uint32_t dst_ip = 0;
+  Status st = check_modify_values(a, mask, &dst_ip);
+  if (!st.is_ok()) return st;
+  apply_attrs(a, mask, dst_ip);
+  if (next != cur) change_state(next);
+  return Status::ok();
+}
+
+// The ranges ibv_modify_qp's attributes have (IBTA 11.2.4.2; path MTU
+// 256..4096 and at most the port's, timeout and min_rnr_timer 5 bits,
+// retry_cnt and rnr_retry 3 bits) and what droce's one port and one GID
+// support. *dst_ip: the peer's IPv4 address from an IPv4-mapped GID.
+Status Qp::check_modify_values(const QpAttrs& a, uint32_t mask, uint32_t* dst_ip) const {
   if (has_attr(mask, QpAttr::kPathMtu) &&
       (a.path_mtu < 256 || a.path_mtu > 4096 || (a.path_mtu & (a.path_mtu - 1)) ||
        a.path_mtu > dev_->port().path_mtu())) {
@@ -194,17 +210,21 @@ Status Qp::modify(const QpAttrs& a, uint32_t mask) {
       a.max_dest_rd_atomic > dev_->attr().max_qp_rd_atom) {
     return Status(Errc::kInvalidArgument, "max_dest_rd_atomic above the device limit");
   }
-  uint32_t dst_ip = 0;
   if (has_attr(mask, QpAttr::kAv)) {
-    if (!gid_to_ipv4(a.av.dgid, &dst_ip)) {
+    if (!gid_to_ipv4(a.av.dgid, dst_ip)) {
       return Status(Errc::kInvalidArgument,
                     "destination GID is not an IPv4-mapped RoCEv2 GID (::ffff:a.b.c.d); IPv6 is "
                     "not supported yet");
     }
     if (a.av.sgid_index != 0) return Status(Errc::kInvalidArgument, "source GID index must be 0");
   }
+  return Status::ok();
+}
 
-  // Apply.
+// The checked attributes the mask carries. A new SQ PSN restarts the
+// requester there and a new RQ PSN the responder (IBTA 11.2.4.2); a new
+// retry count or RNR retry count refills the retries left.
+void Qp::apply_attrs(const QpAttrs& a, uint32_t mask, uint32_t dst_ip) {
   if (has_attr(mask, QpAttr::kAccessFlags)) attrs_.access = a.access;
   if (has_attr(mask, QpAttr::kPkeyIndex)) attrs_.pkey_index = a.pkey_index;
   if (has_attr(mask, QpAttr::kPort)) attrs_.port_num = a.port_num;
@@ -227,26 +247,28 @@ Status Qp::modify(const QpAttrs& a, uint32_t mask) {
   if (has_attr(mask, QpAttr::kMaxDestRdAtomic)) resize_resources(a.max_dest_rd_atomic);
   if (has_attr(mask, QpAttr::kDestQpn)) attrs_.dest_qpn = a.dest_qpn & kPsnMask;
   if (has_attr(mask, QpAttr::kEnSqdAsyncNotify)) attrs_.en_sqd_async_notify = a.en_sqd_async_notify;
+}
 
-  if (next != cur) {
-    if (next == QpState::kReset) {
-      reset_queues();
-    } else if (next == QpState::kErr) {
-      set_state(QpState::kErr);
-      enter_error();
-      return Status::ok();
-    } else if (next == QpState::kRtr && type_ != QpType::kUd) {
-      // ARP starts at the next poll, on the engine's clock, as Linux
-      // resolves the peer when a RoCEv2 QP enters RTR.
-      resolve_pending_ = true;
-    } else if (next == QpState::kSqd) {
-      sq_drained_sent_ = false;
-    }
-    set_state(next);
-    // Already drained: the event now, as rxe's completer does on its next run.
-    if (next == QpState::kSqd) check_sq_drained();
+// What entering a state does (IBTA 10.3.1): RESET empties the queues, ERR
+// flushes them, RTR of a connected QP starts resolving the peer, SQD waits
+// for the WQEs in progress and raises SQ_DRAINED once they are done.
+void Qp::change_state(QpState next) {
+  if (next == QpState::kReset) {
+    reset_queues();
+  } else if (next == QpState::kErr) {
+    set_state(QpState::kErr);
+    enter_error();
+    return;
+  } else if (next == QpState::kRtr && type_ != QpType::kUd) {
+    // ARP starts at the next poll, on the engine's clock, as Linux
+    // resolves the peer when a RoCEv2 QP enters RTR.
+    resolve_pending_ = true;
+  } else if (next == QpState::kSqd) {
+    sq_drained_sent_ = false;
   }
-  return Status::ok();
+  set_state(next);
+  // Already drained: the event at once, as rxe's completer does on its next run.
+  if (next == QpState::kSqd) check_sq_drained();
 }
 
 // The responder resources are a ring of max(1, max_dest_rd_atomic) entries

@@ -215,6 +215,9 @@ class Qp {
 
   // qp.cc: state, completions, packets.
   void set_state(QpState s);
+  Status check_modify_values(const QpAttrs& a, uint32_t mask, uint32_t* dst_ip) const;
+  void apply_attrs(const QpAttrs& a, uint32_t mask, uint32_t dst_ip);
+  void change_state(QpState next);
   void reset_queues();
   void resize_resources(uint8_t max_dest_rd_atomic);
   void flush_send_queue();
@@ -251,8 +254,26 @@ class Qp {
   bool copy_sges(const Sge* sge, uint32_t num_sge, uint32_t off, uint8_t* buf, uint32_t len,
                  bool scatter);
 
-  // qp_requester.cc
+  // qp_requester.cc: the request chain (rxe_req.c).
+  // Where the next request goes: its MAC, IPv4 address, QPN and (UD) Q_Key.
+  // unresolved: RC whose peer did not answer ARP (the packet counts as lost).
+  struct RequestDest {
+    wire::MacAddr mac{};
+    uint32_t ip = 0;
+    uint32_t qpn = 0;
+    uint32_t qkey = 0;
+    bool unresolved = false;
+  };
+  // kGo: send; kWait: nothing more this poll; kNext: the WQE completed
+  // locally, the next one may send.
+  enum class RequestStep : uint8_t { kGo, kWait, kNext };
   bool send_one_packet(Nanos now);
+  bool next_request(Nanos now, uint32_t* npsns);
+  RequestStep resolve_request(const SendWqe& w, Nanos now, RequestDest* d);
+  wire::PacketSpec init_request(const SendWqe& w, const RequestDest& d, uint32_t npsns,
+                                bool* last);
+  bool transmit_request(const SendWqe& w, wire::PacketSpec& s, const RequestDest& d);
+  void advance_request(const wire::PacketSpec& s, uint32_t npsns, bool last, Nanos now);
   bool start_wqe(uint32_t index, Nanos now);
   bool gather(const SendWqe& w, uint32_t off, uint8_t* dst, uint32_t len);
   void restart_from(uint32_t psn);

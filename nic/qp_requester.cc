@@ -111,18 +111,45 @@ bool Qp::gather(const SendWqe& w, uint32_t off, uint8_t* dst, uint32_t len) {
   return copy_sges(w.sges(), w.num_sge, off, dst, len, /*scatter=*/false);
 }
 
+// One request packet of the SQ, as rxe_requester does it: pick the WQE and
+// check the windows (next_request), find where it goes (resolve_request),
+// fill the headers (init_request), copy the payload and send
+// (transmit_request), then move the WQE and PSN on (advance_request).
+// False: nothing more to send this poll.
 bool Qp::send_one_packet(Nanos now) {
+  uint32_t npsns = 1;
+  if (!next_request(now, &npsns)) return false;
+  SendWqe& w = wqe_at(sq_send_);
+  RequestDest d;
+  const RequestStep r = resolve_request(w, now, &d);
+  if (r != RequestStep::kGo) return r == RequestStep::kNext;
+  bool last = false;
+  wire::PacketSpec s = init_request(w, d, npsns, &last);
+  if (d.unresolved) {
+    ++counters_.tx_unresolved;  // RC: "sent" into the void; the retransmit timer runs
+  } else if (!transmit_request(w, s, d)) {
+    return false;
+  }
+  advance_request(s, npsns, last, now);
+  return true;
+}
+
+// rxe req_next_wqe and check_init_depth: the WQE at sq_send_ may send its
+// next packet when the SQ has one, the QP's PSN windows have room, its fence
+// and the initiator depth (IBTA 9.7.5.1.3, max_rd_atomic) allow it. *npsns:
+// the PSNs the packet occupies.
+bool Qp::next_request(Nanos now, uint32_t* npsns) {
   if (sq_send_ == sq_->published()) return false;
   // psn_ never runs more than kMaxPsnWindow ahead of comp_psn_ (below), so
   // the unsigned 24-bit distance is the true one.
   const uint32_t outstanding = (psn_ - comp_psn_) & kPsnMask;
   if (type_ == QpType::kRc && outstanding >= kMaxInflightPsns) return false;
-  SendWqe& w = wqe_at(sq_send_);
-  SendMeta& m = meta_at(sq_send_);
+  const SendWqe& w = wqe_at(sq_send_);
+  const SendMeta& m = meta_at(sq_send_);
   if (!m.started) {
     // SQD (IBTA 10.3.1): no new WQE starts; those in progress finish.
     if (state() == QpState::kSqd) return false;
-    // False: waiting for a fence, or completed locally (in error, QP now in ERR).
+    // False: waiting for a fence, or completed locally (in error, QP in ERR).
     if (!start_wqe(sq_send_, now)) return false;
   }
   const bool rd_atomic = is_read_or_atomic(w.opcode);
@@ -130,22 +157,22 @@ bool Qp::send_one_packet(Nanos now) {
   // PSNs this request occupies: a READ request all the responses of its part
   // of the message (at most read_request_psns_, ending on a multiple of it
   // from the WQE's first PSN, so a restart inside a part asks for its rest).
-  uint32_t npsns = 1;
+  *npsns = 1;
   if (w.opcode == WrOpcode::kRdmaRead) {
     const uint32_t done_psns = send_off_ / attrs_.path_mtu;
-    npsns = std::min(m.npkts - done_psns, read_request_psns_ - done_psns % read_request_psns_);
+    *npsns = std::min(m.npkts - done_psns, read_request_psns_ - done_psns % read_request_psns_);
   }
-  if (type_ == QpType::kRc && outstanding + npsns > kMaxPsnWindow) return false;
+  return !(type_ == QpType::kRc && outstanding + *npsns > kMaxPsnWindow);
+}
 
-  // Where it goes.
-  wire::MacAddr dst_mac;
-  uint32_t dst_ip;
-  bool unresolved = false;
-  uint32_t dst_qpn = attrs_.dest_qpn;
-  uint32_t qkey = 0;
+// The address part of rxe's init_req_packet: the destination MAC, IPv4
+// address, QPN and Q_Key of the next packet of w. kWait: ARP pending, or a
+// UC WQE failed; kNext: a UD WQE failed, the next one may go.
+Qp::RequestStep Qp::resolve_request(const SendWqe& w, Nanos now, RequestDest* d) {
+  d->qpn = attrs_.dest_qpn;
   if (type_ == QpType::kUd) {
-    const ResolveResult r = resolve_ah(w.ah, now, &dst_mac, &dst_ip);
-    if (r == ResolveResult::kPending) return false;
+    const ResolveResult r = resolve_ah(w.ah, now, &d->mac, &d->ip);
+    if (r == ResolveResult::kPending) return RequestStep::kWait;
     if (r == ResolveResult::kNoAh) {
       // The AH was destroyed after the post (an application error, IBTA
       // 11.2.2: an AH in use must not be destroyed): the WQE fails as rxe's
@@ -153,7 +180,7 @@ bool Qp::send_one_packet(Nanos now) {
       DROCE_DEBUG("qp %u: UD send WQE %lu: address handle 0x%x destroyed", qpn_,
                   (unsigned long)w.wr_id, w.ah);
       complete_send_now(sq_send_, WcStatus::kLocQpOpErr, /*fatal=*/false);
-      return true;
+      return RequestStep::kNext;
     }
     if (r == ResolveResult::kFailed) {
       DROCE_DEBUG("qp %u: UD send WQE %lu: destination did not answer ARP", qpn_,
@@ -161,31 +188,41 @@ bool Qp::send_one_packet(Nanos now) {
       // The datagram is lost; the WQE reports it, the QP goes on (UD has no
       // connection to break).
       complete_send_now(sq_send_, WcStatus::kGeneralErr, /*fatal=*/false);
-      return true;
+      return RequestStep::kNext;
     }
-    dst_qpn = w.remote_qpn;
+    d->qpn = w.remote_qpn;
     // IBTA 10.2.5: a Q_Key with the high bit set means "use the QP's own".
-    qkey = (w.remote_qkey & 0x80000000u) ? attrs_.qkey : w.remote_qkey;
-  } else {
-    const ResolveResult r = resolve_peer(now, &dst_mac);
-    if (r == ResolveResult::kPending) return false;
-    dst_ip = attrs_.av.dst_ip;
-    if (r == ResolveResult::kFailed) {
-      // No frame leaves without its destination MAC. UC fails the WQE as rxe
-      // fails one to an unreachable peer (init_req_packet: LOC_QP_OP_ERR, QP
-      // to ERR); RC counts the packet as lost below and lets its retransmit
-      // timer decide, as it would for a packet the link dropped.
-      if (type_ == QpType::kUc) {
-        DROCE_DEBUG("qp %u: UC send WQE %lu: peer %s did not answer ARP", qpn_,
-                    (unsigned long)w.wr_id, format_ipv4(dst_ip).c_str());
-        ++counters_.tx_unresolved;
-        complete_send_now(sq_send_, WcStatus::kLocQpOpErr);
-        return false;
-      }
-      unresolved = true;
-    }
+    d->qkey = (w.remote_qkey & 0x80000000u) ? attrs_.qkey : w.remote_qkey;
+    return RequestStep::kGo;
   }
+  const ResolveResult r = resolve_peer(now, &d->mac);
+  if (r == ResolveResult::kPending) return RequestStep::kWait;
+  d->ip = attrs_.av.dst_ip;
+  if (r == ResolveResult::kFailed) {
+    // No frame leaves without its destination MAC. UC fails the WQE as rxe
+    // fails one to an unreachable peer (init_req_packet: LOC_QP_OP_ERR, QP
+    // to ERR); RC counts the packet as lost and lets its retransmit timer
+    // decide, as it would for a packet the link dropped.
+    if (type_ == QpType::kUc) {
+      DROCE_DEBUG("qp %u: UC send WQE %lu: peer %s did not answer ARP", qpn_,
+                  (unsigned long)w.wr_id, format_ipv4(d->ip).c_str());
+      ++counters_.tx_unresolved;
+      complete_send_now(sq_send_, WcStatus::kLocQpOpErr);
+      return RequestStep::kWait;
+    }
+    d->unresolved = true;
+  }
+  return RequestStep::kGo;
+}
 
+// The headers of rxe's init_req_packet (IBTA 9.2-9.5): opcode for the
+// packet's place in the message, PSN, SE on the last packet of a SEND or
+// WRITE with immediate (9.2.3), AckReq on the last packet and every
+// kMaxPktsPerAck (9.7.2), and the extended headers the opcode carries.
+// *last: the packet ends the message (or is the WQE's only request).
+wire::PacketSpec Qp::init_request(const SendWqe& w, const RequestDest& d, uint32_t npsns,
+                                  bool* last) {
+  const SendMeta& m = meta_at(sq_send_);
   // UD: one packet per datagram whatever its size (post_send bounds it by
   // the MTU; a UD QP has no path MTU attribute of its own).
   const uint32_t mtu = type_ == QpType::kUd ? std::max<uint32_t>(w.length, 1) : attrs_.path_mtu;
@@ -193,15 +230,15 @@ bool Qp::send_one_packet(Nanos now) {
   wire::PacketSpec s;
   s.opcode = request_opcode(type_, w, off, mtu);
   const wire::OpcodeInfo& info = wire::opcode_info(s.opcode);
-  const bool last = !info.has(wire::kOpPayload) || w.length - off <= mtu;
+  *last = !info.has(wire::kOpPayload) || w.length - off <= mtu;
   s.payload_len = info.has(wire::kOpPayload) ? std::min(mtu, w.length - off) : 0;
   s.psn = psn_add(m.first_psn, off / mtu);
-  s.dest_qp = dst_qpn;
-  s.se = last && (w.flags & kSendSolicited) &&
+  s.dest_qp = d.qpn;
+  s.se = *last && (w.flags & kSendSolicited) &&
          (w.opcode == WrOpcode::kSend || w.opcode == WrOpcode::kSendImm ||
           w.opcode == WrOpcode::kSendInv || w.opcode == WrOpcode::kRdmaWriteImm);
   ++noack_pkts_;
-  s.ackreq = type_ == QpType::kRc && (last || noack_pkts_ >= kMaxPktsPerAck);
+  s.ackreq = type_ == QpType::kRc && (*last || noack_pkts_ >= kMaxPktsPerAck);
   if (s.ackreq) noack_pkts_ = 0;
   if (info.has(wire::kOpReth)) {
     s.reth_va = w.remote_addr + off;
@@ -225,45 +262,55 @@ bool Qp::send_one_packet(Nanos now) {
   if (info.has(wire::kOpImm)) s.imm_raw = w.imm_or_inv;
   if (info.has(wire::kOpIeth)) s.ieth_rkey = w.imm_or_inv;
   if (info.has(wire::kOpDeth)) {
-    s.deth_qkey = qkey;
+    s.deth_qkey = d.qkey;
     s.deth_src_qp = qpn_;
   }
+  return s;
+}
 
-  if (unresolved) {
-    ++counters_.tx_unresolved;  // RC: "sent" into the void; the retransmit timer runs
-  } else {
-    uint8_t* payload = nullptr;
-    rte_mbuf* mb = build_packet(s, dst_mac, dst_ip, &payload);
-    if (mb == nullptr) return false;  // no mbuf: try again next poll (counted by the port)
-    if (w.opcode == WrOpcode::kAtomicWrite) {
-      std::memcpy(payload, &w.swap, sizeof(w.swap));  // the 8 bytes as the application gave them
-    } else if (s.payload_len > 0 && !gather(w, off, payload, s.payload_len)) {
-      rte_pktmbuf_free(mb);
-      DROCE_DEBUG("qp %u: send WQE %lu: local key no longer valid", qpn_, (unsigned long)w.wr_id);
-      complete_send_now(sq_send_, WcStatus::kLocProtErr);
-      return false;
-    }
-    finish_packet(mb, s);
+// rxe finish_packet: build the frame, copy the payload out of the WQE and
+// send. False: no mbuf (try again next poll; the port counts it), or an SGE
+// key no longer valid (the WQE fails with LOC_PROT_ERR, QP to ERR).
+bool Qp::transmit_request(const SendWqe& w, wire::PacketSpec& s, const RequestDest& d) {
+  uint8_t* payload = nullptr;
+  rte_mbuf* mb = build_packet(s, d.mac, d.ip, &payload);
+  if (mb == nullptr) return false;
+  if (w.opcode == WrOpcode::kAtomicWrite) {
+    std::memcpy(payload, &w.swap, sizeof(w.swap));  // the 8 bytes as the application gave them
+  } else if (s.payload_len > 0 && !gather(w, send_off_, payload, s.payload_len)) {
+    rte_pktmbuf_free(mb);
+    DROCE_DEBUG("qp %u: send WQE %lu: local key no longer valid", qpn_, (unsigned long)w.wr_id);
+    complete_send_now(sq_send_, WcStatus::kLocProtErr);
+    return false;
   }
+  finish_packet(mb, s);
+  return true;
+}
 
+// rxe update_wqe_state / update_wqe_psn / update_state: after packet s of
+// the WQE at sq_send_, the next PSN and offset, the next WQE after the last
+// packet, the initiator-depth credit a READ / atomic request takes, and, for
+// RC, the local ACK timer (the QP's timeout attribute; rxe's retrans_timer).
+void Qp::advance_request(const wire::PacketSpec& s, uint32_t npsns, bool last, Nanos now) {
+  const SendWqe& w = wqe_at(sq_send_);
+  SendMeta& m = meta_at(sq_send_);
+  const bool rd_atomic = is_read_or_atomic(w.opcode);
   const uint32_t end = psn_add(s.psn, rd_atomic ? npsns : 1);
   if (type_ == QpType::kRc) {
     if (psn_before(s.psn, psn_max_sent_)) ++counters_.retransmits;
     if (psn_after(end, psn_max_sent_)) psn_max_sent_ = end;
   }
-
-  // Advance.
   if (rd_atomic) {
     ++rd_atomic_inflight_;  // one per request: each takes a responder resource
     psn_ = end;
-    send_off_ = off + s.reth_len;
+    send_off_ += s.reth_len;
     if (!(w.opcode == WrOpcode::kRdmaRead && send_off_ < w.length)) {
       m.requested = true;  // the last (or only) request of the WQE
       ++sq_send_;
       send_off_ = 0;
     }
   } else {
-    send_off_ = off + s.payload_len;
+    send_off_ += s.payload_len;
     psn_ = psn_add(s.psn, 1);
     if (last) {
       ++sq_send_;
@@ -276,7 +323,6 @@ bool Qp::send_one_packet(Nanos now) {
     }
   }
   if (type_ == QpType::kRc && retransmit_at_ == 0) arm_retransmit(now);
-  return true;
 }
 
 void Qp::run_requester(Nanos now) {
