@@ -299,7 +299,7 @@ class Device {
   rte_mbuf* tx_[kTxBurst];
   uint16_t tx_n_ = 0;
   // tx_[0, tx_icrc_) carry their ICRC; the rest get it in tx_enqueue once
-  // kIcrcLag newer frames are queued, or in tx_flush (device.cc says why).
+  // kIcrcLag newer frames are queued, or in tx_flush (engine.cc, tx_enqueue, says why).
   static constexpr uint16_t kIcrcLag = 1;
   uint16_t tx_icrc_ = 0;
   uint16_t ip_id_ = 1;

@@ -54,13 +54,11 @@ void icrc_of(rte_mbuf* m) { wire::write_frame_icrc(rte_pktmbuf_mtod(m, uint8_t*)
 
 // Frames arrive here without their ICRC (Qp::finish_packet). Computing it at
 // once loads the first 64 bytes right after the header builder's narrow
-// stores to them, and that load waits until those stores commit (perf showed
-// ~5 % of a 64 KiB WRITE stream on the vpord after the load in icrc_zmm).
-// One frame later they have committed and the frame is still in L1, so the
-// ICRC is written kIcrcLag frames behind, and for the rest of the batch in
-// tx_flush, before anything leaves the device. Measured end to end (bench_rc,
-// medians of 5 A/B runs): about 3 % on RcWrite/65536 with kIcrcLag 1; lag 4
-// and 16 gained nothing measurable.
+// stores to them, and that load waits until those stores commit. One frame
+// later they have committed and the frame is still in L1, so the ICRC
+// (RoCEv2 annex A17) is written kIcrcLag frames behind, and for the rest
+// of the batch in tx_flush, before anything leaves the device
+// (docs/benchmarks.md has the measurements).
 void Device::tx_enqueue(rte_mbuf* m) {
   if (removed_) {
     ++counters_.tx_after_removal;

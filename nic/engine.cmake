@@ -1,4 +1,4 @@
-# Engine (issue 4). droce::transport: the DPDK-free transport model (QP state
+# Engine (IBTA vol. 1 ch. 9-11 transport). droce::transport: the DPDK-free transport model (QP state
 # table, MR table), usable by verbs/ and by unit tests without DPDK. The
 # engine proper (device, QPs) works on mbufs and lives in droce::nic.
 droce_library(transport SRCS qp_state.cc mr.cc DEPS droce::base)

@@ -1,5 +1,5 @@
 // Fault shim: seeded drop / duplicate / reorder / delay / bit flip of transmitted
-// frames (issue 4 section 6), and the DROCE_FAULTS parser.
+// frames, and the DROCE_FAULTS parser (README: DROCE_FAULTS).
 #include "nic/fault.h"
 
 #include <rte_mbuf.h>

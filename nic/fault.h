@@ -1,5 +1,5 @@
-// Fault shim: a seeded lossy link on a port's transmit side (issue 4 section 6)
-// that drops, duplicates, reorders, delays and bit-flips frames, for tests and
+// Fault shim: a seeded lossy link on a port's transmit side that
+// drops, duplicates, reorders, delays and bit-flips frames, for tests and
 // for users who want to see the transport (IBTA vol. 1 9.7 reliability) cope.
 #pragma once
 

@@ -1,4 +1,4 @@
-# nic/ port layer (issue 3 section 3): EAL, configuration, ARP, pcapng capture, Port.
+# nic/ port layer (DESIGN.md section 7, where packets go): EAL, configuration, ARP, pcapng capture, Port.
 set(NIC_PORT_SRCS
   eal.cc
   config.cc

@@ -1,5 +1,5 @@
 // droce-pcap [--json] FILE...: reports the RoCEv2 traffic in pcap/pcapng
-// captures (frames, opcodes, ICRC good/bad, malformed frames; issue 3 section 4).
+// captures (frames, opcodes, ICRC good/bad, malformed frames; RoCEv2 annex A17).
 // Exit status: 0 all RoCEv2 frames clean, 1 some bad, 2 a file unreadable or a usage error.
 #include <cstdio>
 #include <cstring>
