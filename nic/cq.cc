@@ -60,27 +60,26 @@ Result<std::unique_ptr<CompletionQueue>> CompletionQueue::create(uint32_t cqe) {
 }
 
 CompletionQueue::CompletionQueue(Slots slots, uint32_t capacity, int event_fd)
-    : slots_(std::move(slots)), mask_(capacity - 1), event_fd_(event_fd) {}
+    : slots_(std::move(slots)), event_fd_(event_fd), idx_(capacity) {}
 
 CompletionQueue::~CompletionQueue() { ::close(event_fd_); }
 
 bool CompletionQueue::push(const Cqe& cqe, bool solicited) {
-  const uint32_t producer = producer_.load(std::memory_order_relaxed);
-  if (producer - cached_consumer_ >= capacity()) {
-    // Acquire: the consumer has finished copying the slots it gave back.
-    cached_consumer_ = consumer_.load(std::memory_order_acquire);
-    if (producer - cached_consumer_ >= capacity()) {
-      overflowed_.store(true, std::memory_order_relaxed);
-      overflows_.store(overflows() + 1, std::memory_order_relaxed);
-      return false;
-    }
+  // reserve loads the consumer index with acquire when the ring looks full:
+  // the consumer has finished copying the slots it gave back.
+  uint32_t index;
+  if (!idx_.reserve(&index)) {
+    overflowed_.store(true, std::memory_order_relaxed);
+    overflows_.store(overflows() + 1, std::memory_order_relaxed);
+    return false;
   }
-  slots_[producer & mask_] = cqe;
-  if (stamps_ != nullptr) [[unlikely]] stamps_[producer & mask_] = monotonic_now();
+  const uint32_t slot = index & idx_.mask();
+  slots_[slot] = cqe;
+  if (stamps_ != nullptr) [[unlikely]] stamps_[slot] = monotonic_now();
   // seq_cst, not just release: with the seq_cst load of arm_ below and the
   // seq_cst fetch_or + load in arm(), either this push sees the arm or the
   // arming thread sees this CQE (see cq.h).
-  producer_.store(producer + 1, std::memory_order_seq_cst);
+  idx_.publish(std::memory_order_seq_cst);
   pushed_.store(pushed() + 1, std::memory_order_relaxed);
   if (notifies(arm_.load(std::memory_order_seq_cst), cqe, solicited)) {
     // Disarm and fire once. A concurrent arm() is merged into the value we
@@ -99,10 +98,7 @@ void CompletionQueue::fire() {
   events_fired_.store(events_fired() + 1, std::memory_order_relaxed);
 }
 
-uint32_t CompletionQueue::free_slots() {
-  cached_consumer_ = consumer_.load(std::memory_order_acquire);
-  return capacity() - (producer_.load(std::memory_order_relaxed) - cached_consumer_);
-}
+uint32_t CompletionQueue::free_slots() { return idx_.free_slots(); }
 
 int CompletionQueue::poll(Cqe* out, int max) { return poll_impl<false>(out, nullptr, max); }
 
@@ -115,21 +111,22 @@ int CompletionQueue::poll_impl(Cqe* out, uint64_t* ts, int max) {
   if (max <= 0) return 0;
   // Empty check without the lock: an empty poll (the common busy-poll case)
   // costs two loads.
-  if (producer_.load(std::memory_order_acquire) == consumer_.load(std::memory_order_relaxed)) {
+  if (idx_.head(std::memory_order_acquire) == idx_.tail(std::memory_order_relaxed)) {
     return 0;
   }
   std::lock_guard<SpinLock> guard(consumer_lock_);
-  const uint32_t consumer = consumer_.load(std::memory_order_relaxed);
-  uint32_t n = producer_.load(std::memory_order_acquire) - consumer;
+  const uint32_t consumer = idx_.tail(std::memory_order_relaxed);
+  uint32_t n = idx_.head(std::memory_order_acquire) - consumer;
   if (n > static_cast<uint32_t>(max)) n = static_cast<uint32_t>(max);
-  for (uint32_t i = 0; i < n; ++i) out[i] = slots_[(consumer + i) & mask_];
+  const uint32_t mask = idx_.mask();
+  for (uint32_t i = 0; i < n; ++i) out[i] = slots_[(consumer + i) & mask];
   if constexpr (kStamps) {
     for (uint32_t i = 0; i < n; ++i) {
-      ts[i] = stamps_ != nullptr ? stamps_[(consumer + i) & mask_] : 0;
+      ts[i] = stamps_ != nullptr ? stamps_[(consumer + i) & mask] : 0;
     }
   }
   if (n != 0) {
-    consumer_.store(consumer + n, std::memory_order_release);
+    idx_.set_tail(consumer + n);
     polled_.store(polled() + n, std::memory_order_relaxed);
   }
   return static_cast<int>(n);
@@ -140,8 +137,8 @@ bool CompletionQueue::arm(bool solicited_only) {
   // wider request whatever the order of arms.
   const CqArm want = solicited_only ? CqArm::kSolicited : CqArm::kNext;
   arm_.fetch_or(static_cast<uint8_t>(want), std::memory_order_seq_cst);
-  const uint32_t producer = producer_.load(std::memory_order_seq_cst);
-  return producer != consumer_.load(std::memory_order_acquire);
+  const uint32_t producer = idx_.head(std::memory_order_seq_cst);
+  return producer != idx_.tail(std::memory_order_acquire);
 }
 
 Status CompletionQueue::resize(uint32_t new_cqe) {
@@ -149,8 +146,8 @@ Status CompletionQueue::resize(uint32_t new_cqe) {
     return Status(Errc::kInvalidArgument, "CQ size must be in [1, 2^24]");
   }
   std::lock_guard<SpinLock> guard(consumer_lock_);
-  const uint32_t consumer = consumer_.load(std::memory_order_relaxed);
-  const uint32_t n = producer_.load(std::memory_order_relaxed) - consumer;
+  const uint32_t consumer = idx_.tail(std::memory_order_relaxed);
+  const uint32_t n = idx_.head(std::memory_order_relaxed) - consumer;
   if (new_cqe < n) {
     return Status(Errc::kInvalidArgument, "CQ resize below the CQEs it holds");
   }
@@ -165,13 +162,12 @@ Status CompletionQueue::resize(uint32_t new_cqe) {
   // Indices keep running; each pending CQE (and its stamp) moves to its slot
   // in the new mask.
   for (uint32_t i = 0; i < n; ++i) {
-    slots[(consumer + i) & (capacity - 1)] = slots_[(consumer + i) & mask_];
-    if (stamps) stamps[(consumer + i) & (capacity - 1)] = stamps_[(consumer + i) & mask_];
+    slots[(consumer + i) & (capacity - 1)] = slots_[(consumer + i) & idx_.mask()];
+    if (stamps) stamps[(consumer + i) & (capacity - 1)] = stamps_[(consumer + i) & idx_.mask()];
   }
   slots_ = std::move(slots);
   if (stamps) stamps_ = std::move(stamps);
-  mask_ = capacity - 1;
-  cached_consumer_ = consumer;
+  idx_.set_capacity(capacity);
   return Status::ok();
 }
 
@@ -185,12 +181,6 @@ Status CompletionQueue::enable_timestamps() {
   return Status::ok();
 }
 
-uint32_t CompletionQueue::pending() const {
-  // consumer first: then producer - consumer never underflows; clamp the
-  // overshoot when both moved between the loads.
-  const uint32_t consumer = consumer_.load(std::memory_order_acquire);
-  const uint32_t n = producer_.load(std::memory_order_acquire) - consumer;
-  return n < capacity() ? n : capacity();
-}
+uint32_t CompletionQueue::pending() const { return idx_.size(); }
 
 }  // namespace droce::nic

@@ -10,7 +10,7 @@
 #include <memory>
 
 #include "nic/base/status.h"
-#include "nic/work_queue.h"  // SpinLock
+#include "nic/work_queue.h"  // SpinLock, RingIndices
 #include "nic/wqe.h"
 
 namespace droce::nic {
@@ -79,7 +79,7 @@ class CompletionQueue {
   CompletionQueue(const CompletionQueue&) = delete;
   CompletionQueue& operator=(const CompletionQueue&) = delete;
 
-  uint32_t capacity() const { return mask_ + 1; }
+  uint32_t capacity() const { return idx_.capacity(); }
   // Readable (poll/epoll POLLIN) once an event has fired; a read(2) of 8
   // bytes returns the number of events since the last read and resets it.
   int event_fd() const { return event_fd_; }
@@ -138,20 +138,19 @@ class CompletionQueue {
   // Replaced only by resize, which excludes both sides.
   Slots slots_;
   Stamps stamps_;  // nullptr unless enable_timestamps(); one per slot
-  uint32_t mask_;  // capacity - 1
   const int event_fd_;
 
-  // Written by the engine (seq_cst), read by consumers (acquire; arm: seq_cst).
-  alignas(64) std::atomic<uint32_t> producer_{0};
-  uint32_t cached_consumer_ = 0;           // engine-private: last consumer_ seen
+  // head: the producer index, written by the engine (seq_cst), read by
+  // consumers (acquire; arm: seq_cst); tail: the consumer index, written by
+  // consumers under consumer_lock_ (release), read by the engine (acquire).
+  // The consumer cache of idx_ is unused (consumers serialize on the lock).
+  RingIndices idx_;
   std::atomic<uint64_t> pushed_{0};        // written by the engine (relaxed)
   std::atomic<uint64_t> overflows_{0};     // written by the engine (relaxed)
   std::atomic<uint64_t> events_fired_{0};  // written by the engine (relaxed)
   std::atomic<bool> overflowed_{false};    // set by the engine (relaxed), never cleared
 
-  // Written by consumers under consumer_lock_ (release), read by the engine (acquire).
-  alignas(64) std::atomic<uint32_t> consumer_{0};
-  SpinLock consumer_lock_;           // serializes poll() and resize()
+  alignas(64) SpinLock consumer_lock_;           // serializes poll() and resize()
   std::atomic<uint64_t> polled_{0};  // written under consumer_lock_ (relaxed)
 
   // CqArm; raised by arm() (consumers), cleared by the engine when it fires

@@ -55,8 +55,8 @@ Result<std::unique_ptr<WorkQueue>> WorkQueue::create(uint32_t depth, uint32_t st
 
 WorkQueue::WorkQueue(std::unique_ptr<uint8_t[], Free> mem, uint32_t capacity, uint32_t stride)
     : mem_(std::move(mem)),
-      mask_(capacity - 1),
-      stride_shift_(static_cast<uint32_t>(std::countr_zero(stride))) {}
+      stride_shift_(static_cast<uint32_t>(std::countr_zero(stride))),
+      idx_(capacity) {}
 
 uint32_t WorkQueue::send_stride(uint32_t max_sge, uint32_t max_inline) {
   const uint64_t sges = uint64_t{max_sge} * sizeof(Sge);
@@ -68,42 +68,33 @@ uint32_t WorkQueue::recv_stride(uint32_t max_sge) {
 }
 
 uint8_t* WorkQueue::reserve() {
-  if (next_ - cached_completed_ >= capacity()) {
-    // Acquire: the engine's reads of the slots it retired happen before we reuse them.
-    cached_completed_ = completed_.load(std::memory_order_acquire);
-    if (next_ - cached_completed_ >= capacity()) return nullptr;
-  }
-  return slot(next_++);
+  // The ring loads completed with acquire before a slot is reused: the
+  // engine's reads of the slots it retired happen before we overwrite them.
+  uint32_t index;
+  return idx_.reserve(&index) ? slot(index) : nullptr;
 }
 
 uint32_t WorkQueue::publish() {
-  const uint32_t n = staged();
-  if (n == 0) return 0;
-  producer_.store(next_, std::memory_order_release);
-  posted_.store(posted_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  const uint32_t n = idx_.publish(std::memory_order_release);
+  if (n != 0) posted_.store(posted_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   return n;
 }
 
-uint32_t WorkQueue::free_slots() {
-  cached_completed_ = completed_.load(std::memory_order_acquire);
-  return capacity() - (next_ - cached_completed_);
-}
+uint32_t WorkQueue::free_slots() { return idx_.free_slots(); }
 
 void WorkQueue::retire(uint32_t new_completed) {
-  const uint32_t old = completed_.load(std::memory_order_relaxed);
+  const uint32_t old = idx_.tail(std::memory_order_relaxed);
   const uint32_t n = new_completed - old;
-  assert(n <= producer_.load(std::memory_order_relaxed) - old && "retire past published");
+  assert(n <= idx_.head(std::memory_order_relaxed) - old && "retire past published");
   if (n == 0) return;
-  completed_.store(new_completed, std::memory_order_release);
+  idx_.set_tail(new_completed);
   retired_.store(retired_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
 uint32_t WorkQueue::discard_all() {
-  const uint32_t published = producer_.load(std::memory_order_relaxed);
-  const uint32_t n = published - completed_.load(std::memory_order_relaxed);
-  next_ = published;  // no poster holds the lock, so nothing is staged
-  cached_completed_ = published;
-  completed_.store(published, std::memory_order_release);
+  const uint32_t published = idx_.head(std::memory_order_relaxed);
+  const uint32_t n = published - idx_.tail(std::memory_order_relaxed);
+  idx_.restart_at(published);  // no poster holds the lock, so nothing is staged
   discarded_.store(discarded_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   return n;
 }
@@ -112,8 +103,8 @@ Status WorkQueue::resize(uint32_t depth) {
   if (depth == 0 || depth > kMaxDepth) {
     return Status(Errc::kInvalidArgument, "work queue depth must be in [1, 2^24]");
   }
-  const uint32_t completed = completed_.load(std::memory_order_relaxed);
-  const uint32_t published = producer_.load(std::memory_order_relaxed);
+  const uint32_t completed = idx_.tail(std::memory_order_relaxed);
+  const uint32_t published = idx_.head(std::memory_order_relaxed);
   const uint32_t posted = published - completed;
   if (depth < posted) {
     return Status(Errc::kInvalidArgument, "work queue resize below the WQEs it holds");
@@ -126,21 +117,11 @@ Status WorkQueue::resize(uint32_t depth) {
     std::memcpy(mem.get() + (uint64_t{i & (capacity - 1)} << stride_shift_), slot(i), stride());
   }
   mem_ = std::move(mem);
-  mask_ = capacity - 1;
-  next_ = published;  // the producer lock is held: nothing is staged
-  cached_completed_ = completed;
+  idx_.set_capacity(capacity);  // the producer lock is held: nothing is staged
   return Status::ok();
 }
 
-uint32_t WorkQueue::outstanding() const {
-  // completed first: both only grow and completed <= published, so the
-  // difference never underflows; it can overshoot if the engine retired
-  // between the loads while the producer posted, so clamp.
-  const uint32_t completed = completed_.load(std::memory_order_acquire);
-  const uint32_t published = producer_.load(std::memory_order_acquire);
-  const uint32_t n = published - completed;
-  return n < capacity() ? n : capacity();
-}
+uint32_t WorkQueue::outstanding() const { return idx_.size(); }
 
 Result<std::unique_ptr<SharedReceiveQueue>> SharedReceiveQueue::create(uint32_t depth,
                                                                        uint32_t max_sge) {

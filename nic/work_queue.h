@@ -9,6 +9,7 @@
 #include <memory>
 #include <thread>
 
+#include "nic/base/spsc_ring.h"
 #include "nic/base/status.h"
 #include "nic/wqe.h"
 
@@ -55,12 +56,14 @@ class SpinLock {
 // create time (send_stride / recv_stride). Slots start zeroed and are aligned
 // to min(stride, 64) bytes.
 //
-// Three free-running 32-bit indices, masked on use:
+// The indices are a RingIndices (nic/base/spsc_ring.h), free-running in 32
+// bits and masked on use:
 //   completed <= (engine cursors, the caller's) <= published <= next
 // - next: producer-private, published + reserved-but-unpublished slots.
-// - published: the doorbell. Slots [completed, published) hold posted WQEs.
-// - completed: slots before it are free again. An SQ slot stays in use until
-//   its completion, because a retransmit re-reads it.
+// - published: the doorbell (the ring's head). Slots [completed, published)
+//   hold posted WQEs.
+// - completed (the ring's tail): slots before it are free again. An SQ slot
+//   stays in use until its completion, because a retransmit re-reads it.
 //
 // Threading contract
 // - Producer side (driver; any number of posting threads): reserve, publish,
@@ -100,7 +103,7 @@ class WorkQueue {
   WorkQueue(const WorkQueue&) = delete;
   WorkQueue& operator=(const WorkQueue&) = delete;
 
-  uint32_t capacity() const { return mask_ + 1; }
+  uint32_t capacity() const { return idx_.capacity(); }
   uint32_t stride() const { return 1u << stride_shift_; }
 
   // ---- producer (driver), with producer_lock() held ----
@@ -112,19 +115,19 @@ class WorkQueue {
   // Returns how many slots it published.
   uint32_t publish();
   // Forgets the slots reserved since the last publish().
-  void cancel() { next_ = producer_.load(std::memory_order_relaxed); }
-  uint32_t staged() const { return next_ - producer_.load(std::memory_order_relaxed); }
+  void cancel() { idx_.cancel(); }
+  uint32_t staged() const { return idx_.staged(); }
   // Slots the producer can still reserve.
   uint32_t free_slots();
 
   // ---- engine (single consumer thread) ----
   // Index one past the newest published WQE (acquire: its contents are visible).
-  uint32_t published() const { return producer_.load(std::memory_order_acquire); }
+  uint32_t published() const { return idx_.head(std::memory_order_acquire); }
   // The slot of a free-running index in [completed(), published()).
   uint8_t* slot(uint32_t index) const {
-    return mem_.get() + (uint64_t{index & mask_} << stride_shift_);
+    return mem_.get() + (uint64_t{index & idx_.mask()} << stride_shift_);
   }
-  uint32_t completed() const { return completed_.load(std::memory_order_relaxed); }
+  uint32_t completed() const { return idx_.tail(std::memory_order_relaxed); }
   // Gives slots [completed(), new_completed) back to the producer (release:
   // the engine is done reading them). new_completed must not pass published().
   void retire(uint32_t new_completed);
@@ -155,19 +158,18 @@ class WorkQueue {
 
   WorkQueue(std::unique_ptr<uint8_t[], Free> mem, uint32_t capacity, uint32_t stride);
 
-  // Slots and capacity - 1: replaced only by resize(), which excludes both sides.
+  // Slots: replaced only by resize(), which excludes both sides.
   std::unique_ptr<uint8_t[], Free> mem_;
-  uint32_t mask_;
   const uint32_t stride_shift_;                 // log2(stride)
 
-  // Written by the producer under producer_lock_ (release), read by the engine (acquire).
-  alignas(64) std::atomic<uint32_t> producer_{0};
-  // Written by the engine (release), read by producers (acquire).
-  alignas(64) std::atomic<uint32_t> completed_{0};
+  // head: published, written by the producer under producer_lock_ (release),
+  // read by the engine (acquire); tail: completed, written by the engine
+  // (release), read by producers (acquire). The producer side of idx_ is
+  // guarded by producer_lock_; its consumer cache is unused (the engine keeps
+  // its own cursors).
+  RingIndices idx_;
 
   alignas(64) SpinLock producer_lock_;
-  uint32_t next_ = 0;                // guarded by producer_lock_: published + staged
-  uint32_t cached_completed_ = 0;    // guarded by producer_lock_: last completed_ seen
   std::atomic<uint64_t> posted_{0};  // written under producer_lock_ (relaxed)
 
   alignas(64) std::atomic<uint64_t> retired_{0};  // written by the engine (relaxed)

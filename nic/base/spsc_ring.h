@@ -46,31 +46,54 @@ inline constexpr size_t kCacheLine = 64;
 
 constexpr bool is_pow2(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
-// The index machinery shared by both ring kinds; hands out slot numbers.
-class SpscIndices {
+}  // namespace detail
+
+// The index machinery of every ring in droce: SpscRing and SpscSlotRing
+// below, the work queues (nic/work_queue.h) and the CQ (nic/cq.h). A
+// producer index (head) and a consumer index (tail), free-running in 32 bits
+// and masked on use, each on its own cache line, each with a private copy of
+// the other side's last value so that the common case touches no shared
+// line. reserve() hands out free-running indices; slot number = index &
+// mask().
+//
+// Besides the contract above, two kinds of user:
+// - the cached consumer (available, peek, pop): one consumer thread;
+// - the raw consumer (head, tail, set_tail): the work queues' engine keeps
+//   its own cursors between tail and head, and the CQ's consumers serialize
+//   on a lock of their own, so neither uses the consumer-private cache.
+// restart_at and set_capacity change both sides: the caller excludes the
+// producer and the consumer (RESET of a work queue, resize).
+class RingIndices {
  public:
   static constexpr uint32_t kMaxCapacity = 1u << 31;
 
-  explicit SpscIndices(uint32_t capacity) : mask_(capacity - 1) {}
+  explicit RingIndices(uint32_t capacity) : mask_(capacity - 1) {}
 
   uint32_t capacity() const { return mask_ + 1; }
+  uint32_t mask() const { return mask_; }
 
-  // Producer: the slot number of the next free slot, or false when full.
-  bool reserve(uint32_t* slot) {
+  // Producer: the free-running index of the next free slot, or false when
+  // full (acquire on the consumer index before reusing a slot it gave back).
+  bool reserve(uint32_t* index) {
     const uint32_t pos = prod_.head + prod_.staged;
     if (pos - prod_.cached_tail >= capacity()) {
       prod_.cached_tail = tail_.load(std::memory_order_acquire);
       if (pos - prod_.cached_tail >= capacity()) return false;
     }
     ++prod_.staged;
-    *slot = pos & mask_;
+    *index = pos;
     return true;
   }
-  void publish() {
-    if (prod_.staged == 0) return;
-    prod_.head += prod_.staged;
+  // Makes the staged slots visible (release, or seq_cst where a user needs
+  // the store ordered against a later load, as the CQ's arm does). Returns
+  // how many it published.
+  uint32_t publish(std::memory_order order = std::memory_order_release) {
+    const uint32_t n = prod_.staged;
+    if (n == 0) return 0;
+    prod_.head += n;
     prod_.staged = 0;
-    head_.store(prod_.head, std::memory_order_release);
+    head_.store(prod_.head, order);
+    return n;
   }
   void cancel() { prod_.staged = 0; }
   uint32_t staged() const { return prod_.staged; }
@@ -79,7 +102,7 @@ class SpscIndices {
     return capacity() - (prod_.head + prod_.staged - prod_.cached_tail);
   }
 
-  // Consumer.
+  // Cached consumer.
   uint32_t available() {
     cons_.cached_head = head_.load(std::memory_order_acquire);
     return cons_.cached_head - cons_.tail;
@@ -97,6 +120,33 @@ class SpscIndices {
     tail_.store(cons_.tail, std::memory_order_release);
   }
 
+  // Raw consumer: the published index (acquire: the slots before it are
+  // visible), the consumer index, and giving slots back (release: the
+  // consumer is done with them).
+  uint32_t head(std::memory_order order = std::memory_order_acquire) const {
+    return head_.load(order);
+  }
+  uint32_t tail(std::memory_order order = std::memory_order_relaxed) const {
+    return tail_.load(order);
+  }
+  void set_tail(uint32_t tail) { tail_.store(tail, std::memory_order_release); }
+
+  // Both sides excluded: every index at `index`, nothing staged or held.
+  void restart_at(uint32_t index) {
+    head_.store(index, std::memory_order_release);
+    tail_.store(index, std::memory_order_release);
+    prod_ = Producer{index, 0, index};
+    cons_ = Consumer{index, index};
+  }
+  // Both sides excluded, nothing staged: a new power-of-two capacity that
+  // holds what the ring holds; the indices keep running (the caller moves
+  // each held slot i from i & old mask to i & new mask).
+  void set_capacity(uint32_t capacity) {
+    mask_ = capacity - 1;
+    prod_.staged = 0;
+    prod_.cached_tail = tail_.load(std::memory_order_relaxed);
+  }
+
   // Any thread.
   uint32_t size() const {
     // Read tail first: both only grow, so head - tail never underflows; it
@@ -110,23 +160,25 @@ class SpscIndices {
  private:
   friend class droce::SpscRingTestPeer;
 
-  const uint32_t mask_;  // capacity - 1, read-only
+  uint32_t mask_;  // capacity - 1; changed only by set_capacity
   // Shared indices, one cache line each.
-  alignas(kCacheLine) std::atomic<uint32_t> head_{0};  // written by producer (release)
-  alignas(kCacheLine) std::atomic<uint32_t> tail_{0};  // written by consumer (release)
-  struct alignas(kCacheLine) Producer {                // producer-private
-    uint32_t head = 0;                                 // == head_ (last published)
-    uint32_t staged = 0;                               // reserved, not yet published
-    uint32_t cached_tail = 0;                          // last tail_ seen
+  alignas(detail::kCacheLine) std::atomic<uint32_t> head_{0};  // written by producer (release)
+  alignas(detail::kCacheLine) std::atomic<uint32_t> tail_{0};  // written by consumer (release)
+  struct alignas(detail::kCacheLine) Producer {                // producer-private
+    uint32_t head = 0;                                         // == head_ (last published)
+    uint32_t staged = 0;                                       // reserved, not yet published
+    uint32_t cached_tail = 0;                                  // last tail_ seen
   } prod_;
-  struct alignas(kCacheLine) Consumer {  // consumer-private
-    uint32_t tail = 0;                   // == tail_
-    uint32_t cached_head = 0;            // last head_ seen
+  struct alignas(detail::kCacheLine) Consumer {  // consumer-private
+    uint32_t tail = 0;                           // == tail_
+    uint32_t cached_head = 0;                    // last head_ seen
   } cons_;
 };
 
+namespace detail {
+
 inline bool valid_capacity(uint32_t capacity) {
-  return capacity <= SpscIndices::kMaxCapacity && is_pow2(capacity);
+  return capacity <= RingIndices::kMaxCapacity && is_pow2(capacity);
 }
 
 }  // namespace detail
@@ -138,7 +190,7 @@ class SpscRing {
   static_assert(std::is_default_constructible_v<T>);
 
  public:
-  static constexpr uint32_t kMaxCapacity = detail::SpscIndices::kMaxCapacity;
+  static constexpr uint32_t kMaxCapacity = RingIndices::kMaxCapacity;
 
   // capacity must be a power of two in [1, kMaxCapacity].
   static Result<std::unique_ptr<SpscRing>> create(uint32_t capacity) {
@@ -162,11 +214,11 @@ class SpscRing {
   // nullptr when the ring is full. Several slots may be reserved (in ring
   // order) before one publish(): one doorbell for a batch.
   T* reserve() {
-    uint32_t s;
-    return idx_.reserve(&s) ? &slots_[s] : nullptr;
+    uint32_t i;
+    return idx_.reserve(&i) ? &slots_[i & idx_.mask()] : nullptr;
   }
   // Makes every reserved slot visible to the consumer (the doorbell).
-  void publish() { idx_.publish(); }
+  void publish() { (void)idx_.publish(); }
   // Forgets slots reserved since the last publish(); the consumer never sees them.
   void cancel() { idx_.cancel(); }
   // Slots reserved and not yet published.
@@ -218,7 +270,7 @@ class SpscRing {
       : slots_(std::move(slots)), idx_(capacity) {}
 
   const std::unique_ptr<T[]> slots_;  // read-only pointer after create
-  detail::SpscIndices idx_;
+  RingIndices idx_;
 };
 
 // Ring of byte slots whose size is chosen at create time: a power of two of
@@ -226,7 +278,7 @@ class SpscRing {
 // zeroed. Same operations and threading contract as SpscRing, on uint8_t*.
 class SpscSlotRing {
  public:
-  static constexpr uint32_t kMaxCapacity = detail::SpscIndices::kMaxCapacity;
+  static constexpr uint32_t kMaxCapacity = RingIndices::kMaxCapacity;
   static constexpr uint32_t kMinSlotBytes = 8;
   static constexpr uint32_t kMaxSlotBytes = 1u << 20;
 
@@ -259,10 +311,10 @@ class SpscSlotRing {
 
   // ---- producer ----
   uint8_t* reserve() {
-    uint32_t s;
-    return idx_.reserve(&s) ? slot(s) : nullptr;
+    uint32_t i;
+    return idx_.reserve(&i) ? slot(i & idx_.mask()) : nullptr;
   }
-  void publish() { idx_.publish(); }
+  void publish() { (void)idx_.publish(); }
   void cancel() { idx_.cancel(); }
   uint32_t staged() const { return idx_.staged(); }
   uint32_t free_slots() { return idx_.free_slots(); }
@@ -300,7 +352,7 @@ class SpscSlotRing {
 
   const std::unique_ptr<uint8_t[], Free> mem_;  // read-only pointer after create
   const uint32_t slot_shift_;                   // log2(slot_bytes)
-  detail::SpscIndices idx_;
+  RingIndices idx_;
 };
 
 }  // namespace droce

@@ -19,14 +19,7 @@ class SpscRingTestPeer {
  public:
   template <typename Ring>
   static void set_indices(Ring& ring, uint32_t index) {
-    detail::SpscIndices& r = ring.idx_;
-    r.head_.store(index);
-    r.tail_.store(index);
-    r.prod_.head = index;
-    r.prod_.cached_tail = index;
-    r.prod_.staged = 0;
-    r.cons_.tail = index;
-    r.cons_.cached_head = index;
+    ring.idx_.restart_at(index);
   }
 };
 

@@ -16,9 +16,7 @@ namespace droce::nic {
 class CompletionQueueTestPeer {
  public:
   static void set_indices(CompletionQueue& cq, uint32_t index) {
-    cq.producer_.store(index);
-    cq.consumer_.store(index);
-    cq.cached_consumer_ = index;
+    cq.idx_.restart_at(index);
   }
 };
 

@@ -17,10 +17,7 @@ namespace droce::nic {
 class WorkQueueTestPeer {
  public:
   static void set_indices(WorkQueue& wq, uint32_t index) {
-    wq.producer_.store(index);
-    wq.completed_.store(index);
-    wq.next_ = index;
-    wq.cached_completed_ = index;
+    wq.idx_.restart_at(index);
   }
 };
 
