@@ -37,15 +37,10 @@ size_t header_len(const PacketSpec& s) {
 
 size_t frame_len(const PacketSpec& s) { return l2_len(s) + ip_total(s); }
 
-size_t write_headers(uint8_t* buf, size_t cap, const PacketSpec& s) {
-  const OpcodeInfo& op = opcode_info(s.opcode);
-  if (!op.valid()) return 0;
-  if (s.payload_len != 0 && !op.has(kOpPayload)) return 0;
-  if (ip_total(s) > kMaxIpTotal || frame_len(s) > cap) return 0;
-  const size_t total = ip_total(s);
-  const uint8_t pad = pad_for(s.payload_len);
+namespace {
 
-  uint8_t* p = buf;
+// Ethernet [802.1Q] with EtherType IPv4; returns the next byte.
+uint8_t* write_l2(uint8_t* p, const PacketSpec& s) {
   auto& eth = at<EthHdr>(p);
   eth.dst = s.dst_mac;
   eth.src = s.src_mac;
@@ -59,7 +54,12 @@ size_t write_headers(uint8_t* buf, size_t cap, const PacketSpec& s) {
   } else {
     eth.ether_type = Be16(kEtherTypeIpv4);
   }
+  return p;
+}
 
+// IPv4 (no options, DF) and UDP to port 4791 (RoCEv2 annex A17.4); total is
+// the IP total length. Returns the next byte.
+uint8_t* write_ipv4_udp(uint8_t* p, const PacketSpec& s, size_t total) {
   auto& ip = at<Ipv4Hdr>(p);
   ip.version_ihl = 0x45;
   ip.tos = s.tos;
@@ -85,17 +85,19 @@ size_t write_headers(uint8_t* buf, size_t cap, const PacketSpec& s) {
   udp.dst_port = Be16(kRoceV2Port);
   udp.length = Be16(uint16_t(total - sizeof(Ipv4Hdr)));
   udp.checksum = Be16(0);  // RoCEv2 leaves the UDP checksum unused
-  p += sizeof(UdpHdr);
+  return p + sizeof(UdpHdr);
+}
 
+// The BTH (IBTA 9.2) and the extended headers the opcode table lists for
+// the opcode, each at its offset; returns the next byte (the payload).
+uint8_t* write_transport(uint8_t* p, const PacketSpec& s, const OpcodeInfo& op, uint8_t pad) {
   auto& bth = at<Bth>(p);
   bth.opcode = s.opcode;
   bth.set_flags(s.se, s.migreq, pad);  // TVer 0
   bth.pkey = Be16(s.pkey);
   bth.fecn_dqpn = Be32(uint32_t(s.becn_fecn) << 24 | (s.dest_qp & kMask24));
   bth.ackreq_psn = Be32((s.ackreq ? uint32_t(Bth::kAckReq) << 24 : 0) | (s.psn & kMask24));
-  p += sizeof(Bth);
-
-  uint8_t* ext = p;
+  uint8_t* ext = p + sizeof(Bth);
   if (op.has(kOpDeth)) {
     auto& d = at<Deth>(ext + op.deth_off);
     d.qkey = Be32(s.deth_qkey);
@@ -121,7 +123,20 @@ size_t write_headers(uint8_t* buf, size_t cap, const PacketSpec& s) {
   if (op.has(kOpImm)) at<ImmDt>(ext + op.imm_off).imm.set_raw(s.imm_raw);
   if (op.has(kOpIeth)) at<Ieth>(ext + op.ieth_off).rkey = Be32(s.ieth_rkey);
   if (op.has(kOpCnpBody)) std::memset(ext + op.ext_len - sizeof(CnpBody), 0, sizeof(CnpBody));
-  p += op.ext_len;
+  return ext + op.ext_len;
+}
+
+}  // namespace
+
+size_t write_headers(uint8_t* buf, size_t cap, const PacketSpec& s) {
+  const OpcodeInfo& op = opcode_info(s.opcode);
+  if (!op.valid()) return 0;
+  if (s.payload_len != 0 && !op.has(kOpPayload)) return 0;
+  if (ip_total(s) > kMaxIpTotal || frame_len(s) > cap) return 0;
+  const size_t total = ip_total(s);
+  uint8_t* p = write_l2(buf, s);
+  p = write_ipv4_udp(p, s, total);
+  p = write_transport(p, s, op, pad_for(s.payload_len));
   return size_t(p - buf);
 }
 

@@ -59,27 +59,27 @@ inline uint16_t load_be16(const uint8_t* p) { return uint16_t(p[0] << 8 | p[1]);
 
 constexpr size_t kIcrcLen = 4;
 
-}  // namespace
-
-ParseError parse_frame(uint8_t* frame, size_t len, PacketView* out, ParseOptions opts) {
-  // L2: Ethernet, optionally one 802.1Q tag.
+// L2: Ethernet, optionally one 802.1Q tag. *l3: offset of the IP header.
+ParseError parse_l2(const uint8_t* frame, size_t len, size_t* l3, uint16_t* ether_type,
+                    bool* has_vlan, uint16_t* tci) {
   if (len < sizeof(EthHdr)) return ParseError::kTooShortEth;
-  size_t l3 = sizeof(EthHdr);
-  uint16_t ether_type = load_be16(frame + 12);
-  bool has_vlan = false;
-  uint16_t tci = 0;
-  if (ether_type == kEtherTypeVlan) {
+  *l3 = sizeof(EthHdr);
+  *ether_type = load_be16(frame + 12);
+  if (*ether_type == kEtherTypeVlan) {
     if (len < sizeof(EthHdr) + sizeof(VlanTag)) return ParseError::kTooShortEth;
-    has_vlan = true;
-    tci = load_be16(frame + 14);
-    ether_type = load_be16(frame + 16);
-    l3 += sizeof(VlanTag);
+    *has_vlan = true;
+    *tci = load_be16(frame + 14);
+    *ether_type = load_be16(frame + 16);
+    *l3 += sizeof(VlanTag);
   }
-  const size_t avail = len - l3;  // bytes from the IP header to the end of the frame
+  return ParseError::kOk;
+}
 
-  // L3: the IP payload (UDP header onward) is [l4, l4 + ip_payload).
-  size_t l4 = 0, ip_payload = 0;
-  bool ipv6 = false;
+// L3 (RoCEv2 annex A17.4: IPv4 or IPv6, UDP next, no fragments): the IP
+// payload (UDP header onward) is [*l4, *l4 + *ip_payload). avail: bytes from
+// the IP header to the end of the frame.
+ParseError parse_ip(const uint8_t* frame, size_t l3, size_t avail, uint16_t ether_type,
+                    size_t* l4, size_t* ip_payload, bool* ipv6) {
   if (ether_type == kEtherTypeIpv4) {
     if (avail < sizeof(Ipv4Hdr)) return ParseError::kTooShortIp;
     const auto& ip = *reinterpret_cast<const Ipv4Hdr*>(frame + l3);
@@ -92,9 +92,11 @@ ParseError parse_frame(uint8_t* frame, size_t len, PacketView* out, ParseOptions
     const size_t total = ip.total_length.get();
     // Bytes after total_length are Ethernet padding (minimum frame size) and ignored.
     if (total < ihl || total > avail) return ParseError::kBadIpLength;
-    l4 = l3 + ihl;
-    ip_payload = total - ihl;
-  } else if (ether_type == kEtherTypeIpv6) {
+    *l4 = l3 + ihl;
+    *ip_payload = total - ihl;
+    return ParseError::kOk;
+  }
+  if (ether_type == kEtherTypeIpv6) {
     if (avail < sizeof(Ipv6Hdr)) return ParseError::kTooShortIp;
     const auto& ip = *reinterpret_cast<const Ipv6Hdr*>(frame + l3);
     if ((frame[l3] >> 4) != 6) return ParseError::kBadIpVersion;
@@ -102,12 +104,27 @@ ParseError parse_frame(uint8_t* frame, size_t len, PacketView* out, ParseOptions
     if (ip.next_header != kIpProtoUdp) return ParseError::kNotUdp;
     const size_t payload = ip.payload_length.get();
     if (payload > avail - sizeof(Ipv6Hdr)) return ParseError::kBadIpLength;
-    l4 = l3 + sizeof(Ipv6Hdr);
-    ip_payload = payload;
-    ipv6 = true;
-  } else {
-    return ParseError::kNotIp;
+    *l4 = l3 + sizeof(Ipv6Hdr);
+    *ip_payload = payload;
+    *ipv6 = true;
+    return ParseError::kOk;
   }
+  return ParseError::kNotIp;
+}
+
+}  // namespace
+
+ParseError parse_frame(uint8_t* frame, size_t len, PacketView* out, ParseOptions opts) {
+  size_t l3 = 0;
+  uint16_t ether_type = 0;
+  bool has_vlan = false;
+  uint16_t tci = 0;
+  ParseError e = parse_l2(frame, len, &l3, &ether_type, &has_vlan, &tci);
+  if (e != ParseError::kOk) return e;
+  size_t l4 = 0, ip_payload = 0;
+  bool ipv6 = false;
+  e = parse_ip(frame, l3, len - l3, ether_type, &l4, &ip_payload, &ipv6);
+  if (e != ParseError::kOk) return e;
 
   // L4: UDP to port 4791, its length equal to the IP payload.
   if (ip_payload < sizeof(UdpHdr)) return ParseError::kTooShortUdp;
