@@ -163,8 +163,17 @@ TEST(SrqResize, ConcurrentPostersAndConsumerSeeEveryWqeOnceInOrder) {
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> bad{0};
   std::atomic<uint64_t> consumed{0};
+  // The last WQE waits until the queue has both grown and shrunk while the
+  // others were in flight: on a fast run the consumer could otherwise finish
+  // before the resizer happened to draw a smaller size that fits.
+  std::atomic<bool> resized_both{false};
   std::thread poster([&] {
     for (uint64_t i = 0; i < kWqes && !stop.load();) {
+      if (i == kWqes - 1) {
+        while (!resized_both.load() && std::chrono::steady_clock::now() < deadline) {
+          std::this_thread::yield();
+        }
+      }
       if (post(*q, i) == 0) {
         ++i;
       } else {
@@ -204,6 +213,7 @@ TEST(SrqResize, ConcurrentPostersAndConsumerSeeEveryWqeOnceInOrder) {
         if (q->capacity() > depth) ++grows;
         if (q->capacity() < depth) ++shrinks;
         depth = q->capacity();
+        if (grows > 0 && shrinks > 0) resized_both.store(true);
       } else {
         EXPECT_EQ(st.code(), Errc::kInvalidArgument);
         ++refused;
