@@ -22,6 +22,7 @@
 #include "nic/base/status.h"
 #include "nic/cq.h"
 #include "nic/fault.h"
+#include "nic/gsi.h"
 #include "nic/mr.h"
 #include "nic/port.h"
 #include "nic/qp.h"
@@ -195,6 +196,11 @@ class Device {
   // released, as by rte_dev_remove of a vdev). Then nothing new can be
   // created or brought up (EIO); destroying works.
   void remove();
+  // QP1 (nic/gsi.h): the CM agent's handler for received MADs (nullptr to
+  // stop), and MADs it sends (false when the queue is full or the device is gone).
+  void set_gsi_handler(Gsi::Handler fn, void* arg);
+  bool gsi_send(uint32_t dst_ip, const uint8_t* mad, size_t len, uint8_t tos);
+  GsiCounters gsi_counters();
   // Puts a fault shim (nic/fault.h) between the engine and the port's
   // transmit; nullptr removes it (held frames are freed).
   void set_faults(std::unique_ptr<FaultShim> shim);
@@ -326,6 +332,7 @@ class Device {
   int wake_fd_ = -1;
   bool removed_ = false;
   EngineCounters counters_;
+  Gsi gsi_;  // QP1 (engine lock)
 };
 
 

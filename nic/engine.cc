@@ -94,6 +94,10 @@ void Device::dispatch(const wire::PacketView& v, Nanos now) {
     ++counters_.rx_cnp;  // congestion control is not modelled; counted
     return;
   }
+  if (v.bth().dest_qp() == kGsiQpn) {
+    gsi_.receive(v);  // the CM agent's MADs (nic/gsi.h)
+    return;
+  }
   Qp* qp = qp_by_num(v.bth().dest_qp());
   if (qp == nullptr) {
     ++counters_.rx_no_qp;
@@ -150,6 +154,7 @@ void Device::poll(Nanos now) {
     if (n > 0) rte_pktmbuf_free_bulk(mbufs, n);
     port_->poll(now);
     if (now >= next_link_check_) check_link(now);
+    gsi_.transmit(*this, now);
   }
   for (Qp* qp : live_) {
     if (!qp->needs_service()) continue;

@@ -7,6 +7,7 @@ set(NIC_ENGINE_SRCS
   device_stats.cc
   telemetry.cc
   engine.cc
+  gsi.cc
   qp.cc
   qp_requester.cc
   qp_responder.cc
