@@ -493,6 +493,7 @@ class LinkGroup {
   bool links_freed();
 
  private:
+  void linger_until_quiet(Link* l, int max_ms);
   Runtime* const rt_;
   const Role role_;
   const uint32_t id_;

@@ -325,6 +325,39 @@ void LinkGroup::run_llc_work() {
   }
 }
 
+// After our DELETE LINK (all): keep the link receiving until the peer has
+// been quiet for kQuietMs (at most max_ms). A Linux 6.1 peer answers it with
+// SENDs: a server with its own DELETE LINK (smc_llc_process_srv_delete_link),
+// a client by aborting its open connections (smc_conn_kill sends the abort
+// CDC). Its rxe waits for the transport ACK of each; a QP destroyed under
+// them leaves the peer retransmitting, and its application's close() waits
+// for that completion without a bound (smc_cdc_wait_pend_tx_wr), so the
+// peer's program hangs. Polling here also hands the ACKed messages to the
+// usual handlers.
+void LinkGroup::linger_until_quiet(Link* l, int max_ms) {
+  constexpr int kQuietMs = 100;
+  auto received = [l] {
+    LinkCounters& c = l->counters();
+    return c.cdc_received.load() + c.llc_received.load() + c.rx_unknown_token.load() +
+           c.rx_bad_msg.load();
+  };
+  const auto start = std::chrono::steady_clock::now();
+  auto quiet_since = start;
+  uint64_t seen = received();
+  while (l->active()) {
+    if (!l->poll_once()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const auto now = std::chrono::steady_clock::now();
+    if (const uint64_t r = received(); r != seen) {
+      seen = r;
+      quiet_since = now;
+    }
+    if (now - quiet_since >= std::chrono::milliseconds(kQuietMs) ||
+        now - start >= std::chrono::milliseconds(max_ms)) {
+      break;
+    }
+  }
+}
+
 void LinkGroup::terminate(bool orderly, const char* why) {
   if (terminating_.exchange(true, std::memory_order_acq_rel)) return;
   SMC_LOG("link group %u (%s) terminating: %s", id_, role_name(role_), why);
@@ -342,7 +375,10 @@ void LinkGroup::terminate(bool orderly, const char* why) {
       d.link_num = 0;
       d.reason = wire::kLlcDelProgInitTerm;
       // Let it leave before the QP goes to ERR (which would flush it).
-      if (l->send_llc(d, rt_->config().llc_wait_ms)) l->wait_sends_done(500);
+      if (l->send_llc(d, rt_->config().llc_wait_ms)) {
+        l->wait_sends_done(500);
+        linger_until_quiet(l, rt_->config().llc_wait_ms);
+      }
     }
   }
   for_each_connection([](Connection* c) { c->on_link_down(ECONNRESET); });

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "smc/log.h"
 
@@ -158,6 +159,23 @@ std::vector<LinkGroup*> Runtime::use_all_lgrs() {
 }
 
 void Runtime::terminate_all(bool orderly) {
+  if (orderly) {
+    // Closes still waiting for the peer's close (close timers) finish
+    // first, within their own bound: DELETE LINK right after our close
+    // would leave the peer's close CDC unacknowledged, and a Linux peer's
+    // close() then waits for its completion without a bound
+    // (smc_cdc_wait_pend_tx_wr).
+    const int64_t until = now_ms() + config().close_wait_ms;
+    for (;;) {
+      {
+        std::lock_guard<std::mutex> lk(work_mu_);
+        if (close_timers_.empty()) break;
+      }
+      if (now_ms() >= until || stop_.load(std::memory_order_acquire)) break;
+      wake();
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
   for (LinkGroup* g : use_all_lgrs()) {
     g->terminate(orderly, orderly ? "program ends" : "device removed");
     g->unuse();
