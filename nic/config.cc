@@ -2,6 +2,7 @@
 // IPv4 text form, path MTU (IBTA vol. 1 9.7.6; rxe's rule) and the RoCEv2 GID (annex A17.8).
 #include "nic/config.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -9,6 +10,10 @@
 
 namespace droce::nic {
 namespace {
+
+// What a memif buffer holds beyond the MTU: the Ethernet header and one VLAN
+// tag (a peer may tag its frames); memif carries no FCS.
+constexpr uint32_t kMemifFrameOverhead = 14 + 4;
 
 // The largest RoCEv2 headers in front of an IB MTU worth of payload, as rxe
 // counts them (RXE_MAX_HDR_LENGTH): IPv6 40 + UDP 8 + BTH 12 + up to 20 bytes
@@ -66,6 +71,61 @@ uint32_t path_mtu_for(uint16_t eth_mtu) {
     }
   }
   return pmtu;  // an MTU below 336 still gets the smallest IB MTU, as rxe does
+}
+
+uint32_t memif_bsize_from_args(const std::string& args) {
+  size_t at = 0;
+  while (at < args.size()) {
+    const size_t end = std::min(args.find(',', at), args.size());
+    if (args.compare(at, 6, "bsize=") == 0 && end > at + 6) {
+      uint32_t v = 0;
+      for (size_t i = at + 6; i < end; ++i) {
+        if (args[i] < '0' || args[i] > '9' || v > 1'000'000) return 0;
+        v = v * 10 + uint32_t(args[i] - '0');
+      }
+      return v;
+    }
+    at = end + 1;
+  }
+  return kMemifDefaultBsize;
+}
+
+uint32_t pmd_max_mtu(const PmdFrameLimits& pmd) {
+  constexpr uint32_t kEthHeaderAndFcs = 18;  // RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN
+  uint32_t overhead = kEthHeaderAndFcs;
+  if (pmd.max_mtu != UINT16_MAX && pmd.max_rx_pktlen > pmd.max_mtu) {
+    overhead = pmd.max_rx_pktlen - pmd.max_mtu;
+  }
+  const uint32_t by_frame = pmd.max_rx_pktlen > overhead ? pmd.max_rx_pktlen - overhead : 0;
+  return std::min<uint32_t>(pmd.max_mtu, by_frame);
+}
+
+Result<uint16_t> ethdev_mtu_for(uint16_t mtu, const PmdFrameLimits& pmd,
+                                const std::string& device) {
+  const uint32_t max = pmd_max_mtu(pmd);
+  if (pmd.driver == "net_memif" && mtu >= pmd.min_mtu && max >= pmd.min_mtu) {
+    if (uint32_t(mtu) + kMemifFrameOverhead <= pmd.memif_bsize) {
+      return uint16_t(std::min<uint32_t>(mtu, max));
+    }
+    const uint32_t want = (uint32_t(mtu) + kMemifFrameOverhead + 1023) / 1024 * 1024;
+    return Status(Errc::kBadConfig,
+                  "DROCE_MTU " + std::to_string(mtu) + ": device " + device +
+                      " needs memif buffers of at least " +
+                      std::to_string(mtu + kMemifFrameOverhead) + " bytes: add bsize=" +
+                      std::to_string(want) + " to its --vdev arguments, on both peers (it has " +
+                      std::to_string(pmd.memif_bsize) +
+                      "; DPDK 22.11's memif corrupts frames spread over several buffers)");
+  }
+  if (mtu >= pmd.min_mtu && mtu <= max) return mtu;
+  const std::string limits = mtu < pmd.min_mtu
+                                 ? "at least " + std::to_string(pmd.min_mtu)
+                                 : "at most " + std::to_string(max) + " (frames up to " +
+                                       std::to_string(pmd.max_rx_pktlen) + " bytes)";
+  return Status(Errc::kBadConfig,
+                "DROCE_MTU " + std::to_string(mtu) + ": device " + device + " (driver " +
+                    pmd.driver + ") takes an MTU of " + limits +
+                    "; set DROCE_MTU to fit it (the default 1500 fits every Ethernet PMD), or "
+                    "use a PMD that takes jumbo frames (net_ring, net_memif, most PCI NICs)");
 }
 
 void ipv4_to_gid(uint32_t ip, uint8_t gid[16]) {

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include <rte_dev.h>
+#include <rte_devargs.h>
 #include <rte_errno.h>
 #include <rte_eth_ring.h>
 #include <rte_ethdev.h>
@@ -142,13 +143,33 @@ Status Port::start() {
   if (rc != 0) return Status(Errc::kIo, "rte_eth_dev_info_get: " + rte_error(rc));
   char name[RTE_ETH_NAME_MAX_LEN];
   if (rte_eth_dev_get_name_by_port(port_id_, name) == 0) name_ = name;
-  if (cfg_.mtu < info.min_mtu || cfg_.mtu > info.max_mtu) {
-    return Status(Errc::kBadConfig, "DROCE_MTU " + std::to_string(cfg_.mtu) + ": device " +
-                                        name_ + " supports MTU " + std::to_string(info.min_mtu) +
-                                        ".." + std::to_string(info.max_mtu));
+  PmdFrameLimits limits;
+  limits.driver = info.driver_name != nullptr ? info.driver_name : "?";
+  limits.min_mtu = info.min_mtu;
+  limits.max_mtu = info.max_mtu;
+  limits.max_rx_pktlen = info.max_rx_pktlen;
+  if (limits.driver == "net_memif") {
+    const rte_devargs* da = info.device != nullptr ? rte_dev_devargs(info.device) : nullptr;
+    limits.memif_bsize =
+        memif_bsize_from_args(da != nullptr && da->args != nullptr ? da->args : "");
   }
+  auto ethdev_mtu = ethdev_mtu_for(cfg_.mtu, limits, name_);
+  if (!ethdev_mtu) return ethdev_mtu.status();
+  if (Status st = create_pool(info); !st) return st;
+  if (Status st = configure_queues(*ethdev_mtu); !st) return st;
+  set_mac();
+  rc = rte_eth_dev_start(port_id_);
+  if (rc != 0) return Status(Errc::kIo, "start " + name_ + ": " + rte_error(rc));
+  started_ = true;
 
-  // Data room: headroom + a whole frame in one segment, never below DPDK's default.
+  ipv4_to_gid(cfg_.ipv4, gid_.data());
+  path_mtu_ = path_mtu_for(cfg_.mtu);
+  return Status::ok();
+}
+
+// Data room: headroom + a whole frame of cfg_.mtu in one segment, never below
+// DPDK's default, so every frame the port receives or builds is contiguous.
+Status Port::create_pool(const rte_eth_dev_info& info) {
   uint32_t frame = (uint32_t(cfg_.mtu) + kL2Overhead + 63) & ~63u;
   if (frame < 2048) frame = 2048;
   if (frame < info.min_rx_bufsize) frame = info.min_rx_bufsize;
@@ -165,21 +186,28 @@ Status Port::start() {
                                        rte_strerror(rte_errno) +
                                        " (raise -m in DROCE_EAL_ARGS)");
   }
+  return Status::ok();
+}
 
+Status Port::configure_queues(uint16_t ethdev_mtu) {
   rte_eth_conf conf{};
-  conf.rxmode.mtu = cfg_.mtu;
-  rc = rte_eth_dev_configure(port_id_, 1, 1, &conf);
+  conf.rxmode.mtu = ethdev_mtu;
+  int rc = rte_eth_dev_configure(port_id_, 1, 1, &conf);
   if (rc != 0) return Status(Errc::kIo, "configure " + name_ + ": " + rte_error(rc));
   configured_ = true;
   uint16_t nb_rxd = cfg_.rx_desc, nb_txd = cfg_.tx_desc;
   rc = rte_eth_dev_adjust_nb_rx_tx_desc(port_id_, &nb_rxd, &nb_txd);
   if (rc != 0) return Status(Errc::kIo, "descriptor counts for " + name_ + ": " + rte_error(rc));
+  const int socket = rte_eth_dev_socket_id(port_id_);
   const unsigned qsocket = socket < 0 ? unsigned(SOCKET_ID_ANY) : unsigned(socket);
   rc = rte_eth_rx_queue_setup(port_id_, 0, nb_rxd, qsocket, nullptr, pool_);
   if (rc != 0) return Status(Errc::kIo, "rx queue of " + name_ + ": " + rte_error(rc));
   rc = rte_eth_tx_queue_setup(port_id_, 0, nb_txd, qsocket, nullptr);
   if (rc != 0) return Status(Errc::kIo, "tx queue of " + name_ + ": " + rte_error(rc));
+  return Status::ok();
+}
 
+void Port::set_mac() {
   rte_ether_addr addr{};
   rte_eth_macaddr_get(port_id_, &addr);
   std::memcpy(mac_.data(), addr.addr_bytes, 6);
@@ -190,14 +218,6 @@ Status Port::start() {
     std::memcpy(mac_.data(), addr.addr_bytes, 6);
     rte_eth_dev_default_mac_addr_set(port_id_, &addr);
   }
-
-  rc = rte_eth_dev_start(port_id_);
-  if (rc != 0) return Status(Errc::kIo, "start " + name_ + ": " + rte_error(rc));
-  started_ = true;
-
-  ipv4_to_gid(cfg_.ipv4, gid_.data());
-  path_mtu_ = path_mtu_for(cfg_.mtu);
-  return Status::ok();
 }
 
 Port::~Port() {

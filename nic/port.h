@@ -21,6 +21,7 @@
 
 struct rte_mbuf;
 struct rte_mempool;
+struct rte_eth_dev_info;
 struct rte_ring;
 
 namespace droce::nic {
@@ -134,7 +135,10 @@ class Port {
 
  private:
   Port(uint16_t port_id, const PortConfig& cfg);
-  Status start();
+  Status start();  // the steps below, then rte_eth_dev_start
+  Status create_pool(const rte_eth_dev_info& info);
+  Status configure_queues(uint16_t ethdev_mtu);
+  void set_mac();  // the PMD's address, or a random local one
   // One received frame: true when it is delivered (view filled).
   bool classify(rte_mbuf* m, wire::PacketView* view, Nanos now, rte_mbuf** replies,
                 uint16_t* n_replies);

@@ -193,8 +193,10 @@ struct PingPongResult {
 // Server first (memif role=server listens on the socket; the program listens
 // on TCP), then the client once the server's TCP port is up.
 // as_nobody: both processes run as user nobody (setpriv), no capabilities.
+// mtu: DROCE_MTU of both processes ("" for the default).
 PingPongResult pingpong(const std::string& program, const std::vector<std::string>& extra,
-                        bool as_nobody = false, const std::string& faults = "") {
+                        bool as_nobody = false, const std::string& faults = "",
+                        const std::string& mtu = "", const std::string& vdev_extra = "") {
   PingPongResult r;
   TempDir dir;
   // As nobody: dir open to all (the memif socket, DPDK's runtime files), and
@@ -217,7 +219,7 @@ PingPongResult pingpong(const std::string& program, const std::vector<std::strin
   EXPECT_GT(port, 0);
   auto eal = [&](const std::string& prefix, const char* role) {
     return "--no-huge --no-pci -m 256 --no-telemetry --log-level=*:warning --file-prefix " +
-           prefix + " --vdev=net_memif0,role=" + role + ",socket=" + sock;
+           prefix + " --vdev=net_memif0" + vdev_extra + ",role=" + role + ",socket=" + sock;
   };
   std::vector<std::string> args;
   if (as_nobody) args = as_nobody_argv();
@@ -236,6 +238,7 @@ PingPongResult pingpong(const std::string& program, const std::vector<std::strin
                      {"DROCE_IPV4", "10.0.0.1"},
                      {"DROCE_FAULTS", faults},
                      {"DROCE_LOG", faults.empty() ? "" : "1"},
+                     {"DROCE_MTU", mtu},
                      {"XDG_RUNTIME_DIR", xdg}},
                     dir.path() + "/server.txt", &server));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
@@ -250,6 +253,7 @@ PingPongResult pingpong(const std::string& program, const std::vector<std::strin
                      {"DROCE_IPV4", "10.0.0.2"},
                      {"DROCE_FAULTS", faults},
                      {"DROCE_LOG", faults.empty() ? "" : "1"},
+                     {"DROCE_MTU", mtu},
                      {"XDG_RUNTIME_DIR", xdg}},
                     dir.path() + "/client.txt", &client));
   const bool client_done = wait_for(&client, kPingPongTimeoutMs);
@@ -323,6 +327,23 @@ TEST(PingPongUnprivileged, RcOverMemifAsNobody) {
 
 // DROCE_FAULTS under an unmodified program: 5 % of the frames each side sends
 // are dropped, RC retransmits, and the content check (-c) still passes.
+// DROCE_MTU=9000 on both memif ports (9216-byte memif buffers): path MTU
+// 4096 (-m 4096, which ibv_modify_qp refuses on a 1500-byte port), 64 KiB
+// SENDs both ways, each 16 packets of 4096 bytes, with ACKs between them.
+TEST(PingPongJumbo, RcAtPathMtu4096OverMemif) {
+  const char* path = "/usr/bin/ibv_rc_pingpong";
+  if (sanitized_build())
+    GTEST_SKIP() << "sanitizer build: the ASan drop-in cannot be loaded by " << path;
+  if (!have(path)) GTEST_SKIP() << path << " is not installed (package ibverbs-utils)";
+  ASSERT_FALSE(dropin_lib_dir().empty()) << "DROCE_BUILD_DIR is not set";
+  const PingPongResult r =
+      pingpong(path, {"-m", "4096", "-s", "65536", "-n", "200", "-c"}, false, "", "9000",
+               ",bsize=9216");
+  EXPECT_TRUE(r.ok) << "server:\n" << r.server << "\nclient:\n" << r.client;
+  expect_result_lines(r.server, 200);
+  expect_result_lines(r.client, 200);
+}
+
 TEST(PingPongFaults, RcSurvivesFivePercentDrop) {
   const char* path = "/usr/bin/ibv_rc_pingpong";
   if (sanitized_build())

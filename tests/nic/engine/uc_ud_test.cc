@@ -4,6 +4,7 @@
 // MTU; scatter/gather lists, inline data, immediate data, solicited events.
 #include <tuple>
 
+#include "nic/counters.h"
 #include "nic/wire/ipv4.h"
 #include "tests/nic/engine/fake_clock.h"
 
@@ -343,11 +344,10 @@ TEST_F(Ud, DestroyedAddressHandleCompletesWithLocQpOpErr) {
 
 // ---- RC at every path MTU ----
 
-class RcMtu : public FakeClockTest,
-              public ::testing::WithParamInterface<std::tuple<uint32_t, WrOpcode, int>> {
+// Two 9000-byte ports: a 9000-byte port MTU allows a 4096-byte path MTU.
+class JumboPair : public FakeClockTest {
  protected:
   void SetUp() override {
-    // A 9000-byte port MTU allows a 4096-byte path MTU.
     PortConfig ca = test_config("10.9.0.1"), cb = test_config("10.9.0.2");
     ca.mtu = cb.mtu = 9000;
     ca.mbufs = cb.mbufs = 1023;
@@ -359,6 +359,9 @@ class RcMtu : public FakeClockTest,
     now_ = monotonic_now();
   }
 };
+
+class RcMtu : public JumboPair,
+              public ::testing::WithParamInterface<std::tuple<uint32_t, WrOpcode, int>> {};
 
 std::string rc_mtu_name(const std::tuple<uint32_t, WrOpcode, int>& p) {
   const WrOpcode o = std::get<1>(p);
@@ -415,24 +418,73 @@ INSTANTIATE_TEST_SUITE_P(AllMtus, RcMtu,
                                             ::testing::Values(0, 1, 2, 3)),
                          [](const auto& info) { return rc_mtu_name(info.param); });
 
+// The QP's non-zero counters, for failure messages.
+std::string nonzero_counters(const QpCounters& c) {
+  std::string out;
+  for (const auto& n : kQpCounterNames) {
+    if (c.*n.field != 0) out += std::string(n.name) + "=" + std::to_string(c.*n.field) + " ";
+  }
+  return out;
+}
+
+// Both directions at once on 9000-byte ports, path MTU 4096: each side
+// WRITEs to, SENDs to and READs from the other, 64 KiB + 1 each (17 packets
+// of at most 4096 bytes), all in flight together.
+TEST_F(JumboPair, RcWriteSendReadBothWaysAtPathMtu4096) {
+  constexpr uint32_t kMtu = 4096, kSize = 65537, kPackets = (kSize + kMtu - 1) / kMtu;
+  ASSERT_EQ(a_.dev->port().path_mtu(), kMtu);
+  ASSERT_EQ(b_.dev->port().path_mtu(), kMtu);
+  auto p = rc_pair(kAccessRemoteWrite | kAccessRemoteRead, kMtu);
+  Side* side[2] = {&a_, &b_};
+  Qp* qp[2] = {p.a, p.b};
+  // Per side: [0] WRITE source, [1] SEND source, [2] READ sink, [3] WRITE sink,
+  // [4] receive buffer, [5] READ source (read by the peer).
+  std::vector<Buffer> buf[2];
+  for (int s = 0; s < 2; ++s) {
+    for (int k = 0; k < 6; ++k) {
+      buf[s].push_back(make_buffer(*side[s], kSize, kAllAccess));
+      fill_pattern(buf[s][k].bytes, uint32_t(s * 16 + k + 1));
+    }
+    ASSERT_EQ(post_recv(qp[s], 100, buf[s][4], kSize), 0);
+  }
+  for (int s = 0; s < 2; ++s) {
+    std::vector<Buffer>& peer = buf[1 - s];
+    ASSERT_EQ(post(qp[s], WrOpcode::kRdmaWrite, 1, &buf[s][0], kSize, &peer[3]), 0);
+    ASSERT_EQ(post(qp[s], WrOpcode::kSend, 2, &buf[s][1], kSize, nullptr), 0);
+    ASSERT_EQ(post(qp[s], WrOpcode::kRdmaRead, 3, &buf[s][2], kSize, &peer[5]), 0);
+  }
+  for (int s = 0; s < 2; ++s) {
+    auto sc = collect(side[s]->scq, 3);
+    ASSERT_EQ(sc.size(), 3u) << "side " << s;
+    for (const Cqe& c : sc) EXPECT_EQ(c.status, WcStatus::kSuccess) << "side " << s;
+    auto rc = collect(side[s]->rcq, 1);
+    ASSERT_EQ(rc.size(), 1u) << "side " << s;
+    EXPECT_EQ(rc[0].byte_len, kSize);
+  }
+  for (int s = 0; s < 2; ++s) {
+    const std::vector<Buffer>& mine = buf[s];
+    const std::vector<Buffer>& peer = buf[1 - s];
+    EXPECT_EQ(peer[3].bytes, mine[0].bytes) << "WRITE from side " << s;
+    EXPECT_EQ(peer[4].bytes, mine[1].bytes) << "SEND from side " << s;
+    EXPECT_EQ(mine[2].bytes, peer[5].bytes) << "READ by side " << s;
+    // Sent: WRITE and SEND requests, one READ request and the READ responses
+    // for the peer (3 * 17 + 1 packets carrying 3 * kSize bytes), plus at
+    // most one ACK per request packet of the peer. At path MTU 1024 the data
+    // alone would be 3 * 65 + 1 packets.
+    const QpCounters& c = qp[s]->counters();
+    EXPECT_EQ(c.tx_bytes, 3ull * kSize) << "side " << s;
+    EXPECT_GE(c.tx_packets, 3 * kPackets + 1) << "side " << s << ": " << nonzero_counters(c);
+    EXPECT_LE(c.tx_packets, 3 * kPackets + 1 + 2 * kPackets)
+        << "side " << s << ": " << nonzero_counters(c);
+    EXPECT_EQ(c.retransmits, 0u);
+  }
+}
+
 // ---- SGE lists, inline, immediate, solicited ----
 
 // UD datagrams are bounded by the port's path MTU (a UD QP has no path MTU
 // attribute): on 9000-byte ports a 4096-byte datagram goes through, 4097 is refused.
-class UdJumbo : public FakeClockTest {
- protected:
-  void SetUp() override {
-    PortConfig ca = test_config("10.9.0.1"), cb = test_config("10.9.0.2");
-    ca.mtu = cb.mtu = 9000;
-    ca.mbufs = cb.mbufs = 1023;
-    auto pair = make_port_pair(ca, cb);
-    ASSERT_TRUE(pair.is_ok()) << pair.status().message();
-    pair_ = std::make_unique<PortPair>(std::move(pair.value()));
-    make_side(&pair_->a(), &a_);
-    make_side(&pair_->b(), &b_);
-    now_ = monotonic_now();
-  }
-};
+class UdJumbo : public JumboPair {};
 
 TEST_F(UdJumbo, DatagramUpToThePortsPathMtu) {
   Qp* qa = make_qp(a_, QpType::kUd);

@@ -2,6 +2,7 @@
 // (issue 3 section 3). No EAL needed.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -109,6 +110,105 @@ TEST(PortConfigTest, PathMtuFollowsRxe) {
   EXPECT_EQ(path_mtu_for(2127), 1024u);
   EXPECT_EQ(path_mtu_for(2128), 2048u);
   EXPECT_EQ(path_mtu_for(4176), 4096u);
+}
+
+// The frame limits DPDK 22.11's PMDs report (rte_eth_dev_info_get).
+PmdFrameLimits pmd(const char* driver, uint32_t max_rx_pktlen, uint16_t max_mtu = UINT16_MAX) {
+  PmdFrameLimits p;
+  p.driver = driver;
+  p.min_mtu = 46;
+  p.max_mtu = max_mtu;
+  p.max_rx_pktlen = max_rx_pktlen;
+  return p;
+}
+
+TEST(PortConfigTest, PmdMaxMtuFollowsEthdevsOverheadRule) {
+  EXPECT_EQ(pmd_max_mtu(pmd("net_ring", UINT32_MAX)), 65535u);
+  EXPECT_EQ(pmd_max_mtu(pmd("net_tap", 1522)), 1504u);   // header + FCS taken off
+  EXPECT_EQ(pmd_max_mtu(pmd("net_memif", 1518)), 1500u);
+  EXPECT_EQ(pmd_max_mtu(pmd("net_ice", 9728, 9702)), 9702u);  // both given: max_mtu
+  EXPECT_EQ(pmd_max_mtu(pmd("odd", 10)), 0u);
+}
+
+TEST(PortConfigTest, JumboMtuOnAPmdThatTakesIt) {
+  auto mtu = ethdev_mtu_for(9000, pmd("net_ring", UINT32_MAX), "net_ring0");
+  ASSERT_TRUE(mtu.is_ok()) << mtu.status().message();
+  EXPECT_EQ(*mtu, 9000);
+  mtu = ethdev_mtu_for(9000, pmd("net_ice", 9728, 9702), "0000:3b:00.0");
+  ASSERT_TRUE(mtu.is_ok());
+  EXPECT_EQ(*mtu, 9000);
+}
+
+// memif reports 1518-byte frames but checks no length: the ethdev is
+// configured at the MTU it reports, and the port carries 9000-byte frames when
+// each fits one memif buffer (bsize).
+TEST(PortConfigTest, MemifIsConfiguredAtItsReportedMtuAndCarriesJumboFrames) {
+  PmdFrameLimits memif = pmd("net_memif", 1518);
+  memif.memif_bsize = 9216;
+  auto mtu = ethdev_mtu_for(9000, memif, "net_memif0");
+  ASSERT_TRUE(mtu.is_ok()) << mtu.status().message();
+  EXPECT_EQ(*mtu, 1500);
+  memif.memif_bsize = 9018;  // 9000 + Ethernet header + a VLAN tag
+  EXPECT_TRUE(ethdev_mtu_for(9000, memif, "net_memif0").is_ok());
+  memif.memif_bsize = kMemifDefaultBsize;
+  mtu = ethdev_mtu_for(1500, memif, "net_memif0");
+  ASSERT_TRUE(mtu.is_ok());
+  EXPECT_EQ(*mtu, 1500);
+  mtu = ethdev_mtu_for(1000, memif, "net_memif0");
+  ASSERT_TRUE(mtu.is_ok());
+  EXPECT_EQ(*mtu, 1000);
+}
+
+// A frame spread over several memif buffers can be joined to the next ones by
+// DPDK 22.11's memif: refused, with the bsize that makes it work.
+TEST(PortConfigTest, MemifJumboWithoutBigEnoughBuffersIsAClearError) {
+  PmdFrameLimits memif = pmd("net_memif", 1518);
+  memif.memif_bsize = kMemifDefaultBsize;
+  auto mtu = ethdev_mtu_for(9000, memif, "net_memif0");
+  ASSERT_FALSE(mtu.is_ok());
+  EXPECT_EQ(mtu.status().code(), Errc::kBadConfig);
+  const std::string& m = mtu.status().message();
+  for (const char* part : {"DROCE_MTU 9000", "net_memif0", "at least 9018 bytes", "bsize=9216",
+                           "both peers", "it has 2048"}) {
+    EXPECT_NE(m.find(part), std::string::npos) << part << " in: " << m;
+  }
+  memif.memif_bsize = 9017;
+  EXPECT_FALSE(ethdev_mtu_for(9000, memif, "net_memif0").is_ok());
+  memif.memif_bsize = 2048;
+  EXPECT_TRUE(ethdev_mtu_for(2030, memif, "net_memif0").is_ok());
+  EXPECT_FALSE(ethdev_mtu_for(2031, memif, "net_memif0").is_ok());
+  memif.memif_bsize = 1024;  // too small for the standard MTU too
+  EXPECT_FALSE(ethdev_mtu_for(1500, memif, "net_memif0").is_ok());
+  EXPECT_TRUE(ethdev_mtu_for(1006, memif, "net_memif0").is_ok());
+}
+
+TEST(PortConfigTest, MemifBsizeFromVdevArguments) {
+  EXPECT_EQ(memif_bsize_from_args(""), kMemifDefaultBsize);
+  EXPECT_EQ(memif_bsize_from_args("role=server,socket=/tmp/m.sock"), kMemifDefaultBsize);
+  EXPECT_EQ(memif_bsize_from_args("bsize=9216"), 9216u);
+  EXPECT_EQ(memif_bsize_from_args("role=client,bsize=10240,socket=/tmp/x"), 10240u);
+  EXPECT_EQ(memif_bsize_from_args("socket=/tmp/bsize=1,bsize=4096"), 4096u);
+  EXPECT_EQ(memif_bsize_from_args("bsize=12k"), 0u);
+  EXPECT_EQ(memif_bsize_from_args("nobsize=4096"), kMemifDefaultBsize);
+}
+
+TEST(PortConfigTest, PmdThatRefusesTheMtuIsAClearError) {
+  auto mtu = ethdev_mtu_for(9000, pmd("net_tap", 1522), "net_tap0");
+  ASSERT_FALSE(mtu.is_ok());
+  EXPECT_EQ(mtu.status().code(), Errc::kBadConfig);
+  const std::string& m = mtu.status().message();
+  for (const char* part : {"DROCE_MTU 9000", "net_tap0", "driver net_tap", "at most 1504",
+                           "frames up to 1522 bytes"}) {
+    EXPECT_NE(m.find(part), std::string::npos) << part << " in: " << m;
+  }
+  PmdFrameLimits high_floor = pmd("net_x", UINT32_MAX);
+  high_floor.min_mtu = 1280;
+  mtu = ethdev_mtu_for(576, high_floor, "x0");
+  ASSERT_FALSE(mtu.is_ok());
+  EXPECT_NE(mtu.status().message().find("at least 1280"), std::string::npos)
+      << mtu.status().message();
+  EXPECT_TRUE(ethdev_mtu_for(1504, pmd("net_tap", 1522), "net_tap0").is_ok());
+  EXPECT_FALSE(ethdev_mtu_for(1505, pmd("net_tap", 1522), "net_tap0").is_ok());
 }
 
 TEST(PortConfigTest, GidIsIpv4Mapped) {
