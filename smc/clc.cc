@@ -223,6 +223,16 @@ bool setup_buffers(Runtime& rt, LinkGroup* lgr, Link* link, Connection* conn, bo
     req.rtoken[0].link_id_or_count = 0;
     req.rtoken[0].rkey = rmb->mr[link->index()]->rkey;
     req.rtoken[0].vaddr = uintptr_t(rmb->data);
+    // Its rkeys on the other links too (smc_llc_send_confirm_rkey).
+    for (int i = 0; i < kMaxLinks; ++i) {
+      Link* o = lgr->link(i);
+      if (o == nullptr || o == link || !o->active() || rmb->mr[i] == nullptr) continue;
+      const int n = ++req.rtoken[0].link_id_or_count;
+      if (n > 2) break;
+      req.rtoken[size_t(n)].link_id_or_count = o->link_id();
+      req.rtoken[size_t(n)].rkey = rmb->mr[i]->rkey;
+      req.rtoken[size_t(n)].vaddr = uintptr_t(rmb->data);
+    }
     wire::LlcMsg resp;
     if (!lgr->llc_request(link, req, &resp, rt.config().llc_wait_ms) ||
         (std::get_if<wire::LlcConfirmRkey>(&resp) != nullptr &&
@@ -237,7 +247,9 @@ bool setup_buffers(Runtime& rt, LinkGroup* lgr, Link* link, Connection* conn, bo
 
 wire::ClcAcceptConfirm make_accept_confirm(Runtime& rt, wire::ClcType type, uint8_t version, bool first_contact,
                                            Link* link, Connection* conn, const wire::Eid& eid) {
-  const IbDevice* dev = rt.device();
+  // The link's device: a connection on a group's second link names that
+  // link's GID, MAC and QP (smc_clc_send_confirm_accept).
+  const IbDevice* dev = link->device();
   wire::ClcAcceptConfirm m;
   m.type = type;
   m.version = version;
@@ -261,8 +273,12 @@ wire::ClcAcceptConfirm make_accept_confirm(Runtime& rt, wire::ClcType type, uint
       m.fce.release = 0;
       m.fce.hostname = hostname_field();
       if (type == wire::ClcType::kConfirm) {
-        m.gid_cnt = 1;
+        // The client's GIDs: the server picks the second link's among them.
         m.gids[0] = dev->gid;
+        m.gid_cnt = 1;
+        for (auto& d : rt.devices()) {
+          if (d.get() != dev && d->port_active() && m.gid_cnt < m.gids.size()) m.gids[m.gid_cnt++] = d->gid;
+        }
       }
     }
   }
@@ -280,13 +296,175 @@ wire::LlcConfirmLink make_confirm_link(Runtime& rt, Link* link, bool v2, bool re
   c.hdr.type = wire::LlcType::kConfirmLink;
   c.hdr.v2 = v2;
   c.hdr.flags = wire::kLlcConfirmLinkNoRmbeEyecatcher | (response ? wire::kLlcFlagResp : 0);
-  c.sender_mac = rt.device()->mac;
-  c.sender_gid = rt.device()->gid;
+  (void)rt;
+  c.sender_mac = link->device()->mac;
+  c.sender_gid = link->device()->gid;
   c.sender_qpn = link->qpn();
   c.link_num = link->link_id();
   c.link_uid = link->link_uid();
   c.max_links = wire::kLlcMaxLinks;
   return c;
+}
+
+// The device CLC names and first contact uses: the first one whose port is
+// up (a group whose first device went down starts on the other).
+IbDevice* clc_device(Runtime& rt) {
+  for (auto& d : rt.devices()) {
+    if (d->port_active()) return d.get();
+  }
+  return rt.device();
+}
+
+// The server's ADD LINK when it has no second device: this link's data as
+// an asymmetric alternative, which the client rejects; an acceptance is
+// answered with DELETE LINK for it (a Linux client waits for an ADD LINK
+// after first contact, A16).
+void offer_asymmetric_link(Runtime& rt, LinkGroup* lgr, Link* link, const wire::Gid& peer_gid) {
+  const Config& cfg = rt.config();
+  wire::LlcAddLink add;
+  add.hdr.type = wire::LlcType::kAddLink;
+  add.hdr.v2 = lgr->v2();
+  add.sender_mac = link->device()->mac;
+  add.sender_gid = link->device()->gid;
+  add.sender_qpn = link->qpn();
+  add.link_num = uint8_t(link->link_id() + 1);
+  add.mtu = link->mtu();
+  add.psn = link->psn();
+  if (lgr->v2()) {
+    add.has_v2_ext = true;
+    add.v2_direct = true;
+    add.client_target_gid = peer_gid;
+  }
+  wire::LlcMsg resp;
+  if (lgr->llc_request(link, add, &resp, cfg.llc_wait_ms)) {
+    const auto* ar = std::get_if<wire::LlcAddLink>(&resp);
+    if (ar != nullptr && !(ar->hdr.flags & wire::kLlcAddLinkRejected)) {
+      lgr->send_delete_link(link, add.link_num, wire::kLlcDelNoAsymNeeded);
+    }
+  }
+}
+
+// smc_llc_srv_add_link for SMC-Rv2, after first contact: a second link on
+// the other device, announced by ADD LINK with our RMBs' rkeys on it, the
+// client's answer with its QP and rkeys, then CONFIRM LINK over the new
+// link. Any failure leaves the group with its first link.
+void serve_add_link(Runtime& rt, LinkGroup* lgr, Link* first) {
+  const Config& cfg = rt.config();
+  IbDevice* dev = lgr->v2() ? rt.other_device(first->device()) : nullptr;
+  std::string err;
+  Link* nl = dev != nullptr ? lgr->add_link(dev, &err) : nullptr;
+  if (nl == nullptr) {
+    if (dev != nullptr) SMC_LOG("link group %u: second link on %s: %s", lgr->id(), dev->name.c_str(), err.c_str());
+    offer_asymmetric_link(rt, lgr, first, first->peer_gid());
+    return;
+  }
+  nl->set_link_uid(first->link_uid());
+  wire::Gid target = first->peer_gid();
+  for (const wire::Gid& g : lgr->peer_gids) {
+    if (g != first->peer_gid()) {
+      target = g;
+      break;
+    }
+  }
+  wire::LlcAddLink add;
+  add.hdr.type = wire::LlcType::kAddLink;
+  add.hdr.v2 = true;
+  add.sender_mac = dev->mac;
+  add.sender_gid = dev->gid;
+  add.sender_qpn = nl->qpn();
+  add.link_num = nl->link_id();
+  add.mtu = nl->mtu();
+  add.psn = nl->psn();
+  add.has_v2_ext = true;
+  add.v2_direct = true;
+  add.client_target_gid = target;
+  add.rkeys = lgr->rmb_rkeys(first->index(), nl->index());
+  wire::LlcMsg resp;
+  const wire::LlcAddLink* ar = nullptr;
+  if (lgr->llc_request(first, add, &resp, cfg.llc_wait_ms)) ar = std::get_if<wire::LlcAddLink>(&resp);
+  if (ar == nullptr || (ar->hdr.flags & wire::kLlcAddLinkRejected)) {
+    SMC_LOG("link group %u: the client %s the second link", lgr->id(), ar == nullptr ? "did not answer" : "rejected");
+    lgr->remove_link(nl);
+    return;
+  }
+  for (const wire::LlcRkeyPair& k : ar->rkeys) {
+    lgr->rtoken_add_other(first->index(), k.rkey_existing, nl->index(), k.rkey_new, k.vaddr_new);
+  }
+  wire::LlcMsg conf;
+  const bool up = nl->to_rtr(ar->sender_gid, ar->sender_qpn, ar->psn, ar->mtu, &err) && nl->to_rts(&err) &&
+                  lgr->llc_request(nl, make_confirm_link(rt, nl, true, false), &conf, cfg.llc_wait_ms);
+  if (!up) {
+    SMC_LOG("link group %u: second link not confirmed%s%s", lgr->id(), err.empty() ? "" : ": ", err.c_str());
+    lgr->send_delete_link(first, nl->link_id(), wire::kLlcDelLostPath);
+    lgr->remove_link(nl);
+    return;
+  }
+  rt.counters().links_added.fetch_add(1, std::memory_order_relaxed);
+  SMC_LOG("link group %u: second link %u on %s (QP %u -> %u)", lgr->id(), nl->link_id(), dev->name.c_str(),
+          nl->qpn(), nl->peer_qpn());
+}
+
+void reject_add_link(Runtime& rt, Link* via, wire::LlcAddLink a) {
+  // The 44-byte reject Linux sends (A2).
+  a.hdr.flags |= wire::kLlcFlagResp | wire::kLlcAddLinkRejected;
+  a.hdr.add_link_rej_rsn = wire::kLlcAddLinkRejNoAltPath;
+  a.has_v2_ext = false;
+  a.rkeys.clear();
+  via->send_llc(a, rt.config().llc_wait_ms);
+}
+
+// smc_llc_cli_add_link for SMC-Rv2: a link on the device with the GID the
+// server targets, RTR to the server's new QP, our answer with our QP and
+// RMB rkeys, then the server's CONFIRM LINK over the new link, RTS and the
+// response. Without such a device: the reject.
+void answer_add_link(Runtime& rt, LinkGroup* lgr, Link* via, const wire::LlcAddLink& req) {
+  const Config& cfg = rt.config();
+  IbDevice* dev = lgr->v2() && req.has_v2_ext ? rt.device_by_gid(req.client_target_gid) : nullptr;
+  if (dev != nullptr && (dev == via->device() || !dev->port_active())) dev = nullptr;
+  std::string err;
+  Link* nl = dev != nullptr ? lgr->add_link(dev, &err, req.link_num) : nullptr;
+  if (nl == nullptr || !nl->to_rtr(req.sender_gid, req.sender_qpn, req.psn, req.mtu, &err)) {
+    if (nl != nullptr) {
+      SMC_LOG("link group %u: second link: %s", lgr->id(), err.c_str());
+      lgr->remove_link(nl);
+    }
+    reject_add_link(rt, via, req);
+    return;
+  }
+  for (const wire::LlcRkeyPair& k : req.rkeys) {
+    lgr->rtoken_add_other(via->index(), k.rkey_existing, nl->index(), k.rkey_new, k.vaddr_new);
+  }
+  wire::LlcAddLink r;
+  r.hdr.type = wire::LlcType::kAddLink;
+  r.hdr.v2 = true;
+  r.hdr.flags = wire::kLlcFlagResp;
+  r.sender_mac = dev->mac;
+  r.sender_gid = dev->gid;
+  r.sender_qpn = nl->qpn();
+  r.link_num = req.link_num;
+  r.mtu = nl->mtu();
+  r.psn = nl->psn();
+  r.has_v2_ext = true;
+  r.v2_direct = true;
+  r.client_target_gid = dev->gid;
+  r.rkeys = lgr->rmb_rkeys(via->index(), nl->index());
+  wire::LlcMsg m;
+  Link* on = nullptr;
+  if (!via->send_llc(r, cfg.llc_wait_ms) ||
+      !lgr->llc_wait_request(wire::LlcType::kConfirmLink, &m, cfg.llc_wait_ms, &on) || on != nl) {
+    SMC_LOG("link group %u: no CONFIRM LINK on the second link", lgr->id());
+    lgr->remove_link(nl);
+    return;
+  }
+  nl->set_link_uid(std::get<wire::LlcConfirmLink>(m).link_uid);
+  if (!nl->to_rts(&err) || !nl->send_llc(make_confirm_link(rt, nl, true, true), cfg.llc_wait_ms)) {
+    SMC_LOG("link group %u: second link: %s", lgr->id(), err.c_str());
+    lgr->remove_link(nl);
+    return;
+  }
+  rt.counters().links_added.fetch_add(1, std::memory_order_relaxed);
+  SMC_LOG("link group %u: second link %u on %s (QP %u -> %u)", lgr->id(), nl->link_id(), dev->name.c_str(),
+          nl->qpn(), nl->peer_qpn());
 }
 
 }  // namespace
@@ -301,7 +479,7 @@ const char* fallback_reason_text(uint32_t reason) {
 
 ClcOutcome clc_connect(Runtime& rt, int fd) {
   const Config& cfg = rt.config();
-  IbDevice* dev = rt.device();
+  IbDevice* dev = clc_device(rt);
   const uint8_t hdr_version = cfg.v2 ? 2 : 1;
   if (!dev->port_active()) {
     // A Linux client without a usable device sends a Decline instead of a
@@ -396,7 +574,7 @@ ClcOutcome clc_connect(Runtime& rt, int fd) {
     }
   } else {
     lgr = rt.find_lgr(Role::kClient, acc.peer_id, acc.gid, v2, acc.qpn);
-    link = lgr != nullptr ? lgr->active_link() : nullptr;
+    link = lgr != nullptr ? lgr->link_by_peer_qpn(acc.qpn) : nullptr;
     if (link == nullptr) {
       // The server reuses a link group we do not have (any more).
       if (lgr != nullptr) lgr->unuse();
@@ -411,7 +589,8 @@ ClcOutcome clc_connect(Runtime& rt, int fd) {
     send_decline(rt, fd, version, reason);
     return fallback(rt, reason);
   }
-  conn->set_peer(acc.rmbe_alert_token, acc.rkey, acc.rmb_vaddr, wire::rmbe_uncompress(acc.rmbe_size));
+  conn->set_peer(acc.rmbe_alert_token, acc.rkey, acc.rmb_vaddr, wire::rmbe_uncompress(acc.rmbe_size),
+                 lgr->rtoken_add(link->index(), acc.rkey, acc.rmb_vaddr));
   // The connection takes CDCs from here on: the server may send as soon as
   // its side is done, before this thread has finished the LLC steps.
   if (!first_contact) conn->activate(link);
@@ -431,6 +610,7 @@ ClcOutcome clc_connect(Runtime& rt, int fd) {
     }
     const auto& cl = std::get<wire::LlcConfirmLink>(m);
     link->set_link_uid(cl.link_uid);
+    link->set_link_id(cl.link_num);  // the server numbers the links
     lgr->expect_add_link(true);
     const bool rts = link->to_rts(&err);
     if (rts) conn->activate(link);
@@ -441,17 +621,11 @@ ClcOutcome clc_connect(Runtime& rt, int fd) {
       send_decline(rt, fd, version, wire::decline::kErrRdyLnk);
       return fallback(rt, wire::decline::kErrRdyLnk);
     }
-    // Then the server's ADD LINK: one device here, so the reject (A2, A16).
+    // Then the server's ADD LINK (A16): a second link when we have the
+    // device it targets, else the reject (A2).
     const bool got_add = lgr->llc_wait_request(wire::LlcType::kAddLink, &m, cfg.llc_wait_ms);
     lgr->expect_add_link(false);
-    if (got_add) {
-      auto& a = std::get<wire::LlcAddLink>(m);
-      a.hdr.flags |= wire::kLlcFlagResp | wire::kLlcAddLinkRejected;
-      a.hdr.add_link_rej_rsn = wire::kLlcAddLinkRejNoAltPath;
-      a.has_v2_ext = false;
-      a.rkeys.clear();
-      link->send_llc(m, cfg.llc_wait_ms);
-    }
+    if (got_add) answer_add_link(rt, lgr, link, std::get<wire::LlcAddLink>(m));
     rt.counters().first_contacts.fetch_add(1, std::memory_order_relaxed);
   }
   lgr->unuse();
@@ -471,7 +645,7 @@ ClcOutcome clc_connect(Runtime& rt, int fd) {
 
 ClcOutcome clc_accept(Runtime& rt, int fd, bool peer_signalled) {
   const Config& cfg = rt.config();
-  IbDevice* dev = rt.device();
+  IbDevice* dev = clc_device(rt);
   if (!peer_signalled) return fallback(rt, wire::decline::kPeerNoSmc);
   const auto deadline = Clock::now() + std::chrono::milliseconds(cfg.clc_wait_ms);
   uint8_t buf[wire::kClcMaxLen];
@@ -577,7 +751,7 @@ ClcOutcome clc_accept(Runtime& rt, int fd, bool peer_signalled) {
     uid = {uint8_t(id >> 24), uint8_t(id >> 16), uint8_t(id >> 8), uint8_t(id)};
     link->set_link_uid(uid);
   } else {
-    link = lgr->active_link();
+    link = lgr->least_used_link();  // connections spread over the links
   }
   Connection* conn = lgr->new_connection();
   reason = wire::decline::kMem;
@@ -618,7 +792,9 @@ ClcOutcome clc_accept(Runtime& rt, int fd, bool peer_signalled) {
     undo(lgr, conn, first_contact, "malformed Confirm");
     return failure(rt, EPROTO, "malformed CLC Confirm from the client");
   }
-  conn->set_peer(conf.rmbe_alert_token, conf.rkey, conf.rmb_vaddr, wire::rmbe_uncompress(conf.rmbe_size));
+  conn->set_peer(conf.rmbe_alert_token, conf.rkey, conf.rmb_vaddr, wire::rmbe_uncompress(conf.rmbe_size),
+                 lgr->rtoken_add(link->index(), conf.rkey, conf.rmb_vaddr));
+  if (first_contact) lgr->peer_gids.assign(conf.gids.begin(), conf.gids.begin() + std::min<size_t>(conf.gid_cnt, conf.gids.size()));
   if (!first_contact) conn->activate(link);
   if (first_contact) {
     // smcr_serv_conf_first_link: RTR + RTS with the client's QP, CONFIRM
@@ -643,35 +819,9 @@ ClcOutcome clc_accept(Runtime& rt, int fd, bool peer_signalled) {
       send_decline(rt, fd, version, wire::decline::kRmbeEc);
       return fallback(rt, wire::decline::kRmbeEc);
     }
-    // ADD LINK: Linux always offers a second link after first contact (A16)
-    // and a client waits for it. droce has one link per group: it offers
-    // this link's data as an asymmetric alternative and expects the
-    // reject; an acceptance is answered with DELETE LINK for it.
-    wire::LlcAddLink add;
-    add.hdr.type = wire::LlcType::kAddLink;
-    add.hdr.v2 = v2;
-    add.sender_mac = dev->mac;
-    add.sender_gid = dev->gid;
-    add.sender_qpn = link->qpn();
-    add.link_num = uint8_t(link->link_id() + 1);
-    add.mtu = link->mtu();
-    add.psn = link->psn();
-    if (v2) {
-      add.has_v2_ext = true;
-      add.v2_direct = true;
-      add.client_target_gid = peer_gid;
-    }
-    if (lgr->llc_request(link, add, &resp, cfg.llc_wait_ms)) {
-      const auto* ar = std::get_if<wire::LlcAddLink>(&resp);
-      if (ar != nullptr && !(ar->hdr.flags & wire::kLlcAddLinkRejected)) {
-        wire::LlcDeleteLink del;
-        del.hdr.type = wire::LlcType::kDeleteLink;
-        del.hdr.v2 = v2;
-        del.link_num = add.link_num;
-        del.reason = wire::kLlcDelNoAsymNeeded;
-        link->send_llc(del, cfg.llc_wait_ms);
-      }
-    }
+    // ADD LINK: Linux always offers a second link after first contact
+    // (A16), and a client waits for it.
+    serve_add_link(rt, lgr, link);
     rt.counters().first_contacts.fetch_add(1, std::memory_order_relaxed);
   }
   lgr->unuse();

@@ -13,7 +13,7 @@
 namespace droce::smc {
 
 struct Config {
-  std::string device;            // SMC_DEVICE: ibv device name; "" = the first device
+  std::string device;            // SMC_DEVICE: device names, comma separated; "" = every device (at most 2)
   int gid_index = 0;             // SMC_GID_INDEX: the RoCEv2 IPv4-mapped GID
   wire::Eid ueid{};              // SMC_UEID, space padded (default "DROCE")
   // 256 KiB: with droce's engine a window round trip costs tens of

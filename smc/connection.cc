@@ -21,6 +21,19 @@ using wire::Cursor;
 using wire::curs_add;
 using wire::curs_diff;
 
+namespace {
+// c moved back by n bytes (n <= size) in a ring of `size` bytes.
+Cursor curs_back(Cursor c, uint32_t size, uint32_t n) {
+  if (n <= c.count) {
+    c.count -= n;
+  } else {
+    c.count = size - (n - c.count);
+    c.wrap = uint16_t(c.wrap - 1);
+  }
+  return c;
+}
+}  // namespace
+
 Connection::Connection(LinkGroup* lgr, uint32_t token) : lgr_(lgr), token_(token) {}
 
 Connection::~Connection() {
@@ -60,16 +73,70 @@ void Connection::cdc_put() {
 #endif
 }
 
-void Connection::set_peer(uint32_t peer_token, uint32_t rkey, uint64_t vaddr, uint32_t rmb_size) {
+void Connection::set_peer(uint32_t peer_token, uint32_t rkey, uint64_t vaddr, uint32_t rmb_size, int rtoken) {
+  std::lock_guard<std::mutex> lk(mu_);
   peer_token_ = peer_token;
   peer_rkey_ = rkey;
   peer_vaddr_ = vaddr;
   peer_rmb_size_ = rmb_size;
+  rtoken_ = rtoken;
 }
 
 void Connection::activate(Link* link) {
   std::lock_guard<std::mutex> lk(mu_);
-  link_ = link;
+  link_.store(link, std::memory_order_release);
+}
+
+bool Connection::switch_link(Link* to) {
+  std::unique_lock<std::mutex> lk(mu_);
+  Link* from = link_.load(std::memory_order_relaxed);
+  if (from == to || from == nullptr) return true;
+  uint32_t rkey = 0;
+  uint64_t vaddr = 0;
+  if (!lgr_->rtoken_get(rtoken_, to->index(), &rkey, &vaddr)) {
+    SMC_LOG("connection %08x: the peer's RMB has no rkey on link %u: cannot fail over", token_, to->link_id());
+    fail_locked(ECONNRESET);
+    return false;
+  }
+  link_.store(to, std::memory_order_release);
+  peer_rkey_ = rkey;
+  peer_vaddr_ = vaddr;
+  if (error_.load(std::memory_order_relaxed) != 0) return true;
+  // smc_switch_cursor: what was sent but not confirmed by a completed CDC
+  // is written again from the send buffer (the old link was drained, so
+  // nothing reads or writes those bytes meanwhile, and the application
+  // cannot overwrite them before tx_fin moves). The peer may have seen a
+  // CDC whose completion we never got: its consumer cursor can then be
+  // ahead of what we count as confirmed, and those bytes are skipped.
+  const uint32_t done = curs_diff(sndbuf_->size, tx_fin_, tx_sent_);
+  Cursor fin_prod = curs_back(tx_prod_, peer_rmb_size_, done);
+  tx_sent_ = tx_fin_;
+  if (wire::curs_comp(peer_rmb_size_, peer_cons_, fin_prod) > 0) {
+    const uint32_t skip = curs_diff(peer_rmb_size_, fin_prod, peer_cons_);
+    tx_sent_ = curs_add(tx_sent_, sndbuf_->size, skip);
+    tx_fin_ = tx_sent_;
+    fin_prod = peer_cons_;
+  }
+  tx_prod_ = fin_prod;
+  // smcr_cdc_msg_send_validation: the peer aborts the connection if it has
+  // not seen our last completed CDC (it missed one: out of sync).
+  const int slot = to->try_get_slot();
+  if (slot >= 0) {
+    wire::CdcMsg v;
+    v.seqno = tx_seq_fin_;
+    v.token = peer_token_;
+    v.prod_flags = wire::kCdcFailoverValidation;
+    if (!to->post_cdc(uint32_t(slot), this, v, nullptr, 0, tx_fin_)) {
+      SMC_LOG("connection %08x: failover validation not sent", token_);
+    }
+  }
+  // Then everything pending, with our consumer cursor (a cursor update on
+  // the old link may be lost too).
+  if (transmit_locked(true) == Tx::kNoSlot) lgr_->runtime()->schedule_tx(this);
+  cv_.notify_all();
+  lk.unlock();
+  notify_ready();
+  return true;
 }
 
 // ---------------------------------------------------------------------------
@@ -99,7 +166,8 @@ void Connection::fail_locked(int err) {
 // Transmit
 
 Connection::Tx Connection::transmit_locked(bool force_cdc) {
-  if (link_ == nullptr || error_.load(std::memory_order_relaxed) != 0) return Tx::kDown;
+  Link* const link = link_.load(std::memory_order_relaxed);
+  if (link == nullptr || error_.load(std::memory_order_relaxed) != 0) return Tx::kDown;
   const uint32_t pending = sndbuf_pending_locked();
   const uint32_t in_peer = curs_diff(peer_rmb_size_, peer_cons_, tx_prod_);
   const uint32_t peer_space = peer_rmb_size_ - in_peer;
@@ -118,10 +186,10 @@ Connection::Tx Connection::transmit_locked(bool force_cdc) {
       return Tx::kDone;
     }
   }
-  const int slot = link_->try_get_slot();
+  const int slot = link->try_get_slot();
   if (slot < 0) {
     cdc_owed_ = true;
-    return link_->active() ? Tx::kNoSlot : Tx::kDown;
+    return link->active() ? Tx::kNoSlot : Tx::kDown;
   }
   // RDMA WRITEs: the destination range in the peer's RMB may wrap (two
   // WRITEs), and each source range in our send buffer may wrap (two SGEs).
@@ -130,7 +198,7 @@ Connection::Tx Connection::transmit_locked(bool force_cdc) {
   uint32_t src = tx_sent_.count;
   uint32_t dst = tx_prod_.count;
   uint32_t left = len;
-  const uint32_t lkey = sndbuf_->mr[link_->index()]->lkey;
+  const uint32_t lkey = sndbuf_->mr[link->index()]->lkey;
   while (left > 0) {
     Link::WriteSeg& w = seg[nseg++];
     const uint32_t chunk = std::min(left, peer_rmb_size_ - dst);
@@ -157,7 +225,10 @@ Connection::Tx Connection::transmit_locked(bool force_cdc) {
   m.cons = rx_cons_;
   m.prod_flags = blocked ? wire::kCdcWriteBlocked : 0;
   m.conn_state_flags = state_flags;
-  if (!link_->post_cdc(uint32_t(slot), this, m, seg, nseg, new_sent)) {
+  if (!link->post_cdc(uint32_t(slot), this, m, seg, nseg, new_sent)) {
+    // A link that went down meanwhile: failover sends it again on another.
+    cdc_owed_ = true;
+    if (!link->active()) return Tx::kDown;
     fail_locked(ECONNRESET);
     return Tx::kDown;
   }
@@ -183,12 +254,20 @@ void Connection::transmit_blocking(std::unique_lock<std::mutex>& lk, bool force_
   for (;;) {
     const Tx r = transmit_locked(force_cdc);
     if (r != Tx::kNoSlot) return;
-    Link* l = link_;
+    Link* l = link_.load(std::memory_order_relaxed);
     lk.unlock();
     const int slot = l->get_slot(wait_ms);
     if (slot >= 0) l->put_slot_unused(uint32_t(slot));
     lk.lock();
     if (slot < 0) {
+      // The link went down: a failover moves the connection (or the group
+      // ends and fails it); the data stays pending until then.
+      if (!l->active() && !lgr_->terminating()) {
+        cv_.wait_for(lk, std::chrono::milliseconds(wait_ms), [&] {
+          return link_.load(std::memory_order_relaxed) != l || error_.load(std::memory_order_relaxed) != 0;
+        });
+        if (link_.load(std::memory_order_relaxed) != l) continue;
+      }
       fail_locked(ECONNRESET);
       return;
     }
@@ -209,7 +288,7 @@ bool Connection::wait(std::unique_lock<std::mutex>& lk, Pred pred, int timeout_m
   const auto spin_end = start + std::chrono::microseconds(lgr_->runtime()->config().busy_poll_us);
   const auto deadline = timeout_ms < 0 ? std::chrono::steady_clock::time_point::max()
                                        : start + std::chrono::milliseconds(timeout_ms);
-  Link* l = link_;
+  Link* l = link_.load(std::memory_order_relaxed);
   if (l != nullptr && std::chrono::steady_clock::now() < spin_end) {
     l->busy_enter();
     bool done = false;
@@ -229,6 +308,7 @@ bool Connection::wait(std::unique_lock<std::mutex>& lk, Pred pred, int timeout_m
   // never a hang.
   while (!pred()) {
     if (std::chrono::steady_clock::now() >= deadline) return false;
+    l = link_.load(std::memory_order_relaxed);  // a failover may have moved it
     if (cv_.wait_for(lk, std::chrono::milliseconds(10)) == std::cv_status::timeout && l != nullptr) {
       lk.unlock();
       l->poll_once();
@@ -329,8 +409,9 @@ void Connection::abort(const char* why) {
   abort_sent_ = true;
   SMC_LOG("connection %08x aborted: %s", token_, why);
   lgr_->runtime()->counters().conn_aborted.fetch_add(1, std::memory_order_relaxed);
-  if (link_ != nullptr && error_.load(std::memory_order_relaxed) == 0 && !peer_abort_) {
-    const int slot = link_->try_get_slot();
+  Link* const link = link_.load(std::memory_order_relaxed);
+  if (link != nullptr && error_.load(std::memory_order_relaxed) == 0 && !peer_abort_) {
+    const int slot = link->try_get_slot();
     if (slot >= 0) {
       wire::CdcMsg m;
       m.seqno = uint16_t(tx_seq_ + 1);
@@ -338,7 +419,7 @@ void Connection::abort(const char* why) {
       m.prod = tx_prod_;
       m.cons = rx_cons_;
       m.conn_state_flags = wire::kCdcPeerConnAbort;
-      if (link_->post_cdc(uint32_t(slot), this, m, nullptr, 0, tx_sent_)) tx_seq_ = m.seqno;
+      if (link->post_cdc(uint32_t(slot), this, m, nullptr, 0, tx_sent_)) tx_seq_ = m.seqno;
     }
   }
   fail_locked(ECONNRESET);
@@ -388,16 +469,17 @@ std::string Connection::state_name() {
   if (closed_sent_) return "PEERCLOSEWAIT";
   if (peer_closed_) return "APPCLOSEWAIT";
   if (done_writing_sent_ || peer_done_writing_) return "HALFCLOSED";
-  return link_ != nullptr ? "ACTIVE" : "INIT";
+  return link_.load(std::memory_order_relaxed) != nullptr ? "ACTIVE" : "INIT";
 }
 
 // ---------------------------------------------------------------------------
 // Link side (poll context: nothing here blocks)
 
-void Connection::on_cdc_sent(Cursor sndbuf_fin) {
+void Connection::on_cdc_sent(Cursor sndbuf_fin, uint16_t seqno) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (sndbuf_ != nullptr && wire::curs_comp(sndbuf_->size, sndbuf_fin, tx_fin_) > 0) tx_fin_ = sndbuf_fin;
+    if (wire::seq_before(tx_seq_fin_, seqno)) tx_seq_fin_ = seqno;
     cv_.notify_all();
   }
   notify_ready();
@@ -405,6 +487,7 @@ void Connection::on_cdc_sent(Cursor sndbuf_fin) {
 
 void Connection::on_cdc(const wire::CdcMsg& m) {
   bool transmit = false;
+  bool out_of_sync = false;
   {
     std::lock_guard<std::mutex> lk(mu_);
     // Half built (invariant 5): CDCs count once our RMB exists. The peer may
@@ -413,6 +496,25 @@ void Connection::on_cdc(const wire::CdcMsg& m) {
     // then, and its consumer cursor can only be zero.
     if (rmb_ == nullptr) return;
     stats_.cdc_received.fetch_add(1, std::memory_order_relaxed);
+    if (m.prod_flags & wire::kCdcFailoverValidation) {
+      // smc_cdc_msg_validate: the peer moved us to another link and names
+      // its last completed CDC. One we never saw means a CDC (and maybe its
+      // data) was lost with the old link: the connection cannot go on.
+      if (int16_t(uint16_t(rx_seq_ - m.seqno)) < 0) {
+        SMC_LOG("connection %08x: out of sync after failover (peer completed CDC %u, last seen %u)", token_,
+                m.seqno, rx_seq_);
+        out_of_sync = true;
+      } else {
+        return;
+      }
+    }
+  }
+  if (out_of_sync) {
+    abort("out of sync after a failover");
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
     // Old sequence numbers are ignored (smc_cdc_before, B9); equal ones count.
     if (rx_seq_seen_ && wire::seq_before(m.seqno, rx_seq_)) return;
     rx_seq_ = m.seqno;

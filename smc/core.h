@@ -120,9 +120,16 @@ class Link {
   // Invariant 2: QP to ERR, drain every send and receive, destroy QP, CQs,
   // MRs, PD. Idempotent; safe from any thread that does not hold poll_mu_.
   void teardown();
-  // Marks the link down and moves the QP to ERR (no waiting): called when a
-  // completion reports an error, from the poll context.
+  // Marks the link down and moves the QP to ERR (no waiting), then has the
+  // progress thread fail its connections over (LinkGroup::link_down): called
+  // when a completion reports an error (poll context), a TEST LINK went
+  // unanswered, or the port went down.
   void fail(const char* why);
+  // Failover's first step (as smcr_link_down before smc_switch_conns): the
+  // link down, its QP in ERR, and every posted send completed (flushed), so
+  // that no WRITE of it still reads a send buffer the connections are about
+  // to reuse. Polls the CQs itself; never call with poll_mu_ held.
+  void drain_sends();
 
   LinkState state() const { return state_.load(std::memory_order_acquire); }
   bool active() const { return state() == LinkState::kActive; }
@@ -130,7 +137,9 @@ class Link {
   uint32_t psn() const { return psn_; }
   uint8_t mtu() const { return mtu_; }
   uint8_t index() const { return index_; }
-  uint8_t link_id() const { return link_id_; }
+  uint8_t link_id() const { return link_id_.load(std::memory_order_acquire); }
+  // The client takes the link number the server's CONFIRM LINK names.
+  void set_link_id(uint8_t id) { link_id_.store(id, std::memory_order_release); }
   IbDevice* device() const { return dev_; }
   ibv_pd* pd() const { return pd_; }
   LinkGroup* lgr() const { return lgr_; }
@@ -212,11 +221,16 @@ class Link {
   void destroy_verbs_objects();
   void trace(const char* step);
   void dispatch_recv(const uint8_t* msg, uint32_t len);
+  void teardown_locked();  // teardown_mu_ held
+  // Sets the state to kDown and the QP to ERR; false when it was down already.
+  bool mark_down();
+  // Polls until no send (and, when receives_too, no receive) is outstanding.
+  void wait_drained(bool receives_too);
 
   LinkGroup* const lgr_;
   IbDevice* const dev_;
   const uint8_t index_;
-  const uint8_t link_id_;
+  std::atomic<uint8_t> link_id_;
   std::array<uint8_t, 4> link_uid_{};
 
   ibv_pd* pd_ = nullptr;
@@ -292,9 +306,19 @@ class Connection {
     sndbuf_ = sndbuf;
   }
   // From the peer's Accept/Confirm: its RMB and the token it wants in our CDCs.
-  void set_peer(uint32_t peer_token, uint32_t rkey, uint64_t vaddr, uint32_t rmb_size);
+  // rtoken: the group's entry for that RMB (LinkGroup::rtoken_add), which
+  // knows its rkey on every link for a failover.
+  void set_peer(uint32_t peer_token, uint32_t rkey, uint64_t vaddr, uint32_t rmb_size, int rtoken);
   uint32_t peer_rmb_size() const { return peer_rmb_size_; }
   void activate(Link* link);
+  // Failover (smc_switch_conns, smc_switch_cursor): sends go on `to` from
+  // now on. Everything not confirmed by a completed CDC on the old link is
+  // written again (the bytes are still in the send buffer: the old link was
+  // drained first), a CDC with failover_validation carries the sequence
+  // number of the last completed CDC, and a CDC with the cursors follows.
+  // False when the peer's RMB has no rkey on `to` (the connection is then
+  // aborted by the caller).
+  bool switch_link(Link* to);
 
   // --- data path (application threads) ---------------------------------
   // Copies up to len bytes into the send buffer and transmits. Blocks while
@@ -330,7 +354,7 @@ class Connection {
   // the connection is then aborted.
   void on_cdc(const wire::CdcMsg& m);
   // Our CDC completed (status success).
-  void on_cdc_sent(wire::Cursor sndbuf_fin);
+  void on_cdc_sent(wire::Cursor sndbuf_fin, uint16_t seqno);
   // The link under the connection went down or the group is terminating.
   void on_link_down(int err);
   // Retries pending transmission (data or a cursor update) without blocking;
@@ -358,7 +382,7 @@ class Connection {
   // "local -> peer" TCP addresses, for `droce-smc stat` (set once, before use).
   void set_label(std::string l) { label_ = std::move(l); }
   const std::string& label() const { return label_; }
-  Link* link() const { return link_; }
+  Link* link() const { return link_.load(std::memory_order_acquire); }
 
  private:
   friend class ConnectionTestPeer;
@@ -377,13 +401,16 @@ class Connection {
 
   LinkGroup* const lgr_;
   const uint32_t token_;
-  Link* link_ = nullptr;  // the link sends go on; set by activate()
+  // The link sends go on: set by activate(), moved by switch_link(); written
+  // under mu_, read anywhere.
+  std::atomic<Link*> link_{nullptr};
   Buffer* rmb_ = nullptr;
   Buffer* sndbuf_ = nullptr;
   uint32_t peer_token_ = 0;
   uint32_t peer_rkey_ = 0;
   uint64_t peer_vaddr_ = 0;
   uint32_t peer_rmb_size_ = 0;
+  int rtoken_ = -1;  // the group's rtoken entry of the peer's RMB
 
   std::atomic<uint32_t> refs_{1};         // the owner's reference
   std::atomic<uint32_t> cdc_pend_tx_{0};  // CDCs posted, not yet completed
@@ -398,6 +425,7 @@ class Connection {
   wire::Cursor tx_prod_{};    // producer cursor in the peer's RMB
   wire::Cursor peer_cons_{};  // consumer cursor the peer announced (its RMB)
   uint16_t tx_seq_ = 0;       // last CDC sequence number used
+  uint16_t tx_seq_fin_ = 0;   // sequence number of the last CDC that completed
   bool write_blocked_ = false;  // we told the peer its RMB is full for us
   // Receive side, our RMB: the peer produced up to rx_prod, we consumed up
   // to rx_cons and announced rx_cons_sent.
@@ -439,9 +467,43 @@ class LinkGroup {
   }
   // The first active link, or nullptr.
   Link* active_link();
-  Link* add_link(IbDevice* dev, std::string* err);
-  // Tears down one link (invariant 2) and forgets it.
+  // The active link with the fewest connections (new connections spread
+  // over the links, as smcr_lgr_conn_assign_link), or nullptr.
+  Link* least_used_link();
+  // The active link whose peer QP is qpn (the link a CLC Accept names).
+  Link* link_by_peer_qpn(uint32_t qpn);
+  // The link (any state but freed) with this link number.
+  Link* link_by_id(uint8_t link_id);
+  size_t active_links();
+  // A new link on dev with its buffers registered. link_id 0: the next
+  // number (the server numbers links; the client takes the server's).
+  Link* add_link(IbDevice* dev, std::string* err, uint8_t link_id = 0);
+  // Tears down one link (invariant 2) and forgets its rkeys.
   void remove_link(Link* l);
+  // A link failed or the peer deleted it (smcr_link_down): its connections
+  // move to another active link (Connection::switch_link), the peer is told
+  // with DELETE LINK (tell_peer), and the link is torn down. With no other
+  // link the group ends. Progress thread or handshake threads; idempotent.
+  void link_down(Link* l, const char* why, bool tell_peer);
+  // DELETE LINK for one link, sent over `via` (no answer awaited).
+  void send_delete_link(Link* via, uint8_t link_id, uint32_t reason);
+
+  // The peer's RMBs by link (Linux's lgr->rtokens): entry i holds the rkey
+  // and address of one peer RMB on each link index. CLC gives a new RMB's
+  // rkey on one link; CONFIRM RKEY and ADD LINK give the others.
+  int rtoken_add(uint8_t link_index, uint32_t rkey, uint64_t vaddr);
+  // The RMB with have_rkey on have_index is at new_vaddr / new_rkey on
+  // new_index (an ADD LINK rkey triple, a CONFIRM RKEY extra token).
+  void rtoken_add_other(uint8_t have_index, uint32_t have_rkey, uint8_t new_index, uint32_t new_rkey,
+                        uint64_t new_vaddr);
+  bool rtoken_get(int rtoken, uint8_t link_index, uint32_t* rkey, uint64_t* vaddr);
+  void rtoken_delete(uint32_t rkey);
+  // Our RMBs as ADD LINK rkey triples from link `from` to link `to`.
+  std::vector<wire::LlcRkeyPair> rmb_rkeys(uint8_t from, uint8_t to);
+  // The client's GIDs from its first-contact CLC Confirm (the server picks
+  // the second link's client_target_gid among them).
+  std::vector<wire::Gid> peer_gids;
+  uint64_t failovers() const { return failovers_.load(std::memory_order_relaxed); }
 
   // New connection with a fresh token, registered in the group.
   Connection* new_connection();
@@ -460,8 +522,8 @@ class LinkGroup {
   // waits up to wait_ms for a response of the same type.
   bool llc_request(Link* link, const wire::LlcMsg& req, wire::LlcMsg* resp, int wait_ms);
   // Waits for a request of `type` from the peer (client side of CONFIRM LINK
-  // and ADD LINK).
-  bool llc_wait_request(wire::LlcType type, wire::LlcMsg* req, int wait_ms);
+  // and ADD LINK); *on: the link it came on.
+  bool llc_wait_request(wire::LlcType type, wire::LlcMsg* req, int wait_ms, Link** on = nullptr);
   // Receive path: an LLC message arrived on `link`.
   void on_llc(Link* link, const wire::LlcMsg& m);
   // Client first contact: keep the server's ADD LINK for llc_wait_request
@@ -501,6 +563,14 @@ class LinkGroup {
   mutable std::mutex mu_;
   std::array<std::unique_ptr<Link>, kMaxLinks> links_;
   uint8_t next_link_id_ = 1;
+  struct Rtoken {
+    std::array<uint32_t, kMaxLinks> rkey{};
+    std::array<uint64_t, kMaxLinks> vaddr{};
+    std::array<bool, kMaxLinks> set{};
+    bool used = false;
+  };
+  std::vector<Rtoken> rtokens_;  // under mu_
+  std::atomic<uint64_t> failovers_{0};  // connections moved to another link
   std::unordered_map<uint32_t, Connection*> conns_;
   std::vector<std::unique_ptr<Buffer>> buffers_;
   std::atomic<uint32_t> live_conns_{0};  // Connection objects not yet freed
@@ -517,6 +587,7 @@ class LinkGroup {
   bool llc_wait_request_ = false;
   bool llc_have_ = false;
   wire::LlcMsg llc_msg_{};
+  Link* llc_link_ = nullptr;  // the link llc_msg_ came on
   std::deque<std::pair<Link*, wire::LlcMsg>> llc_work_;  // requests to answer
 };
 

@@ -15,6 +15,20 @@ bool IbDevice::port_active() {
          ibv_query_port(ctx, port, &pa) == 0 && pa.state == IBV_PORT_ACTIVE;
 }
 
+std::vector<std::string> device_names(std::string* err) {
+  std::vector<std::string> names;
+  int n = 0;
+  ibv_device** list = ibv_get_device_list(&n);
+  if (list == nullptr) {
+    *err = "no RDMA device (ibv_get_device_list: " + std::string(std::strerror(errno)) + ")";
+    return names;
+  }
+  for (int i = 0; i < n; ++i) names.emplace_back(ibv_get_device_name(list[i]));
+  ibv_free_device_list(list);
+  if (names.empty()) *err = "no RDMA device";
+  return names;
+}
+
 bool open_device(const std::string& name, int gid_index, IbDevice* dev, std::string* err) {
   int n = 0;
   ibv_device** list = ibv_get_device_list(&n);

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "smc/wire/types.h"
 
@@ -30,6 +31,9 @@ struct IbDevice {
   ~IbDevice();
   bool port_active();
 };
+
+// The names of every verbs device, in ibv_get_device_list order.
+std::vector<std::string> device_names(std::string* err);
 
 // Opens `name` ("" = the first device) and checks that gid_index holds an
 // IPv4-mapped RoCEv2 GID. A port that is down is fine (it may come up);

@@ -4,6 +4,7 @@
 // reference/smc-v2-linux61.md B7 for what a Linux peer expects answered).
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -43,11 +44,53 @@ Link* LinkGroup::active_link() {
   return nullptr;
 }
 
-Link* LinkGroup::add_link(IbDevice* dev, std::string* err) {
+Link* LinkGroup::least_used_link() {
+  std::lock_guard<std::mutex> lk(mu_);
+  Link* best = nullptr;
+  size_t best_n = 0;
+  for (auto& l : links_) {
+    if (!l || !l->active()) continue;
+    size_t n = 0;
+    for (auto& [token, c] : conns_) n += c->link() == l.get() ? 1 : 0;
+    if (best == nullptr || n < best_n) {
+      best = l.get();
+      best_n = n;
+    }
+  }
+  return best;
+}
+
+Link* LinkGroup::link_by_peer_qpn(uint32_t qpn) {
+  std::lock_guard<std::mutex> lk(mu_);
+  for (auto& l : links_) {
+    if (l && l->active() && l->peer_qpn() == qpn) return l.get();
+  }
+  return nullptr;
+}
+
+Link* LinkGroup::link_by_id(uint8_t link_id) {
+  std::lock_guard<std::mutex> lk(mu_);
+  for (auto& l : links_) {
+    if (l && l->state() != LinkState::kFreed && l->link_id() == link_id) return l.get();
+  }
+  return nullptr;
+}
+
+size_t LinkGroup::active_links() {
+  std::lock_guard<std::mutex> lk(mu_);
+  size_t n = 0;
+  for (auto& l : links_) n += (l && l->active()) ? 1 : 0;
+  return n;
+}
+
+Link* LinkGroup::add_link(IbDevice* dev, std::string* err, uint8_t link_id) {
   int index = -1;
-  uint8_t link_id;
   {
     std::lock_guard<std::mutex> lk(mu_);
+    if (terminating()) {
+      *err = "link group is ending";
+      return nullptr;
+    }
     for (int i = 0; i < kMaxLinks && index < 0; ++i) {
       if (!links_[i]) index = i;
     }
@@ -55,7 +98,7 @@ Link* LinkGroup::add_link(IbDevice* dev, std::string* err) {
       *err = "link group has no free link slot";
       return nullptr;
     }
-    link_id = next_link_id_++;
+    if (link_id == 0) link_id = next_link_id_++;
     links_[index] = std::make_unique<Link>(this, dev, uint8_t(index), link_id);
   }
   Link* l = links_[index].get();
@@ -68,7 +111,135 @@ Link* LinkGroup::add_link(IbDevice* dev, std::string* err) {
 }
 
 void LinkGroup::remove_link(Link* l) {
-  if (l != nullptr) l->teardown();
+  if (l == nullptr) return;
+  l->teardown();
+  std::lock_guard<std::mutex> lk(mu_);
+  for (Rtoken& t : rtokens_) {
+    t.rkey[l->index()] = 0;
+    t.vaddr[l->index()] = 0;
+    t.set[l->index()] = false;
+  }
+}
+
+void LinkGroup::send_delete_link(Link* via, uint8_t link_id, uint32_t reason) {
+  wire::LlcDeleteLink d;
+  d.hdr.type = wire::LlcType::kDeleteLink;
+  d.hdr.v2 = v2_;
+  d.link_num = link_id;
+  d.reason = reason;
+  via->send_llc(d, rt_->config().llc_wait_ms);
+}
+
+void LinkGroup::link_down(Link* l, const char* why, bool tell_peer) {
+  if (l == nullptr || l->state() == LinkState::kFreed || terminating()) return;
+  // The survivor: an active link, one whose port is up if there is one (a
+  // second port may have gone down with the first, its event still queued).
+  Link* to = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (auto& o : links_) {
+      if (!o || o.get() == l || !o->active()) continue;
+      if (to == nullptr || o->device()->port_active()) to = o.get();
+    }
+  }
+  if (to == nullptr) {
+    terminate(false, why);
+    return;
+  }
+  // smcr_link_down: the old link is drained first (its WRITEs no longer
+  // read the send buffers), then each connection moves (smc_switch_conns).
+  l->drain_sends();
+  size_t moved = 0;
+  for_each_connection([&](Connection* c) {
+    if (c->link() != l) return;
+    if (c->switch_link(to)) {
+      ++moved;
+    } else {
+      c->abort("no rkey of the peer's RMB on the remaining link");
+    }
+  });
+  failovers_.fetch_add(moved, std::memory_order_relaxed);
+  rt_->counters().failovers.fetch_add(moved, std::memory_order_relaxed);
+  rt_->counters().links_lost.fetch_add(1, std::memory_order_relaxed);
+  SMC_LOG("link group %u: link %u (%s) lost (%s): %zu connection(s) moved to link %u (%s)", id_, l->link_id(),
+          l->device()->name.c_str(), why, moved, to->link_id(), to->device()->name.c_str());
+  // The client asks, the server tells (smcr_link_down): a DELETE LINK
+  // request for the lost link, over the one that remains.
+  if (tell_peer) send_delete_link(to, l->link_id(), wire::kLlcDelLostPath);
+  remove_link(l);
+}
+
+int LinkGroup::rtoken_add(uint8_t link_index, uint32_t rkey, uint64_t vaddr) {
+  std::lock_guard<std::mutex> lk(mu_);
+  int free_idx = -1;
+  for (size_t i = 0; i < rtokens_.size(); ++i) {
+    Rtoken& t = rtokens_[i];
+    if (t.used && t.set[link_index] && t.rkey[link_index] == rkey && t.vaddr[link_index] == vaddr) return int(i);
+    if (!t.used && free_idx < 0) free_idx = int(i);
+  }
+  if (free_idx < 0) {
+    rtokens_.emplace_back();
+    free_idx = int(rtokens_.size() - 1);
+  }
+  Rtoken& t = rtokens_[size_t(free_idx)];
+  t = Rtoken{};
+  t.used = true;
+  t.rkey[link_index] = rkey;
+  t.vaddr[link_index] = vaddr;
+  t.set[link_index] = true;
+  return free_idx;
+}
+
+void LinkGroup::rtoken_add_other(uint8_t have_index, uint32_t have_rkey, uint8_t new_index, uint32_t new_rkey,
+                                 uint64_t new_vaddr) {
+  std::lock_guard<std::mutex> lk(mu_);
+  for (Rtoken& t : rtokens_) {
+    if (t.used && t.set[have_index] && t.rkey[have_index] == have_rkey) {
+      t.rkey[new_index] = new_rkey;
+      t.vaddr[new_index] = new_vaddr;
+      t.set[new_index] = true;
+      return;
+    }
+  }
+  // Every RMB the peer has was named by a CLC of this group first
+  // (smc_rtoken_set does the same): an unknown rkey is ignored.
+}
+
+bool LinkGroup::rtoken_get(int rtoken, uint8_t link_index, uint32_t* rkey, uint64_t* vaddr) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (rtoken < 0 || size_t(rtoken) >= rtokens_.size()) return false;
+  const Rtoken& t = rtokens_[size_t(rtoken)];
+  if (!t.used || !t.set[link_index]) return false;
+  *rkey = t.rkey[link_index];
+  *vaddr = t.vaddr[link_index];
+  return true;
+}
+
+void LinkGroup::rtoken_delete(uint32_t rkey) {
+  std::lock_guard<std::mutex> lk(mu_);
+  for (Rtoken& t : rtokens_) {
+    if (!t.used) continue;
+    for (int i = 0; i < kMaxLinks; ++i) {
+      if (t.set[i] && t.rkey[i] == rkey) {
+        t = Rtoken{};
+        break;
+      }
+    }
+  }
+}
+
+std::vector<wire::LlcRkeyPair> LinkGroup::rmb_rkeys(uint8_t from, uint8_t to) {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<wire::LlcRkeyPair> v;
+  for (auto& b : buffers_) {
+    if (!b->is_rmb || b->mr[from] == nullptr || b->mr[to] == nullptr) continue;
+    wire::LlcRkeyPair p;
+    p.rkey_existing = b->mr[from]->rkey;
+    p.rkey_new = b->mr[to]->rkey;
+    p.vaddr_new = uintptr_t(b->data);
+    v.push_back(p);
+  }
+  return v;
 }
 
 bool LinkGroup::links_freed() {
@@ -212,7 +383,7 @@ bool LinkGroup::llc_request(Link* link, const wire::LlcMsg& req, wire::LlcMsg* r
   return true;
 }
 
-bool LinkGroup::llc_wait_request(wire::LlcType type, wire::LlcMsg* req, int wait_ms) {
+bool LinkGroup::llc_wait_request(wire::LlcType type, wire::LlcMsg* req, int wait_ms, Link** on) {
   std::unique_lock<std::mutex> lk(llc_mu_);
   llc_wait_type_ = int(type);
   llc_wait_request_ = true;
@@ -224,6 +395,7 @@ bool LinkGroup::llc_wait_request(wire::LlcType type, wire::LlcMsg* req, int wait
   llc_wait_request_ = false;
   if (!got || !llc_have_ || header_of(llc_msg_).type != type) return false;
   *req = llc_msg_;
+  if (on != nullptr) *on = llc_link_;
   llc_have_ = false;
   return true;
 }
@@ -242,6 +414,7 @@ void LinkGroup::on_llc(Link* link, const wire::LlcMsg& m) {
     // A response to our local flow; anything else is late and dropped.
     if (!llc_wait_request_ && llc_wait_type_ == int(h.type)) {
       llc_msg_ = m;
+      llc_link_ = link;
       llc_have_ = true;
       llc_cv_.notify_all();
     }
@@ -249,8 +422,10 @@ void LinkGroup::on_llc(Link* link, const wire::LlcMsg& m) {
   }
   switch (h.type) {
     case wire::LlcType::kConfirmLink:
-      // The client's first-contact flow waits for it (it may arrive first).
+      // The client's first-contact and ADD LINK flows wait for it (it may
+      // arrive first).
       llc_msg_ = m;
+      llc_link_ = link;
       llc_have_ = true;
       llc_cv_.notify_all();
       return;
@@ -258,6 +433,7 @@ void LinkGroup::on_llc(Link* link, const wire::LlcMsg& m) {
       if ((llc_wait_request_ && llc_wait_type_ == int(h.type)) ||
           expect_add_link_.load(std::memory_order_acquire)) {
         llc_msg_ = m;
+        llc_link_ = link;
         llc_have_ = true;
         llc_cv_.notify_all();
         return;
@@ -291,14 +467,30 @@ void LinkGroup::run_llc_work() {
     wire::LlcHeader& h = header_of(m);
     h.flags |= wire::kLlcFlagResp;
     switch (h.type) {
-      case wire::LlcType::kTestLink:     // echo (B7: within 2 s)
-      case wire::LlcType::kDeleteRkey:   // nothing registered under those keys here
-        if (auto* d = std::get_if<wire::LlcDeleteRkey>(&m)) d->err_mask = 0;
+      case wire::LlcType::kTestLink:  // echo (B7: within 2 s)
         link->send_llc(m, wait_ms);
         break;
-      case wire::LlcType::kConfirmRkey:  // one link: the rkey needs nothing more
+      case wire::LlcType::kDeleteRkey: {  // the peer freed RMBs: forget their rkeys
+        auto& d = std::get<wire::LlcDeleteRkey>(m);
+        for (uint32_t rkey : d.rkeys) rtoken_delete(rkey);
+        d.err_mask = 0;
         link->send_llc(m, wait_ms);
         break;
+      }
+      case wire::LlcType::kConfirmRkey: {
+        // A new peer RMB (smc_llc_rmt_conf_rkey): rtoken[0] is its rkey on
+        // the link this came on, rtoken[1..n] on the others by link number.
+        auto& c = std::get<wire::LlcConfirmRkey>(m);
+        const int n = std::min<int>(c.rtoken[0].link_id_or_count, 2);
+        rtoken_add(link->index(), c.rtoken[0].rkey, c.rtoken[0].vaddr);
+        for (int i = 1; i <= n; ++i) {
+          if (Link* o = link_by_id(c.rtoken[i].link_id_or_count); o != nullptr) {
+            rtoken_add_other(link->index(), c.rtoken[0].rkey, o->index(), c.rtoken[i].rkey, c.rtoken[i].vaddr);
+          }
+        }
+        link->send_llc(m, wait_ms);
+        break;
+      }
       case wire::LlcType::kAddLink: {
         // One device, no alternate path: the 44-byte reject Linux sends (A2).
         auto& a = std::get<wire::LlcAddLink>(m);
@@ -311,12 +503,28 @@ void LinkGroup::run_llc_work() {
       }
       case wire::LlcType::kDeleteLink: {
         auto& d = std::get<wire::LlcDeleteLink>(m);
-        SMC_LOG("link group %u: peer deletes %s (reason %08x)", id_,
-                (d.hdr.flags & wire::kLlcDeleteLinkAll) ? "all links" : "a link", d.reason);
-        // The response first (it must leave before the QP goes to ERR);
-        // one link per group: losing it ends the group.
-        if (link->send_llc(m, wait_ms)) link->wait_sends_done(500);
-        terminate(false, "peer deleted the link");
+        const bool all = (d.hdr.flags & wire::kLlcDeleteLinkAll) != 0 || d.link_num == 0;
+        if (all) {
+          SMC_LOG("link group %u: peer deletes all links (reason %08x)", id_, d.reason);
+        } else {
+          SMC_LOG("link group %u: peer deletes link %u (reason %08x)", id_, d.link_num, d.reason);
+        }
+        if (all) {
+          // The response first (it must leave before the QP goes to ERR).
+          if (link->send_llc(m, wait_ms)) link->wait_sends_done(500);
+          terminate(false, "peer deleted the link group");
+          break;
+        }
+        // One link (smc_llc_process_cli/srv_delete_link): its connections
+        // move to a remaining link, then the answer goes over that link.
+        Link* gone = link_by_id(d.link_num);
+        if (gone == nullptr) d.reason = wire::kLlcDelUnknownLink;
+        if (gone != nullptr && gone != link) link_down(gone, "peer deleted the link", false);
+        if (gone == link || active_link() == nullptr) {
+          terminate(false, "peer deleted the last link");
+          break;
+        }
+        if (Link* via = active_link(); via != nullptr) via->send_llc(m, wait_ms);
         break;
       }
       default:

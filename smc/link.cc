@@ -58,6 +58,12 @@ Link::Link(LinkGroup* lgr, IbDevice* dev, uint8_t index, uint8_t link_id)
 Link::~Link() { teardown(); }
 
 bool Link::create(std::string* err) {
+  // A teardown (the group ending meanwhile) waits until the objects exist.
+  std::lock_guard<std::mutex> tl(teardown_mu_);
+  if (state() != LinkState::kInit) {
+    *err = "the link was torn down while it was being created";
+    return false;
+  }
   const Config& cfg = lgr_->runtime()->config();
   pd_ = ibv_alloc_pd(dev_->ctx);
   channel_ = pd_ ? ibv_create_comp_channel(dev_->ctx) : nullptr;
@@ -67,7 +73,7 @@ bool Link::create(std::string* err) {
   }
   if (send_cq_ == nullptr || recv_cq_ == nullptr) {
     *err = std::string("creating the link's PD, channel or CQs: ") + std::strerror(errno);
-    destroy_verbs_objects();
+    teardown_locked();
     return false;
   }
   ibv_qp_init_attr ia{};
@@ -80,10 +86,14 @@ bool Link::create(std::string* err) {
   ia.cap.max_recv_wr = kRecvWrs;
   ia.cap.max_send_sge = 2;
   ia.cap.max_recv_sge = 1;
-  qp_ = ibv_create_qp(pd_, &ia);
+  ibv_qp* qp = ibv_create_qp(pd_, &ia);
+  {
+    std::lock_guard<std::mutex> lk(tx_mu_);  // mark_down reads it under tx_mu_
+    qp_ = qp;
+  }
   if (qp_ == nullptr) {
     *err = std::string("ibv_create_qp: ") + std::strerror(errno);
-    destroy_verbs_objects();
+    teardown_locked();
     return false;
   }
   qpn_ = qp_->qp_num;
@@ -93,7 +103,7 @@ bool Link::create(std::string* err) {
   if (recv_bufs_ != nullptr) recv_mr_ = ibv_reg_mr(pd_, recv_bufs_, kRecvArea, IBV_ACCESS_LOCAL_WRITE);
   if (slot_mr_ == nullptr || recv_mr_ == nullptr) {
     *err = std::string("registering the link's buffers: ") + std::strerror(errno);
-    destroy_verbs_objects();
+    teardown_locked();
     return false;
   }
   psn_ = random_psn();
@@ -101,21 +111,19 @@ bool Link::create(std::string* err) {
   mtu_ = dev_->active_mtu;
   if (cfg.mtu != 0 && cfg.mtu < mtu_) mtu_ = cfg.mtu;
   if (!qp_to_init(qp_, dev_->port, err)) {
-    destroy_verbs_objects();
+    teardown_locked();
     return false;
   }
   for (uint32_t i = 0; i < kRecvWrs; ++i) {
     if (!post_recv(i)) {
       *err = "posting receive buffers failed";
-      state_.store(LinkState::kDown, std::memory_order_release);
-      teardown();
+      teardown_locked();
       return false;
     }
   }
   if (!lgr_->runtime()->watch_link(this, channel_)) {
     *err = "cannot watch the link's completion channel";
-    state_.store(LinkState::kDown, std::memory_order_release);
-    teardown();
+    teardown_locked();
     return false;
   }
   arm();
@@ -393,14 +401,16 @@ void Link::on_send_wc(const ibv_wc& wc, bool may_hold) {
       const uint32_t slot = wr_slot(wc.wr_id);
       Connection* conn;
       wire::Cursor fin;
+      uint16_t seqno;
       {
         std::lock_guard<std::mutex> lk(tx_mu_);
         conn = slots_[slot].conn;
         fin = slots_[slot].sndbuf_fin;
+        seqno = slots_[slot].seqno;
       }
       release_slot(slot);
       if (conn == nullptr) return;
-      if (wc.status == IBV_WC_SUCCESS) conn->on_cdc_sent(fin);
+      if (wc.status == IBV_WC_SUCCESS) conn->on_cdc_sent(fin, seqno);
       // Invariant 1: the reference goes whatever the status, as the last
       // touch of the connection here.
       conn->cdc_put();
@@ -528,18 +538,46 @@ void Link::arm() {
 // ---------------------------------------------------------------------------
 // Failure and teardown
 
-void Link::fail(const char* why) {
-  LinkState st;
+bool Link::mark_down() {
+  ibv_qp* qp;
   {
     std::lock_guard<std::mutex> lk(tx_mu_);
-    st = state_.load(std::memory_order_relaxed);
-    if (st == LinkState::kDown || st == LinkState::kFreed) return;
+    const LinkState st = state_.load(std::memory_order_relaxed);
+    if (st == LinkState::kDown || st == LinkState::kFreed) return false;
     state_.store(LinkState::kDown, std::memory_order_release);
+    qp = qp_;
   }
   slot_cv_.notify_all();
-  SMC_LOG("link %u of link group %u (QP %u) down: %s", link_id_, lgr_->id(), qpn(), why);
-  if (qp_ != nullptr) qp_to_err(qp_);
-  lgr_->runtime()->schedule_terminate(lgr_, why);
+  // ERR, never RESET (invariant 2): every posted WQE completes, flushed.
+  if (qp != nullptr) qp_to_err(qp);
+  return true;
+}
+
+void Link::fail(const char* why) {
+  if (!mark_down()) return;
+  SMC_LOG("link %u of link group %u (QP %u, %s) down: %s", link_id(), lgr_->id(), qpn(), dev_->name.c_str(),
+          why);
+  lgr_->runtime()->schedule_link_down(lgr_, this, why);
+}
+
+void Link::wait_drained(bool receives_too) {
+  auto last_note = std::chrono::steady_clock::now();
+  while (slots_used_.load(std::memory_order_acquire) != 0 ||
+         (receives_too && recv_posted_.load(std::memory_order_acquire) != 0)) {
+    if (!poll_once()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    if (std::chrono::steady_clock::now() - last_note > std::chrono::seconds(10)) {
+      last_note = std::chrono::steady_clock::now();
+      SMC_LOG("link %u: still draining (%u sends, %u receives outstanding)", link_id(), slots_used_.load(),
+              recv_posted_.load());
+    }
+  }
+}
+
+void Link::drain_sends() {
+  std::lock_guard<std::mutex> tl(teardown_mu_);
+  if (state() == LinkState::kFreed) return;
+  mark_down();
+  if (qp_ != nullptr) wait_drained(false);
 }
 
 void Link::trace(const char* step) {
@@ -548,27 +586,17 @@ void Link::trace(const char* step) {
 
 void Link::teardown() {
   std::lock_guard<std::mutex> tl(teardown_mu_);
+  teardown_locked();
+}
+
+void Link::teardown_locked() {
   if (state() == LinkState::kFreed) return;
-  {
-    std::lock_guard<std::mutex> lk(tx_mu_);
-    state_.store(LinkState::kDown, std::memory_order_release);
-  }
-  slot_cv_.notify_all();
+  mark_down();
   if (qp_ != nullptr) {
-    // Invariant 2: ERR, never RESET, so that every posted WQE completes (a
-    // flushed CDC still drops its connection reference), then drain.
-    qp_to_err(qp_);
+    // Invariant 2: every posted WQE completes (a flushed CDC still drops
+    // its connection reference), then the objects go.
     trace("qp_err");
-    auto last_note = std::chrono::steady_clock::now();
-    while (slots_used_.load(std::memory_order_acquire) != 0 ||
-           recv_posted_.load(std::memory_order_acquire) != 0) {
-      if (!poll_once()) std::this_thread::sleep_for(std::chrono::microseconds(200));
-      if (std::chrono::steady_clock::now() - last_note > std::chrono::seconds(10)) {
-        last_note = std::chrono::steady_clock::now();
-        SMC_LOG("link %u: still draining (%u sends, %u receives outstanding)", link_id_,
-                slots_used_.load(), recv_posted_.load());
-      }
-    }
+    wait_drained(true);
   }
   trace("drained");
   if (channel_ != nullptr) lgr_->runtime()->unwatch_link(this, channel_);
@@ -597,7 +625,7 @@ void Link::destroy_verbs_objects() {
   if (slot_mr_ != nullptr || recv_mr_ != nullptr) trace("dereg_mr");
   slot_mr_ = recv_mr_ = nullptr;
   if (pd_ != nullptr) {
-    if (ibv_dealloc_pd(pd_) != 0) SMC_LOG("link %u: ibv_dealloc_pd: %s", link_id_, std::strerror(errno));
+    if (ibv_dealloc_pd(pd_) != 0) SMC_LOG("link %u: ibv_dealloc_pd: %s", link_id(), std::strerror(errno));
     trace("dealloc_pd");
   }
   pd_ = nullptr;

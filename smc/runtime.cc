@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <random>
@@ -30,14 +31,48 @@ Runtime::Runtime(const Config& cfg) : cfg_(cfg) {}
 
 std::unique_ptr<Runtime> Runtime::create(const Config& cfg, std::string* err) {
   std::unique_ptr<Runtime> rt(new Runtime(cfg));
-  if (!open_device(cfg.device, cfg.gid_index, &rt->dev_, err)) return nullptr;
+  // SMC_DEVICE names one device or a comma-separated list; unset, every
+  // device (a second one gives each link group a second link, as Linux
+  // does with two RoCE ports). An unnamed device that cannot carry SMC-R
+  // (no IPv4 RoCEv2 GID) is left out; a named one is an error.
+  std::vector<std::string> names;
+  const bool all = cfg.device.empty();
+  if (all) {
+    names = device_names(err);
+    if (names.empty()) return nullptr;
+  } else {
+    size_t pos = 0;
+    while (pos <= cfg.device.size()) {
+      const size_t comma = std::min(cfg.device.find(',', pos), cfg.device.size());
+      if (comma > pos) names.push_back(cfg.device.substr(pos, comma - pos));
+      pos = comma + 1;
+    }
+  }
+  for (const std::string& name : names) {
+    if (rt->devs_.size() == size_t(kMaxLinks)) break;
+    auto d = std::make_unique<IbDevice>();
+    std::string e;
+    if (!open_device(name, cfg.gid_index, d.get(), &e)) {
+      if (!all || rt->devs_.empty()) {
+        *err = e;
+        return nullptr;
+      }
+      SMC_LOG("not using %s: %s", name.c_str(), e.c_str());
+      continue;
+    }
+    rt->devs_.push_back(std::move(d));
+  }
+  if (rt->devs_.empty()) {
+    *err = "SMC_DEVICE names no device";
+    return nullptr;
+  }
   // System ID: two random bytes and the RoCE port's MAC (as Linux's
   // smc_ib_define_local_systemid).
   std::random_device rd;
   const uint32_t r = rd();
   rt->system_id_[0] = uint8_t(r >> 8);
   rt->system_id_[1] = uint8_t(r);
-  std::memcpy(rt->system_id_.data() + 2, rt->dev_.mac.data(), 6);
+  std::memcpy(rt->system_id_.data() + 2, rt->device()->mac.data(), 6);
   rt->token_seq_.store(rd(), std::memory_order_relaxed);
   rt->lgr_seq_.store(rd() & 0xFFFF, std::memory_order_relaxed);
   rt->epfd_ = epoll_create1(EPOLL_CLOEXEC);
@@ -50,10 +85,12 @@ std::unique_ptr<Runtime> Runtime::create(const Config& cfg, std::string* err) {
   ev.events = EPOLLIN;
   ev.data.ptr = &rt->wake_fd_;
   epoll_ctl(rt->epfd_, EPOLL_CTL_ADD, rt->wake_fd_, &ev);
-  const int afd = rt->dev_.ctx->async_fd;
-  fcntl(afd, F_SETFL, fcntl(afd, F_GETFL) | O_NONBLOCK);
-  ev.data.ptr = &rt->dev_;
-  epoll_ctl(rt->epfd_, EPOLL_CTL_ADD, afd, &ev);
+  for (auto& d : rt->devs_) {
+    const int afd = d->ctx->async_fd;
+    fcntl(afd, F_SETFL, fcntl(afd, F_GETFL) | O_NONBLOCK);
+    ev.data.ptr = d.get();
+    epoll_ctl(rt->epfd_, EPOLL_CTL_ADD, afd, &ev);
+  }
   // Before this process makes an SMC socket: the cgroup binds sockets
   // created after the move (TcpOption::mark).
   if (cfg.capability_tcp_option) {
@@ -115,6 +152,20 @@ int64_t Runtime::now_ms() const {
 uint32_t Runtime::next_token() { return token_seq_.fetch_add(1, std::memory_order_relaxed) + 1; }
 uint32_t Runtime::next_lgr_id() { return lgr_seq_.fetch_add(1, std::memory_order_relaxed) + 1; }
 
+IbDevice* Runtime::device_by_gid(const wire::Gid& gid) {
+  for (auto& d : devs_) {
+    if (d->gid == gid) return d.get();
+  }
+  return nullptr;
+}
+
+IbDevice* Runtime::other_device(const IbDevice* not_this) {
+  for (auto& d : devs_) {
+    if (d.get() != not_this && d->port_active()) return d.get();
+  }
+  return nullptr;
+}
+
 // ---------------------------------------------------------------------------
 // Link groups
 
@@ -122,14 +173,17 @@ LinkGroup* Runtime::find_lgr(Role role, const wire::SystemId& peer_id, const wir
                              uint32_t peer_qpn) {
   std::lock_guard<std::mutex> lk(lgr_mu_);
   for (auto& g : lgrs_) {
-    if (g->terminating() || g->role() != role || g->v2() != v2 || g->peer_id != peer_id ||
-        g->peer_gid != peer_gid) {
-      continue;
+    if (g->terminating() || g->role() != role || g->v2() != v2 || g->peer_id != peer_id) continue;
+    // smcr_lgr_match: a link of the group goes to that GID (the server:
+    // the client's CLC GID; the client: the link the Accept names by QP).
+    bool match = false;
+    for (int i = 0; i < kMaxLinks && !match; ++i) {
+      Link* l = g->link(i);
+      match = l != nullptr && l->active() && l->peer_gid() == peer_gid &&
+              (role == Role::kServer || l->peer_qpn() == peer_qpn);
     }
-    Link* l = g->active_link();
-    if (l == nullptr) continue;
+    if (!match) continue;
     if (role == Role::kServer && g->connection_count() >= kMaxConnsPerLgr) continue;
-    if (role == Role::kClient && l->peer_qpn() != peer_qpn) continue;
     g->use();
     return g.get();
   }
@@ -183,10 +237,21 @@ void Runtime::terminate_all(bool orderly) {
 }
 
 void Runtime::terminate_device(const char* why) {
-  // Per group and per link (invariant 4): each link of the device is torn
-  // down by its group's terminate, which drains it first.
+  // Per group and per link (invariant 4): each link is torn down by its
+  // group's terminate, which drains it first.
   for (LinkGroup* g : use_all_lgrs()) {
     g->terminate(false, why);
+    g->unuse();
+  }
+}
+
+void Runtime::device_down(IbDevice* dev, const char* why) {
+  for (LinkGroup* g : use_all_lgrs()) {
+    for (int i = 0; i < kMaxLinks; ++i) {
+      Link* l = g->link(i);
+      if (l == nullptr || l->device() != dev || l->state() == LinkState::kFreed) continue;
+      g->link_down(l, why, true);
+    }
     g->unuse();
   }
 }
@@ -246,6 +311,15 @@ void Runtime::schedule_terminate(LinkGroup* lgr, const char* why) {
   {
     std::lock_guard<std::mutex> lk(work_mu_);
     terminate_work_.emplace_back(lgr, why);
+  }
+  wake();
+}
+
+void Runtime::schedule_link_down(LinkGroup* lgr, Link* l, const char* why) {
+  lgr->use();
+  {
+    std::lock_guard<std::mutex> lk(work_mu_);
+    link_down_work_.push_back(LinkDown{lgr, l, why});
   }
   wake();
 }
@@ -349,24 +423,26 @@ void Runtime::handle_channel(Link* l, ibv_comp_channel* ch) {
   l->drain(send, recv);
 }
 
-void Runtime::handle_async() {
+void Runtime::handle_async(IbDevice* dev) {
   ibv_async_event ev;
-  while (ibv_get_async_event(dev_.ctx, &ev) == 0) {
+  while (ibv_get_async_event(dev->ctx, &ev) == 0) {
     const ibv_event_type type = ev.event_type;
     ibv_ack_async_event(&ev);
     switch (type) {
       case IBV_EVENT_DEVICE_FATAL:
-        SMC_LOG("%s: device fatal error: tearing down its links", dev_.name.c_str());
-        dev_.fatal.store(true, std::memory_order_release);
-        terminate_work_.emplace_back(nullptr, "device removed");
+        SMC_LOG("%s: device fatal error: its links fail over or end", dev->name.c_str());
+        dev->fatal.store(true, std::memory_order_release);
+        device_work_.emplace_back(dev, "device removed");
         break;
       case IBV_EVENT_PORT_ERR:
-        SMC_LOG("%s: port went down", dev_.name.c_str());
+        // Checked again when the work runs (as smc_ib_port_event_work): a
+        // port that came back meanwhile keeps its links.
+        device_work_.emplace_back(dev, "port went down");
         break;
       case IBV_EVENT_QP_FATAL:
       case IBV_EVENT_QP_ACCESS_ERR:
       case IBV_EVENT_QP_REQ_ERR:
-        SMC_LOG("%s: QP error event %s", dev_.name.c_str(), ibv_event_type_str(type));
+        SMC_LOG("%s: QP error event %s", dev->name.c_str(), ibv_event_type_str(type));
         break;
       default:
         break;
@@ -378,11 +454,24 @@ void Runtime::run_work() {
   std::vector<LinkGroup*> llc;
   std::vector<Connection*> tx;
   std::vector<std::pair<LinkGroup*, std::string>> term;
+  std::vector<LinkDown> down;
+  std::vector<std::pair<IbDevice*, std::string>> devs;
   {
     std::lock_guard<std::mutex> lk(work_mu_);
     llc.swap(llc_work_);
     tx.swap(tx_work_);
     term.swap(terminate_work_);
+    down.swap(link_down_work_);
+    devs.swap(device_work_);
+  }
+  for (auto& [d, why] : devs) {
+    if (d->port_active()) continue;
+    SMC_LOG("%s: %s", d->name.c_str(), why.c_str());
+    device_down(d, why.c_str());
+  }
+  for (LinkDown& w : down) {
+    w.lgr->link_down(w.link, w.why.c_str(), true);
+    w.lgr->unuse();
   }
   for (LinkGroup* g : llc) {
     g->run_llc_work();
@@ -393,12 +482,8 @@ void Runtime::run_work() {
     c->put();
   }
   for (auto& [g, why] : term) {
-    if (g == nullptr) {
-      terminate_device(why.c_str());
-    } else {
-      g->terminate(false, why.c_str());
-      g->unuse();
-    }
+    g->terminate(false, why.c_str());
+    g->unuse();
   }
 }
 
@@ -470,6 +555,13 @@ void Runtime::run_timers() {
   for (LinkGroup* g : idle) g->terminate(true, "idle");
 }
 
+IbDevice* Runtime::async_device(void* p) {
+  for (auto& d : devs_) {
+    if (d.get() == p) return d.get();
+  }
+  return nullptr;
+}
+
 void Runtime::progress_loop() {
   epoll_event evs[16];
   while (!stop_.load(std::memory_order_acquire)) {
@@ -483,9 +575,9 @@ void Runtime::progress_loop() {
         (void)!read(wake_fd_, &v, sizeof(v));
       } else if (p == &stat_fd_) {
         serve_stat();
-      } else if (p == &dev_) {
+      } else if (IbDevice* d = async_device(p); d != nullptr) {
         std::lock_guard<std::mutex> lk(work_mu_);
-        handle_async();
+        handle_async(d);
       } else {
         std::lock_guard<std::mutex> lk(watch_mu_);
         auto it = watched_.find(static_cast<Link*>(p));

@@ -53,6 +53,9 @@ struct RuntimeCounters {
   std::atomic<uint64_t> declines_sent{0}, declines_received{0};
   std::atomic<uint64_t> lgr_terminated{0};
   std::atomic<uint64_t> conn_aborted{0};
+  std::atomic<uint64_t> failovers{0};        // connections moved to another link
+  std::atomic<uint64_t> links_added{0};      // second links confirmed by ADD LINK
+  std::atomic<uint64_t> links_lost{0};       // links removed while their group went on
 };
 
 // Test hooks (tests/smc): never set in production.
@@ -68,14 +71,21 @@ struct RuntimeHooks {
 
 class Runtime {
  public:
-  // Opens the device and starts the progress thread. nullptr with *err.
+  // Opens the devices (SMC_DEVICE: a name, a comma-separated list, or every
+  // device when empty; at most kMaxLinks) and starts the progress thread.
+  // nullptr with *err.
   static std::unique_ptr<Runtime> create(const Config& cfg, std::string* err);
   ~Runtime();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
   const Config& config() const { return cfg_; }
-  IbDevice* device() { return &dev_; }
+  // The first device: its GID and MAC go into CLC messages and the system ID.
+  IbDevice* device() { return devs_.front().get(); }
+  const std::vector<std::unique_ptr<IbDevice>>& devices() const { return devs_; }
+  IbDevice* device_by_gid(const wire::Gid& gid);
+  // An active device other than `not_this` (the second link's), or nullptr.
+  IbDevice* other_device(const IbDevice* not_this);
   const wire::SystemId& system_id() const { return system_id_; }
   RuntimeCounters& counters() { return counters_; }
   FallbackCounters& fallbacks() { return fallbacks_; }
@@ -94,8 +104,11 @@ class Runtime {
   // Terminates every group (process exit, device removal). Orderly: DELETE
   // LINK to the peers first.
   void terminate_all(bool orderly);
-  // Terminates the groups with a link on this device (device removal).
+  // Terminates every group (the stress tests' device removal).
   void terminate_device(const char* why);
+  // A device's port went down or the device is gone: each of its links
+  // fails over to another link of its group, or ends the group.
+  void device_down(IbDevice* dev, const char* why);
 
   // --- progress ------------------------------------------------------------
   // Registers a link's completion channel with the progress thread.
@@ -107,6 +120,8 @@ class Runtime {
   void schedule_llc(LinkGroup* lgr);
   void schedule_tx(Connection* c);          // takes a hold on c
   void schedule_terminate(LinkGroup* lgr, const char* why);
+  // A link failed (Link::fail): LinkGroup::link_down on the progress thread.
+  void schedule_link_down(LinkGroup* lgr, Link* l, const char* why);
   // Takes the owner's reference of a closed connection and its CLC socket:
   // both end when the peer's close arrived or at deadline_ms (invariant 6).
   void schedule_close_timer(Connection* c, int64_t deadline_ms, int tcp_fd);
@@ -153,7 +168,8 @@ class Runtime {
   explicit Runtime(const Config& cfg);
   void progress_loop();
   void handle_channel(Link* l, ibv_comp_channel* ch);
-  void handle_async();
+  void handle_async(IbDevice* dev);
+  IbDevice* async_device(void* epoll_ptr);
   void serve_stat();
   void run_work();
   void run_timers();
@@ -162,7 +178,7 @@ class Runtime {
   void wake();
 
   Config cfg_;
-  IbDevice dev_;
+  std::vector<std::unique_ptr<IbDevice>> devs_;
   wire::SystemId system_id_{};
   RuntimeCounters counters_;
   FallbackCounters fallbacks_;
@@ -189,6 +205,13 @@ class Runtime {
   std::vector<LinkGroup*> llc_work_;
   std::vector<Connection*> tx_work_;
   std::vector<std::pair<LinkGroup*, std::string>> terminate_work_;
+  struct LinkDown {
+    LinkGroup* lgr;
+    Link* link;
+    std::string why;
+  };
+  std::vector<LinkDown> link_down_work_;
+  std::vector<std::pair<IbDevice*, std::string>> device_work_;
   struct Closing {
     Connection* conn;
     int tcp_fd;

@@ -85,7 +85,14 @@ std::string Runtime::stat_dir() {
 std::string Runtime::stat_json() {
   std::string s = "{";
   field(s, "pid", uint64_t(getpid()));
-  s += "\"device\":" + quote(dev_.name) + ",\"gid\":" + quote(gid_text(dev_.gid)) +
+  s += "\"device\":" + quote(device()->name) + ",\"gid\":" + quote(gid_text(device()->gid)) + ",\"devices\":[";
+  for (size_t i = 0; i < devs_.size(); ++i) {
+    const IbDevice& d = *devs_[i];
+    const bool fatal = d.fatal.load(std::memory_order_acquire);
+    s += std::string(i ? "," : "") + "{\"name\":" + quote(d.name) + ",\"gid\":" + quote(gid_text(d.gid)) +
+         ",\"state\":" + quote(fatal ? "fatal" : devs_[i]->port_active() ? "active" : "down") + "}";
+  }
+  s += std::string("]") +
        ",\"system_id\":" + quote(hex(system_id_.data(), system_id_.size())) +
        ",\"ueid\":" + quote(wire::eid_text(cfg_.ueid)) +
        // How SMC capability is signalled: TCP option 254 ("tcp-option") or
@@ -98,7 +105,10 @@ std::string Runtime::stat_json() {
   field(s, "declines_sent", counters_.declines_sent.load());
   field(s, "declines_received", counters_.declines_received.load());
   field(s, "lgr_terminated", counters_.lgr_terminated.load());
-  field(s, "conn_aborted", counters_.conn_aborted.load(), false);
+  field(s, "conn_aborted", counters_.conn_aborted.load());
+  field(s, "links_added", counters_.links_added.load());
+  field(s, "links_lost", counters_.links_lost.load());
+  field(s, "failovers", counters_.failovers.load(), false);
   s += "},\"link_groups\":[";
   bool first_g = true;
   for_each_lgr([&](LinkGroup* g) {
@@ -110,7 +120,9 @@ std::string Runtime::stat_json() {
     field(s, "version", g->v2() ? 2 : 1);
     s += "\"state\":" + quote(g->terminating() ? "terminating" : "active") +
          ",\"peer_system_id\":" + quote(hex(g->peer_id.data(), g->peer_id.size())) +
-         ",\"peer_gid\":" + quote(gid_text(g->peer_gid)) + ",\"links\":[";
+         ",\"peer_gid\":" + quote(gid_text(g->peer_gid)) + ",";
+    field(s, "failovers", g->failovers());
+    s += "\"links\":[";
     bool first_l = true;
     for (int i = 0; i < kMaxLinks; ++i) {
       Link* l = g->link(i);
@@ -124,6 +136,7 @@ std::string Runtime::stat_json() {
       field(s, "qpn", l->qpn());
       field(s, "peer_qpn", l->peer_qpn());
       field(s, "mtu", l->mtu());
+      s += "\"local_gid\":" + quote(gid_text(l->device()->gid)) + ",\"peer_link_gid\":" + quote(gid_text(l->peer_gid())) + ",";
       field(s, "cdc_sent", c.cdc_sent.load());
       field(s, "cdc_received", c.cdc_received.load());
       field(s, "llc_sent", c.llc_sent.load());
@@ -189,7 +202,15 @@ std::string Runtime::stat_text() {
   std::string s;
   char line[512];
   std::snprintf(line, sizeof(line), "pid %d  device %s  gid %s  ueid %s  capability: %s\n", int(getpid()),
-                dev_.name.c_str(), gid_text(dev_.gid).c_str(), wire::eid_text(cfg_.ueid).c_str(), capability_mode());
+                device()->name.c_str(), gid_text(device()->gid).c_str(), wire::eid_text(cfg_.ueid).c_str(), capability_mode());
+  s += line;
+  for (auto& d : devs_) {
+    std::snprintf(line, sizeof(line), "  device %s  gid %s  %s\n", d->name.c_str(), gid_text(d->gid).c_str(),
+                  d->fatal.load() ? "fatal" : d->port_active() ? "active" : "down");
+    s += line;
+  }
+  std::snprintf(line, sizeof(line), "  links added %" PRIu64 "  links lost %" PRIu64 "  failovers %" PRIu64 "\n",
+                counters_.links_added.load(), counters_.links_lost.load(), counters_.failovers.load());
   s += line;
   for_each_lgr([&](LinkGroup* g) {
     std::snprintf(line, sizeof(line), "  link group %u  %s  SMC-Rv%d  %s  peer %s\n", g->id(), role_name(g->role()),

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <rte_ethdev.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -322,15 +323,23 @@ ibv_context* open_device(ibv_device* ibdev) {
       DROCE_DEBUG("%s: DROCE_FAULTS active on transmit", s->ibdev.name);
     }
   }
+  // async_fd is readable when the device has undistributed events or this
+  // context has its own (get_async_event).
+  c->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
   epoll_event ev{};
   ev.events = EPOLLIN;
-  if (epoll_ctl(epfd, EPOLL_CTL_ADD, s->device->async_event_fd(), &ev) != 0) {
+  epoll_event own{};
+  own.events = EPOLLIN;
+  if (c->event_fd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, s->device->async_event_fd(), &ev) != 0 ||
+      epoll_ctl(epfd, EPOLL_CTL_ADD, c->event_fd, &own) != 0) {
     const int err = errno;
+    if (c->event_fd >= 0) close(c->event_fd);
     close(epfd);
     if (s->open_count == 0) s->device.reset();
     return fail_errno(err);
   }
   ++s->open_count;
+  s->contexts.push_back(c.get());
   c->slot = s;
   c->dev = s->device.get();
   verbs_context& v = c->vctx;
@@ -366,7 +375,9 @@ int close_device(ibv_context* ibctx) {
   DeviceSlot* s = c->slot;
   std::lock_guard<std::mutex> lock(s->mu);
   close(ibctx->async_fd);
+  close(c->event_fd);
   pthread_mutex_destroy(&ibctx->mutex);
+  std::erase(s->contexts, c);
   delete c;
   if (s->open_count > 0 && --s->open_count == 0) {
     // The last context: the engine stops and every object left open goes with it.
@@ -465,40 +476,107 @@ void gid_entry(Context* c, ibv_gid_entry* e) {
 
 // ---- async events ----
 
+// Events a context holds for a reader that never comes are bounded: the
+// oldest go first (a program that ignores async events loses nothing else).
+constexpr size_t kMaxContextEvents = 4096;
+
+void deliver(Context* c, const nic::AsyncEvent& ev) {
+  uint64_t v;
+  if (c->events.size() >= kMaxContextEvents) {
+    c->events.pop_front();
+    [[maybe_unused]] ssize_t n = read(c->event_fd, &v, sizeof(v));
+  }
+  c->events.push_back(ev);
+  v = 1;
+  [[maybe_unused]] ssize_t n = write(c->event_fd, &v, sizeof(v));
+}
+
+// The context that created the object an event names; nullptr for port
+// and device events (every context gets those) or an object already gone.
+Context* owner_of(DeviceSlot* s, const nic::AsyncEvent& ev, bool* everyone) {
+  *everyone = false;
+  switch (ev.type) {
+    case nic::AsyncEventType::kCqErr: {
+      auto it = s->cqs.find(ev.cq);
+      return it == s->cqs.end() ? nullptr : ctx_of(it->second->cq.context);
+    }
+    case nic::AsyncEventType::kSrqErr:
+    case nic::AsyncEventType::kSrqLimitReached: {
+      auto it = s->srqs.find(ev.srq);
+      return it == s->srqs.end() ? nullptr : ctx_of(it->second->srq.context);
+    }
+    case nic::AsyncEventType::kPortActive:
+    case nic::AsyncEventType::kPortErr:
+    case nic::AsyncEventType::kDeviceFatal:
+      *everyone = true;
+      return nullptr;
+    default: {
+      auto it = s->qps.find(ev.qpn);
+      return it == s->qps.end() ? nullptr : ctx_of(it->second->qpx.qp_base.context);
+    }
+  }
+}
+
+// Moves the device's queued events to the contexts they belong to (caller
+// holds s->mu).
+void distribute_events(DeviceSlot* s) {
+  nic::AsyncEvent ev;
+  while (s->device && s->device->get_async_event(&ev)) {
+    bool everyone = false;
+    Context* owner = owner_of(s, ev, &everyone);
+    if (everyone) {
+      for (Context* c : s->contexts) deliver(c, ev);
+    } else if (owner != nullptr) {
+      deliver(owner, ev);
+    }
+  }
+}
+
+// Fills *out from ev; false when the object it names was destroyed since.
+bool resolve_event(DeviceSlot* s, const nic::AsyncEvent& ev, ibv_async_event* out) {
+  std::memset(out, 0, sizeof(*out));
+  out->event_type = static_cast<ibv_event_type>(ev.type);
+  switch (ev.type) {
+    case nic::AsyncEventType::kCqErr: {
+      auto it = s->cqs.find(ev.cq);
+      if (it == s->cqs.end()) return false;
+      out->element.cq = ibv_cq_ex_to_cq(&it->second->cq);
+      return true;
+    }
+    case nic::AsyncEventType::kSrqErr:
+    case nic::AsyncEventType::kSrqLimitReached: {
+      auto it = s->srqs.find(ev.srq);
+      if (it == s->srqs.end()) return false;
+      out->element.srq = &it->second->srq;
+      return true;
+    }
+    case nic::AsyncEventType::kPortActive:
+    case nic::AsyncEventType::kPortErr:
+      out->element.port_num = ev.port_num;
+      return true;
+    case nic::AsyncEventType::kDeviceFatal:
+      return true;
+    default: {
+      auto it = s->qps.find(ev.qpn);
+      if (it == s->qps.end()) return false;
+      out->element.qp = &it->second->qpx.qp_base;
+      return true;
+    }
+  }
+}
+
 int get_async_event(ibv_context* ibctx, ibv_async_event* out) {
   Context* c = ctx_of(ibctx);
   for (;;) {
-    nic::AsyncEvent ev;
-    while (c->dev->get_async_event(&ev)) {
-      std::memset(out, 0, sizeof(*out));
-      out->event_type = static_cast<ibv_event_type>(ev.type);
+    {
       std::lock_guard<std::mutex> lock(c->slot->mu);
-      switch (ev.type) {
-        case nic::AsyncEventType::kCqErr: {
-          auto it = c->slot->cqs.find(ev.cq);
-          if (it == c->slot->cqs.end()) continue;  // destroyed meanwhile
-          out->element.cq = ibv_cq_ex_to_cq(&it->second->cq);
-          return 0;
-        }
-        case nic::AsyncEventType::kSrqErr:
-        case nic::AsyncEventType::kSrqLimitReached: {
-          auto it = c->slot->srqs.find(ev.srq);
-          if (it == c->slot->srqs.end()) continue;
-          out->element.srq = &it->second->srq;
-          return 0;
-        }
-        case nic::AsyncEventType::kPortActive:
-        case nic::AsyncEventType::kPortErr:
-          out->element.port_num = ev.port_num;
-          return 0;
-        case nic::AsyncEventType::kDeviceFatal:
-          return 0;
-        default: {
-          auto it = c->slot->qps.find(ev.qpn);
-          if (it == c->slot->qps.end()) continue;
-          out->element.qp = &it->second->qpx.qp_base;
-          return 0;
-        }
+      distribute_events(c->slot);
+      while (!c->events.empty()) {
+        const nic::AsyncEvent ev = c->events.front();
+        c->events.pop_front();
+        uint64_t v;
+        [[maybe_unused]] ssize_t n = read(c->event_fd, &v, sizeof(v));
+        if (resolve_event(c->slot, ev, out)) return 0;
       }
     }
     if (fd_nonblocking(ibctx->async_fd)) {

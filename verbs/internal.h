@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <limits>  // before verbs.h: __VERBS_ABI_IS_EXTENDED uses numeric_limits in C++
 #include <memory>
 #include <mutex>
@@ -61,6 +62,8 @@ struct Srq;
 // the life of the process once ibv_get_device_list has created it.
 // Threading: mu guards device, open_count and the object maps; port and the
 // ibv_device fields are written once before the slot is published.
+struct Context;
+
 struct DeviceSlot {
   ibv_device ibdev;  // handed out by ibv_get_device_list; first member
   int index = 0;
@@ -77,6 +80,9 @@ struct DeviceSlot {
   std::unordered_map<uint32_t, Qp*> qps;  // qpn -> QP
   std::unordered_map<const nic::CompletionQueue*, Cq*> cqs;
   std::unordered_map<const nic::Srq*, Srq*> srqs;
+  // Open contexts: each gets the port and device events, and the events of
+  // the objects it created (as uverbs delivers them per ucontext).
+  std::vector<Context*> contexts;
 };
 
 DeviceSlot* slot_of(ibv_device* dev);
@@ -87,6 +93,10 @@ struct Context {
   verbs_context vctx;
   DeviceSlot* slot = nullptr;
   nic::Device* dev = nullptr;
+  // This context's async events (guarded by slot->mu), one count each in
+  // event_fd (an eventfd in semaphore mode, in async_fd's epoll set).
+  std::deque<nic::AsyncEvent> events;
+  int event_fd = -1;
 };
 inline Context* ctx_of(ibv_context* c) {
   return reinterpret_cast<Context*>(reinterpret_cast<char*>(c) - offsetof(verbs_context, context));

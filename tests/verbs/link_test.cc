@@ -145,6 +145,67 @@ TEST(PortEvents, RingLinkDownAndUp) {
   EXPECT_EQ(next_event(o.ctx, &ev, 50), -1) << "one event per change";
 }
 
+// Two contexts on one device (two libraries of one program, or SMC-R beside
+// the program's own verbs use): each gets every port event, as every uverbs
+// file of a device does, and only the events of the objects it created.
+TEST(PortEvents, EveryContextGetsPortEventsAndOnlyItsOwnObjectEvents) {
+  ONCE_PER_PROCESS();
+  unsetenv("DROCE_EAL_ARGS");
+  unsetenv("DROCE_LINK_WAIT_MS");
+  Opened a, b;
+  ASSERT_NO_FATAL_FAILURE(open_first(&a, true));
+  ASSERT_NO_FATAL_FAILURE(open_first(&b, true));
+  uint16_t port_id = RTE_MAX_ETHPORTS;
+  uint16_t id;
+  RTE_ETH_FOREACH_DEV(id) {
+    port_id = id;
+    break;
+  }
+  ASSERT_LT(port_id, RTE_MAX_ETHPORTS);
+  ASSERT_EQ(rte_eth_dev_set_link_down(port_id), 0);
+  expect_port_event(a.ctx, IBV_EVENT_PORT_ERR);
+  expect_port_event(b.ctx, IBV_EVENT_PORT_ERR);
+  ASSERT_EQ(rte_eth_dev_set_link_up(port_id), 0);
+  expect_port_event(b.ctx, IBV_EVENT_PORT_ACTIVE);
+  expect_port_event(a.ctx, IBV_EVENT_PORT_ACTIVE);
+
+  // A QP of b's on an SRQ, moved to ERR (RESET -> INIT -> ERR): LAST_WQE_REACHED goes to b only.
+  ibv_pd* pd = ibv_alloc_pd(b.ctx);
+  ASSERT_NE(pd, nullptr);
+  ibv_cq* cq = ibv_create_cq(b.ctx, 16, nullptr, nullptr, 0);
+  ASSERT_NE(cq, nullptr);
+  ibv_srq_init_attr sa{};
+  sa.attr.max_wr = 16;
+  sa.attr.max_sge = 1;
+  ibv_srq* srq = ibv_create_srq(pd, &sa);
+  ASSERT_NE(srq, nullptr);
+  ibv_qp_init_attr qa{};
+  qa.send_cq = cq;
+  qa.recv_cq = cq;
+  qa.srq = srq;
+  qa.qp_type = IBV_QPT_RC;
+  qa.cap.max_send_wr = 4;
+  qa.cap.max_send_sge = 1;
+  ibv_qp* qp = ibv_create_qp(pd, &qa);
+  ASSERT_NE(qp, nullptr);
+  ibv_qp_attr m{};
+  m.qp_state = IBV_QPS_INIT;
+  m.port_num = 1;
+  ASSERT_EQ(ibv_modify_qp(qp, &m, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS), 0);
+  m.qp_state = IBV_QPS_ERR;
+  ASSERT_EQ(ibv_modify_qp(qp, &m, IBV_QP_STATE), 0);
+  ibv_async_event ev{};
+  ASSERT_EQ(next_event(b.ctx, &ev, kEventTimeoutMs), int(IBV_EVENT_QP_LAST_WQE_REACHED));
+  EXPECT_EQ(ev.element.qp, qp);
+  ibv_ack_async_event(&ev);
+  EXPECT_EQ(next_event(a.ctx, &ev, 100), -1) << "a got an event of b's QP: "
+                                             << ibv_event_type_str(ev.event_type);
+  EXPECT_EQ(ibv_destroy_qp(qp), 0);
+  EXPECT_EQ(ibv_destroy_srq(srq), 0);
+  EXPECT_EQ(ibv_destroy_cq(cq), 0);
+  EXPECT_EQ(ibv_dealloc_pd(pd), 0);
+}
+
 // A net_memif server whose peer is not there: ibv_open_device waits
 // DROCE_LINK_WAIT_MS, then opens and says PORT_DOWN. The peer starting raises
 // PORT_ACTIVE; the peer killed (a process that dies: the kernel closes its
