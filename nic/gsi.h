@@ -38,7 +38,8 @@ class Gsi {
   // Called on the engine thread with the engine lock held: it must not call
   // back into the device (queue the MAD and return).
   using Handler = void (*)(void* arg, uint32_t src_ip, const uint8_t* mad, size_t len);
-  static constexpr size_t kTxSlots = 64;
+  // Room for a burst of connections (cmtime -c 200 sends 200 REQs at once).
+  static constexpr size_t kTxSlots = 1024;
 
   void set_handler(Handler fn, void* arg) {
     fn_ = fn;

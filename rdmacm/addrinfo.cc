@@ -110,13 +110,18 @@ int rdma_create_ep(rdma_cm_id** id, rdma_addrinfo* res, ibv_pd* pd, ibv_qp_init_
     if (r == 0 && qp_init_attr != nullptr) {
       // rdma_get_request creates the QP of each accepted id from these.
       priv(cm_id)->ep_qp_attr = *qp_init_attr;
+      priv(cm_id)->ep_qp_attr.qp_type = static_cast<ibv_qp_type>(res->ai_qp_type);
       priv(cm_id)->ep_pd = pd;
       priv(cm_id)->ep_has_qp_attr = true;
     }
   } else {
     r = rdma_resolve_addr(cm_id, res->ai_src_addr, res->ai_dst_addr, kEpResolveMs);
     if (r == 0) r = rdma_resolve_route(cm_id, kEpResolveMs);
-    if (r == 0 && qp_init_attr != nullptr) r = rdma_create_qp(cm_id, pd, qp_init_attr);
+    if (r == 0 && qp_init_attr != nullptr) {
+      // The endpoint's QP type is the address info's (rdma-core does the same).
+      qp_init_attr->qp_type = static_cast<ibv_qp_type>(res->ai_qp_type);
+      r = rdma_create_qp(cm_id, pd, qp_init_attr);
+    }
   }
   if (r != 0) {
     const int e = errno;

@@ -26,18 +26,19 @@ void free_channel(Channel* c) {
 }
 
 void post_event(IdPriv* id, rdma_cm_event_type type, int status, const void* pd, size_t len,
-                uint8_t reported_len, rdma_cm_id* listen_id) {
+                uint8_t reported_len, rdma_cm_id* listen_id, const EventParam* param, Channel* via) {
   Event* e = new Event;
   e->owner = id;
   e->event.id = &id->id;
   e->event.listen_id = listen_id;
   e->event.event = type;
   e->event.status = status;
+  if (param != nullptr) e->event.param = *param;
   if (len > kEventPrivateMax) len = kEventPrivateMax;
   if (pd != nullptr && len > 0) std::memcpy(e->private_data, pd, len);
   e->event.param.conn.private_data = reported_len > 0 ? e->private_data : nullptr;
   e->event.param.conn.private_data_len = reported_len;
-  Channel* c = chan(id->id.channel);
+  Channel* c = via != nullptr ? via : chan(id->id.channel);
   std::lock_guard<std::mutex> lock(c->mu);
   c->queue.push_back(e);
   const uint64_t one = 1;
@@ -84,8 +85,32 @@ rdma_event_channel* rdma_create_event_channel(void) {
   return c != nullptr ? &c->ch : nullptr;
 }
 
+// A program's other thread may be about to read the channel when it is
+// destroyed (rping's cm_thread is: it loops back into rdma_get_cm_event
+// after the ack that let rdma_destroy_id return). With the kernel's fd that
+// thread stays blocked in read until the process ends; here too: the channel
+// and its eventfd are kept, empty, for the next kKeptChannels destroys.
 void rdma_destroy_event_channel(rdma_event_channel* channel) {
-  if (channel != nullptr) free_channel(chan(channel));
+  if (channel == nullptr) return;
+  constexpr size_t kKeptChannels = 64;
+  static std::mutex kept_mu;
+  static std::deque<Channel*> kept;
+  Channel* c = chan(channel);
+  {
+    std::lock_guard<std::mutex> lock(c->mu);
+    for (Event* e : c->queue) delete e;
+    c->queue.clear();
+  }
+  Channel* oldest = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(kept_mu);
+    kept.push_back(c);
+    if (kept.size() > kKeptChannels) {
+      oldest = kept.front();
+      kept.pop_front();
+    }
+  }
+  if (oldest != nullptr) free_channel(oldest);
 }
 
 int rdma_get_cm_event(rdma_event_channel* channel, rdma_cm_event** event) {

@@ -210,7 +210,11 @@ int rdma_destroy_id(rdma_cm_id* id) {
     // Address resolutions finish first (they post to this id).
     p->cv.wait(lock, [p] { return p->async_busy == 0; });
   }
+  // A request not yet taken may sit on its listener's channel (sync listeners).
+  Channel* listener_ch = p->listener != nullptr ? chan(p->listener->id.channel) : nullptr;
+  cm_release(p);  // no event for this id after this
   kill_events(chan(id->channel), p);
+  if (listener_ch != nullptr) kill_events(listener_ch, p);
   {
     // Every event already delivered must be acked (rdma-core ucma_destroy_kern_id).
     std::unique_lock<std::mutex> lock(p->mu);

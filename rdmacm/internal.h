@@ -22,6 +22,7 @@ namespace droce::rdmacm {
 inline constexpr size_t kEventPrivateMax = 256;
 
 struct IdPriv;
+class CmService;
 
 // One queued or delivered event. event.param.conn.private_data points into
 // private_data, valid until rdma_ack_cm_event.
@@ -115,6 +116,19 @@ struct IdPriv {
   bool ep_has_qp_attr = false;
   ibv_ece local_ece{};
   ConnParams conn;
+
+  // The CM side (conn.cc): guarded by the CmService's lock, not mu.
+  CmService* cm = nullptr;       // the agent of the id's device, once it uses the CM
+  uint32_t cm_conn = 0;          // the agent's connection (0: none)
+  bool cm_listening = false;
+  uint64_t listen_sid = 0;
+  uint32_t listen_ip = 0;
+  IdPriv* listener = nullptr;    // a child's listener while its request is pending
+  int pending_requests = 0;      // a listener's children not yet accepted or rejected
+  std::vector<IdPriv*> requests;  // those children
+  uint8_t want_resp_res = 0;     // what rdma_connect asked for
+  uint8_t want_init_depth = 0;
+  bool connected = false;        // ESTABLISHED reported
 };
 
 inline IdPriv* priv(rdma_cm_id* id) { return reinterpret_cast<IdPriv*>(id); }
@@ -166,8 +180,12 @@ class Library {
 // Queues an event for `id` on its channel. pd/len: private data copied into
 // the event; reported_len: what the event says its length is (the kernel
 // reports the maximum size of the message, not the sender's length).
+// param: the event's conn/ud parameters (their private-data fields are set here).
+// via: another channel than the id's (a sync listener's, for its child's request).
+using EventParam = decltype(rdma_cm_event::param);
 void post_event(IdPriv* id, rdma_cm_event_type type, int status, const void* pd, size_t len,
-                uint8_t reported_len, rdma_cm_id* listen_id = nullptr);
+                uint8_t reported_len, rdma_cm_id* listen_id = nullptr, const EventParam* param = nullptr,
+                Channel* via = nullptr);
 // Marks every undelivered event of `id` on `c` dead; returns how many.
 int kill_events(Channel* c, IdPriv* id);
 // A sync id's wait for the event its call produced (rdma-core ucma_complete):
@@ -175,6 +193,12 @@ int kill_events(Channel* c, IdPriv* id);
 int complete(IdPriv* id);
 Channel* new_channel();
 void free_channel(Channel* c);
+
+// ---- the CM (cm.cc, conn.cc) ----
+// The device's CM service (its agent and progress thread), started on first use.
+CmService* cm_service(DeviceEntry* d);
+// Ends the CM side of an id being destroyed (rdma_destroy_id).
+void cm_release(IdPriv* p);
 
 // ---- addresses (id.cc) ----
 // The IPv4 address (host order) of an AF_INET or v4-mapped AF_INET6 sockaddr.

@@ -501,7 +501,137 @@ static void case_refused(void) {
   CHECK(rdma_create_id(NULL, &id, NULL, (enum rdma_port_space)0x42) == -1 && errno == EINVAL);
 }
 
+/* A connection to the port's own address (the default port loops frames
+ * back): REQ private data of 57 bytes is refused, 56 arrive intact at
+ * offset 0 of CONNECT_REQUEST, whose length is 56 (cma.c reports the
+ * maximum); accept, ESTABLISHED on both ids, disconnect, DISCONNECTED on both. */
+static void case_connect_self(void) {
+  struct rdma_event_channel* ch = rdma_create_event_channel();
+  CHECK(ch != NULL);
+  struct rdma_cm_id* listener = NULL;
+  CHECK(rdma_create_id(ch, &listener, (void*)0x11, RDMA_PS_TCP) == 0);
+  struct sockaddr_in own = sin_of(kOwnIp, 7300);
+  CHECK(rdma_bind_addr(listener, (struct sockaddr*)&own) == 0);
+  CHECK(rdma_listen(listener, 4) == 0);
+
+  struct rdma_cm_id* id = resolved_id(ch, RDMA_PS_TCP);
+  struct ibv_qp_init_attr attr;
+  memset(&attr, 0, sizeof(attr));
+  attr.qp_type = IBV_QPT_RC;
+  attr.cap.max_send_wr = attr.cap.max_recv_wr = 4;
+  attr.cap.max_send_sge = attr.cap.max_recv_sge = 1;
+  CHECK(rdma_create_qp(id, NULL, &attr) == 0);
+  /* resolved_id resolved port 7174; this connection goes to 7300. */
+  ((struct sockaddr_in*)&id->route.addr.dst_addr)->sin_port = htons(7300);
+  uint8_t pd[57];
+  for (int i = 0; i < 57; ++i) pd[i] = (uint8_t)(0xA0 + i);
+  struct rdma_conn_param cp;
+  memset(&cp, 0, sizeof(cp));
+  cp.private_data = pd;
+  cp.private_data_len = 57;
+  cp.responder_resources = 1;
+  cp.initiator_depth = 1;
+  cp.retry_count = 7;
+  cp.rnr_retry_count = 7;
+  errno = 0;
+  CHECK(rdma_connect(id, &cp) == -1 && errno == EINVAL);
+  cp.private_data_len = 56;
+  CHECK(rdma_connect(id, &cp) == 0);
+
+  struct rdma_cm_event* ev = next_event(ch, RDMA_CM_EVENT_CONNECT_REQUEST);
+  CHECK(ev->listen_id == listener);
+  struct rdma_cm_id* child = ev->id;
+  CHECK(child != listener && child != id);
+  CHECK(child->context == (void*)0x11 && child->channel == ch && child->verbs != NULL);
+  CHECK(ev->param.conn.private_data_len == 56);
+  CHECK(memcmp(ev->param.conn.private_data, pd, 56) == 0);
+  CHECK(ev->param.conn.qp_num == id->qp->qp_num);
+  CHECK(ev->param.conn.responder_resources == 1 && ev->param.conn.initiator_depth == 1);
+  CHECK(rdma_get_dst_port(child) == rdma_get_src_port(id));
+  CHECK(rdma_get_src_port(child) == htons(7300));
+  CHECK(rdma_ack_cm_event(ev) == 0);
+
+  /* The child's QP attributes follow the REQ: INIT with remote access. */
+  struct ibv_qp_attr qa;
+  int mask = 0;
+  memset(&qa, 0, sizeof(qa));
+  qa.qp_state = IBV_QPS_INIT;
+  CHECK(rdma_init_qp_attr(child, &qa, &mask) == 0);
+  CHECK(qa.qp_access_flags == (IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC));
+  qa.qp_state = IBV_QPS_RTR;
+  CHECK(rdma_init_qp_attr(child, &qa, &mask) == 0);
+  CHECK(qa.dest_qp_num == id->qp->qp_num && qa.path_mtu == IBV_MTU_1024 && qa.min_rnr_timer == 0);
+  CHECK(qa.ah_attr.is_global == 1 && qa.max_dest_rd_atomic == 1);
+
+  CHECK(rdma_create_qp(child, NULL, &attr) == 0);
+  const uint8_t reply[3] = {7, 8, 9};
+  memset(&cp, 0, sizeof(cp));
+  cp.private_data = reply;
+  cp.private_data_len = sizeof(reply);
+  cp.responder_resources = 1;
+  cp.initiator_depth = 1;
+  cp.rnr_retry_count = 7;
+  CHECK(rdma_accept(child, &cp) == 0);
+  CHECK(qp_state(child->qp) == IBV_QPS_RTS); /* RTR and RTS before the REP */
+  int established = 0;
+  for (int i = 0; i < 2; ++i) {
+    ev = next_event(ch, RDMA_CM_EVENT_ESTABLISHED);
+    if (ev->id == id) {
+      CHECK(ev->param.conn.private_data_len == 196);
+      CHECK(memcmp(ev->param.conn.private_data, reply, sizeof(reply)) == 0);
+      CHECK(ev->param.conn.qp_num == child->qp->qp_num);
+      CHECK(qp_state(id->qp) == IBV_QPS_RTS);
+    } else {
+      CHECK(ev->id == child);
+    }
+    established |= ev->id == id ? 1 : 2;
+    CHECK(rdma_ack_cm_event(ev) == 0);
+  }
+  CHECK(established == 3);
+
+  CHECK(rdma_disconnect(id) == 0);
+  int disconnected = 0;
+  for (int i = 0; i < 2; ++i) {
+    ev = next_event(ch, RDMA_CM_EVENT_DISCONNECTED);
+    disconnected |= ev->id == id ? 1 : ev->id == child ? 2 : 4;
+    CHECK(rdma_ack_cm_event(ev) == 0);
+  }
+  CHECK(disconnected == 3);
+  CHECK(qp_state(id->qp) == IBV_QPS_ERR && qp_state(child->qp) == IBV_QPS_ERR);
+  CHECK(rdma_disconnect(child) == 0); /* the peer's DREQ came first: nothing more */
+  rdma_destroy_qp(child);
+  rdma_destroy_qp(id);
+  CHECK(rdma_destroy_id(child) == 0);
+  CHECK(rdma_destroy_id(id) == 0);
+  CHECK(rdma_destroy_id(listener) == 0);
+  rdma_destroy_event_channel(ch);
+}
+
+/* A port nobody listens on: REJECTED with status 8 (invalid service ID). */
+static void case_connect_nobody(void) {
+  struct rdma_event_channel* ch = rdma_create_event_channel();
+  CHECK(ch != NULL);
+  struct rdma_cm_id* id = resolved_id(ch, RDMA_PS_TCP);
+  struct ibv_qp_init_attr attr;
+  memset(&attr, 0, sizeof(attr));
+  attr.qp_type = IBV_QPT_RC;
+  attr.cap.max_send_wr = attr.cap.max_recv_wr = 1;
+  attr.cap.max_send_sge = attr.cap.max_recv_sge = 1;
+  CHECK(rdma_create_qp(id, NULL, &attr) == 0);
+  CHECK(rdma_connect(id, NULL) == 0);
+  struct rdma_cm_event* ev = next_event(ch, RDMA_CM_EVENT_REJECTED);
+  CHECK(ev->status == 8);
+  CHECK(ev->param.conn.private_data_len == 148);
+  CHECK(rdma_ack_cm_event(ev) == 0);
+  CHECK(qp_state(id->qp) == IBV_QPS_ERR);
+  rdma_destroy_qp(id);
+  CHECK(rdma_destroy_id(id) == 0);
+  rdma_destroy_event_channel(ch);
+}
+
 static const struct test_case kCases[] = {
+    {"connect_self", case_connect_self},
+    {"connect_nobody", case_connect_nobody},
     {"devices", case_devices},
     {"event_str", case_event_str},
     {"channel", case_channel},
