@@ -228,9 +228,10 @@ std::string Runtime::stat_text() {
       s += line;
     }
     g->for_each_connection([&](Connection* c) {
-      std::snprintf(line, sizeof(line), "    conn %08x  %s  %s  sent %" PRIu64 "  received %" PRIu64 "\n", c->token(),
-                    c->label().c_str(), c->state_name().c_str(), c->stats().bytes_sent.load(),
-                    c->stats().bytes_received.load());
+      const Link* on = c->link();
+      std::snprintf(line, sizeof(line), "    conn %08x  %s  SMC-Rv%d  link %u  %s  sent %" PRIu64 "  received %" PRIu64 "\n",
+                    c->token(), c->label().c_str(), g->v2() ? 2 : 1, on != nullptr ? unsigned(on->link_id()) : 0u,
+                    c->state_name().c_str(), c->stats().bytes_sent.load(), c->stats().bytes_received.load());
       s += line;
     });
   });

@@ -216,6 +216,11 @@ TEST(SmcProcess, StatShowsLinkGroupsLinksAndConnections) {
   EXPECT_EQ(g.at("connections").arr.at(0).at("mode").str, "SMCR-v2");
   EXPECT_NE(text.find("link group"), std::string::npos) << text << "\n" << p.stat(true);
   EXPECT_NE(text.find("QP"), std::string::npos) << text;
+  // Per connection its mode and link; per process the capability mode.
+  EXPECT_NE(text.find("SMC-Rv2  link 1  ACTIVE"), std::string::npos) << text;
+  EXPECT_NE(text.find("capability: "), std::string::npos) << text;
+  EXPECT_FALSE(s.at("processes").arr.at(0).at("capability_mode").str.empty());
+  EXPECT_EQ(g.at("connections").arr.at(0).at("link_id").num, g.at("links").arr.at(0).at("link_id").num);
   EXPECT_FALSE(js.empty()) << log;
 }
 
