@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <chrono>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -20,7 +21,8 @@ namespace {
 
 constexpr uint8_t kIboePacketLifetime = 18;  // CMA_IBOE_PACKET_LIFETIME
 constexpr uint8_t kDefaultHopLimit = 64;     // ip4_dst_hoplimit on a default route
-constexpr int kMaxResolveMs = 3000;          // rdma-core waits this long for a neighbour
+constexpr int kDefaultResolveMs = 2000;      // a timeout of 0: what rping and cmatose pass
+constexpr int kMaxResolveMs = 10000;
 
 bool valid_ps(rdma_port_space ps) {
   return ps == RDMA_PS_TCP || ps == RDMA_PS_UDP || ps == RDMA_PS_IB || ps == RDMA_PS_IPOIB;
@@ -107,8 +109,18 @@ void resolve_addr_async(IdPriv* p, uint32_t dst_ip, int timeout_ms) {
     ipv4_gid(dst_ip, &ah.grh.dgid);
     uint8_t mac[6];
     uint16_t vid;
-    (void)timeout_ms;  // droce's neighbour lookup gives up after its own 3 s, as rdma-core's
-    if (ibv_resolve_eth_l2_from_gid(d->ctx, &ah, mac, &vid) != 0) status = -ETIMEDOUT;
+    // The port's ARP gives up after its requests; like the kernel's
+    // neighbour probes, ask again until the program's timeout has passed
+    // (a peer whose port is coming up answers the next round).
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+      if (ibv_resolve_eth_l2_from_gid(d->ctx, &ah, mac, &vid) == 0) break;
+      if (std::chrono::steady_clock::now() >= end) {
+        status = -ETIMEDOUT;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
   }
   {
     std::lock_guard<std::mutex> lock(p->mu);
@@ -273,7 +285,7 @@ int rdma_resolve_addr(rdma_cm_id* id, sockaddr* src_addr, sockaddr* dst_addr, in
     p->state = IdState::kAddrQuery;
     ++p->async_busy;
   }
-  const int t = timeout_ms > 0 && timeout_ms < kMaxResolveMs ? timeout_ms : kMaxResolveMs;
+  const int t = timeout_ms <= 0 ? kDefaultResolveMs : timeout_ms > kMaxResolveMs ? kMaxResolveMs : timeout_ms;
   std::thread(resolve_addr_async, p, dst_ip, t).detach();
   return p->sync ? complete(p) : 0;
 }

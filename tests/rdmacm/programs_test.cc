@@ -17,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <ostream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -55,6 +56,9 @@ struct ProgramCase {
   int client_exit;    // expected exit status of the client (rping: 255 on error)
   std::vector<std::string> client_says;
   std::vector<std::string> server_says;
+  // perftest checks PORT_ACTIVE right after opening the device: its server
+  // waits there for the link (DROCE_LINK_WAIT_MS), which comes up with the client.
+  bool server_needs_link = false;
 };
 
 void PrintTo(const ProgramCase& c, std::ostream* os) { *os << c.name; }
@@ -79,7 +83,8 @@ std::vector<std::string> with_ip(const std::vector<std::string>& argv, const std
   return out;
 }
 
-PairRun run_pair(const ProgramCase& c, const Direction& d) {
+// capture: a pcapng file the client's port writes (DROCE_CAPTURE), or "".
+PairRun run_pair(const ProgramCase& c, const Direction& d, const std::string& capture = "") {
   PairRun r;
   TempDir dir;
   const std::string sock = dir.path() + "/memif.sock";
@@ -101,7 +106,9 @@ PairRun run_pair(const ProgramCase& c, const Direction& d) {
                                               {"DROCE_LINK_WAIT_MS", link_wait_ms}};
   };
   Process server, client;
-  EXPECT_TRUE(start(with_ip(c.server, server_ip), env(server_ip, prefix_s, true, "0"),
+  std::map<std::string, std::string> client_env = env(client_ip, prefix_c, false, "10000");
+  if (!capture.empty()) client_env["DROCE_CAPTURE"] = capture;
+  EXPECT_TRUE(start(with_ip(c.server, server_ip), env(server_ip, prefix_s, true, c.server_needs_link ? "30000" : "0"),
                     dir.path() + "/server.txt", &server));
   EXPECT_TRUE(wait_until([&] { return unix_listening(sock); }, 20000)) << read_file(dir.path() + "/server.txt");
   // The server listens once its device is open; a client that comes first is
@@ -110,7 +117,7 @@ PairRun run_pair(const ProgramCase& c, const Direction& d) {
   for (int attempt = 1; attempt <= kClientAttempts; ++attempt) {
     r.attempts = attempt;
     client = Process();
-    EXPECT_TRUE(start(with_ip(c.client, server_ip), env(client_ip, prefix_c, false, "10000"),
+    EXPECT_TRUE(start(with_ip(c.client, server_ip), client_env,
                       dir.path() + "/client.txt", &client));
     r.client_done = wait_for(&client, kRunTimeoutMs);
     r.client = read_file(dir.path() + "/client.txt");
@@ -140,7 +147,7 @@ TEST_P(RdmacmPrograms, OverMemif) {
   const Direction& d = std::get<1>(GetParam());
   if (sanitized_build()) GTEST_SKIP() << "sanitizer build: the ASan drop-ins cannot be loaded by " << c.server[0];
   if (!have("/usr/bin/" + c.server[0]) || !have("/usr/bin/" + c.client[0]))
-    GTEST_SKIP() << c.server[0] << " is not installed (package rdmacm-utils)";
+    GTEST_SKIP() << c.server[0] << " is not installed (package rdmacm-utils or perftest)";
   ASSERT_FALSE(dropin_lib_dir().empty()) << "DROCE_BUILD_DIR is not set";
   const PairRun r = run_pair(c, d);
   const std::string both = "server (exit " + std::to_string(r.server_exit) + "):\n" + r.server + "\nclient (exit " +
@@ -208,6 +215,47 @@ const ProgramCase kCases[] = {
      0,
      {"step              total ms     max ms     min us  us / conn", "connect      :", "disconnect   :"},
      {}},
+    // perftest -R: the control exchange and the data QPs over rdma_cm.
+    {"ib_send_bw_R",
+     {"ib_send_bw", "-R", "-d", "droce0", "-n", "200"},
+     {"ib_send_bw", "-R", "-d", "droce0", "-n", "200", "SIP"},
+     true,
+     0,
+     {"rdma_cm QPs\t : ON", " 65536      200  "},
+     {" 65536      200  "},
+     true},
+    {"ib_send_bw_R_q4",
+     {"ib_send_bw", "-R", "-q", "4", "-d", "droce0", "-n", "200"},
+     {"ib_send_bw", "-R", "-q", "4", "-d", "droce0", "-n", "200", "SIP"},
+     true,
+     0,
+     {" 65536      800  "},
+     {" 65536      800  "},
+     true},
+    {"ib_send_bw_R_UD",
+     {"ib_send_bw", "-R", "-c", "UD", "-d", "droce0", "-n", "200"},
+     {"ib_send_bw", "-R", "-c", "UD", "-d", "droce0", "-n", "200", "SIP"},
+     true,
+     0,
+     {" 1024       200  "},
+     {" 1024       200  "},
+     true},
+    {"ib_write_lat_R",
+     {"ib_write_lat", "-R", "-d", "droce0", "-n", "200"},
+     {"ib_write_lat", "-R", "-d", "droce0", "-n", "200", "SIP"},
+     true,
+     0,
+     {" 2       200  "},
+     {" 2       200  "},
+     true},
+    {"ib_read_lat_R",
+     {"ib_read_lat", "-R", "-d", "droce0", "-n", "200"},
+     {"ib_read_lat", "-R", "-d", "droce0", "-n", "200", "SIP"},
+     true,
+     0,
+     {" 2       200  "},
+     {},
+     true},
     {"rping_nobody_listens",
      {"rping", "-s", "-a", "SIP", "-C", "1"},
      {"rping", "-c", "-a", "SIP", "-p", "9999", "-C", "1"},
@@ -227,6 +275,38 @@ std::string case_name(const ::testing::TestParamInfo<std::tuple<ProgramCase, Dir
 INSTANTIATE_TEST_SUITE_P(Debian, RdmacmPrograms,
                          ::testing::Combine(::testing::ValuesIn(kCases), ::testing::ValuesIn(kDirections)),
                          case_name);
+
+// The CM MADs droce sends and receives, as TShark 4.0 decodes them from the
+// client's capture: the five messages of an rping, none malformed.
+TEST(RdmacmCapture, TsharkDecodesTheCmMads) {
+  if (sanitized_build()) GTEST_SKIP() << "sanitizer build: the ASan drop-ins cannot be loaded by rping";
+  if (!have("/usr/bin/rping")) GTEST_SKIP() << "rping is not installed (package rdmacm-utils)";
+  if (!have("/usr/bin/tshark")) GTEST_SKIP() << "tshark is not installed";
+  TempDir dir;
+  const std::string pcap = dir.path() + "/client.pcapng";
+  const ProgramCase c = kCases[0];
+  const PairRun r = run_pair(c, kDirections[0], pcap);
+  ASSERT_EQ(r.client_exit, 0) << r.client;
+  Process t;
+  ASSERT_TRUE(start({"/usr/bin/tshark", "-r", pcap, "-Y", "infiniband.bth.destqp == 1"}, {},
+                    dir.path() + "/cm.txt", &t));
+  ASSERT_TRUE(wait_for(&t, 60000));
+  const std::string cm = read_file(dir.path() + "/cm.txt");
+  for (const char* m : {"CM: ConnectRequest", "CM: ConnectReply", "CM: ReadyToUse", "CM: DisconnectRequest",
+                        "CM: DisconnectReply"})
+    EXPECT_NE(cm.find(m), std::string::npos) << m << "\n" << cm;
+  Process bad;
+  ASSERT_TRUE(start({"/usr/bin/tshark", "-r", pcap, "-Y", "_ws.malformed || _ws.expert.severity >= error"}, {},
+                    dir.path() + "/bad.txt", &bad));
+  ASSERT_TRUE(wait_for(&bad, 60000));
+  // What tshark lists is a bad frame; its note about running as root is not.
+  std::string listed;
+  std::istringstream lines(read_file(dir.path() + "/bad.txt"));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("Running as user", 0) != 0) listed += line + "\n";
+  }
+  EXPECT_EQ(listed, "") << cm;
+}
 
 // An address nobody has: ADDR_ERROR with -ETIMEDOUT, as on a kernel device
 // (droce0 on its default port: nobody answers ARP there).
