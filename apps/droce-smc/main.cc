@@ -5,7 +5,8 @@
 //                    [--protocol droce|smcbench|sink|echo] [--expect eof|reset]
 //                    [--send-first N] [--json]
 //   droce-smc client --connect HOST:P --mode stream|pingpong|echo --bytes N --size S
-//                    [--transport smc|tcp] [--protocol droce|raw] [--close orderly|abort] [--json]
+//                    [--transport smc|tcp] [--protocol droce|raw] [--close orderly|abort]
+//                    [--pause-ms MS] [--json]
 //   droce-smc stat [--json]
 //   droce-smc run CMD ARGS...   (CMD with libdroce-smc-preload.so: SMC-R for its TCP sockets)
 //
@@ -70,7 +71,8 @@ static_assert(sizeof(Request) == 24);
                "                        [--protocol droce|smcbench|sink|echo] [--expect eof|reset]\n"
                "                        [--send-first N] [--json]\n"
                "       droce-smc client --connect HOST:P --mode stream|pingpong|echo --bytes N --size S\n"
-               "                        [--transport smc|tcp] [--protocol droce|raw] [--close orderly|abort] [--json]\n"
+               "                        [--transport smc|tcp] [--protocol droce|raw] [--close orderly|abort]\n"
+               "                        [--pause-ms MS] [--json]\n"
                "       droce-smc stat [--json]\n"
                "       droce-smc run CMD [ARGS...]\n");
   std::exit(2);
@@ -493,9 +495,12 @@ int run_client(int argc, char** argv) {
   std::string target, mode_s;
   uint64_t bytes = 0, size = 0;
   bool smc = true, json = false, raw = false, abort_close = false;
+  long pause_ms = 0;
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--protocol" && i + 1 < argc) {
+    if (a == "--pause-ms" && i + 1 < argc) {
+      pause_ms = std::atol(argv[++i]);
+    } else if (a == "--protocol" && i + 1 < argc) {
       const std::string p = argv[++i];
       if (p != "droce" && p != "raw") usage("client --protocol is droce or raw");
       raw = p == "raw";
@@ -679,6 +684,10 @@ int run_client(int argc, char** argv) {
     // A few untimed round trips first (first-touch of buffers, caches).
     for (int w = 0; w < 10 && ok; ++w) ok = c.send_all(buf.data(), size) && c.recv_all(back.data(), size);
     for (uint64_t i = 0; i < iters && ok; ++i) {
+      // --pause-ms: the connection idles halfway, long enough for the
+      // peers' keepalives (TEST LINK after SMC_TESTLINK_MS / Linux's
+      // smcr_testlink_time without receives) to run.
+      if (pause_ms > 0 && i == iters / 2) std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
       const auto t0 = Clock::now();
       ok = c.send_all(buf.data(), size) && c.recv_all(back.data(), size);
       us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
