@@ -1,10 +1,9 @@
 // What a Linux 6.1 kernel peer showed droce (scripts/interop,
 // docs/interop.md), kept here so that it stays fixed without a VM: each test
 // is the droce side of one finding, between two runtimes on the loopback
-// port. (The other teardown finding, the link kept up after DELETE LINK
-// until the peer is quiet, has no test here: droce's own peer answers
-// within the old window on the loopback port, so a test could not fail;
-// scripts/interop's captures show it against the kernel.)
+// port.
+#include <sys/un.h>
+
 #include "tests/smc/smc_fixture.h"
 
 namespace droce::smc::test {
@@ -62,6 +61,49 @@ TEST_F(SmcLinuxPeer, ProgramEndLetsAPendingCloseFinishBeforeDeleteLink) {
   EXPECT_TRUE(eventually([&] { return sc->closed_both_ways(); }, 2000));
   sc->put();
   listener->close();
+}
+
+// After its DELETE LINK the ending side used to destroy its QP as soon as
+// the DELETE LINK was acknowledged. A Linux peer answers it with SENDs (a
+// server with DELETE RKEY and its own DELETE LINK, a client with abort CDCs
+// for its open connections); these met no QP, its rxe retransmitted them
+// and its close() hung as above. The link now stays up until the peer has
+// been quiet for 100 ms. Here the peer's answer (droce's DELETE LINK
+// response) is held back 50 ms: the server's progress thread, which sends
+// it, is kept in its stat socket's request read (droce-smc stat's socket,
+// turned on here for the server runtime) until the test writes the request.
+TEST_F(SmcLinuxPeer, DeleteLinkWaitsForThePeersLateAnswer) {
+  CorePair p;
+  core_pair(client_.get(), server_.get(), &p);
+  ASSERT_TRUE(p.client.smc && p.server.smc);
+  LinkGroup* lgr = p.client.conn->lgr();
+  lgr->use();
+  Link* l = lgr->active_link();
+  ASSERT_NE(l, nullptr);
+  p.client.conn->release();
+  const uint64_t before = l->counters().llc_received.load();
+  // Stall the server's progress thread in serve_stat.
+  std::string err;
+  ASSERT_TRUE(server_->enable_stat_socket(&err)) << err;
+  const int sfd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  const std::string path = Runtime::stat_dir() + "/" + std::to_string(getpid()) + ".sock";
+  std::snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path.c_str());
+  ASSERT_EQ(::connect(sfd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0) << path;
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the progress thread takes it
+  std::thread release_stall([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    (void)!::write(sfd, "json", 4);
+  });
+  lgr->terminate(true, "test: program ends");
+  release_stall.join();
+  ::close(sfd);
+  EXPECT_EQ(l->state(), LinkState::kFreed);
+  EXPECT_GT(l->counters().llc_received.load(), before) << "the peer's late answer to DELETE LINK was lost";
+  lgr->unuse();
+  EXPECT_TRUE(eventually([&] { return p.server.conn->error() != 0; }, 5000));
+  p.server.conn->release();
 }
 
 }  // namespace
