@@ -94,7 +94,8 @@ void rdma_destroy_event_channel(rdma_event_channel* channel) {
   if (channel == nullptr) return;
   constexpr size_t kKeptChannels = 64;
   static std::mutex kept_mu;
-  static std::deque<Channel*> kept;
+  // Never destroyed: the channels stay reachable to the end of the process.
+  static auto* kept = new std::deque<Channel*>;
   Channel* c = chan(channel);
   {
     std::lock_guard<std::mutex> lock(c->mu);
@@ -104,10 +105,10 @@ void rdma_destroy_event_channel(rdma_event_channel* channel) {
   Channel* oldest = nullptr;
   {
     std::lock_guard<std::mutex> lock(kept_mu);
-    kept.push_back(c);
-    if (kept.size() > kKeptChannels) {
-      oldest = kept.front();
-      kept.pop_front();
+    kept->push_back(c);
+    if (kept->size() > kKeptChannels) {
+      oldest = kept->front();
+      kept->pop_front();
     }
   }
   if (oldest != nullptr) free_channel(oldest);

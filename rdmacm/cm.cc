@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 
 #include "verbs/droce_gsi.h"
@@ -48,7 +49,9 @@ CmService::CmService(DeviceEntry* d) : dev_(d), agent_(config_for(d), this) {
   thread_ = std::thread([this] { run(); });
 }
 
-CmService::~CmService() {
+CmService::~CmService() { stop(); }
+
+void CmService::stop() {
   droce_gsi_set_handler(dev_->ctx, nullptr, nullptr);
   {
     std::lock_guard<std::mutex> lock(rx_mu);
@@ -114,16 +117,41 @@ void CmService::handle_events() {
   }
 }
 
+namespace {
+
+std::mutex g_services_mu;
+// One per device, kept for the life of the process, as the device is (never
+// destroyed, so still reachable while the process ends).
+auto* g_services = new std::vector<std::pair<DeviceEntry*, CmService*>>;
+
+// At exit there is no kernel to end the process's connections: a best-effort
+// DREQ (established) or REJ (pending) for each, then a moment for the engine
+// to send them (registered after libibverbs started, so this runs before its
+// devices go).
+void end_connections_at_exit() {
+  std::lock_guard<std::mutex> lock(g_services_mu);
+  bool sent = false;
+  for (auto& [dev, svc] : *g_services) {
+    std::lock_guard<std::mutex> cm_lock(svc->mu);
+    const uint64_t before = svc->agent().counters().tx_mads;
+    svc->agent().destroy_all(CmService::now());
+    sent = sent || svc->agent().counters().tx_mads != before;
+  }
+  if (sent) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // Nothing may reach into the devices while libibverbs tears them down.
+  for (auto& [dev, svc] : *g_services) svc->stop();
+}
+
+}  // namespace
+
 CmService* cm_service(DeviceEntry* d) {
-  static std::mutex init_mu;
-  std::lock_guard<std::mutex> lock(init_mu);
-  // One per device, kept for the life of the process, as the device is.
-  static std::vector<std::pair<DeviceEntry*, CmService*>> services;
-  for (auto& [dev, svc] : services) {
+  std::lock_guard<std::mutex> lock(g_services_mu);
+  for (auto& [dev, svc] : *g_services) {
     if (dev == d) return svc;
   }
+  if (g_services->empty()) std::atexit(end_connections_at_exit);
   CmService* svc = new CmService(d);
-  services.emplace_back(d, svc);
+  g_services->emplace_back(d, svc);
   return svc;
 }
 

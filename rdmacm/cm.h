@@ -31,6 +31,8 @@ class CmService : public cm::AgentOutput {
 
   // With mu held: runs what the agent reported during the calls just made.
   void handle_events();
+  // Process exit: no more MADs in, the thread ends (mu not held).
+  void stop();
 
   // cm::AgentOutput (called by the agent, mu held).
   void send_mad(uint32_t dst_ip, const uint8_t* mad) override;

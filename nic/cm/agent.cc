@@ -3,6 +3,7 @@
 #include "nic/cm/agent.h"
 
 #include <cstring>
+#include <vector>
 
 namespace droce::cm {
 
@@ -306,6 +307,14 @@ void Agent::destroy(uint32_t conn, AgentNanos now) {
       break;
   }
   conns_.erase(conn);
+}
+
+void Agent::destroy_all(AgentNanos now) {
+  std::vector<uint32_t> live;
+  for (const auto& [id, c] : conns_) {
+    if (!c.destroyed) live.push_back(id);
+  }
+  for (uint32_t id : live) destroy(id, now);
 }
 
 // ---- SIDR ----

@@ -120,6 +120,10 @@ class Agent {
   // are ended as ib_cm's cm_destroy_id does (REJ, DREQ); timewait goes on.
   void destroy(uint32_t conn, AgentNanos now);
   void set_cookie(uint32_t conn, void* cookie);
+  // The process is ending: every connection the consumer still has is
+  // destroyed (REJ for pending ones, DREQ for established ones), so peers
+  // hear of it at once rather than by their retries.
+  void destroy_all(AgentNanos now);
 
   // SIDR (UD): a query for service_id at peer_ip, and the listener's answer.
   uint32_t sidr_query(uint32_t peer_ip, uint64_t service_id, const uint8_t* pd, size_t len, void* cookie,

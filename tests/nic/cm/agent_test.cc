@@ -396,6 +396,24 @@ TEST_F(Pair, DestroyEstablishedSendsDreq) {
   EXPECT_EQ(sa.events.size(), before);  // destroyed: no event
 }
 
+TEST_F(Pair, DestroyAllAtExitEndsEveryConnection) {
+  auto [ca, cb] = establish();
+  (void)cb;
+  // A second connection still waiting for its REP.
+  a.connect(params(), now);
+  wire.frames.clear();
+  a.destroy_all(now);
+  ASSERT_EQ(wire.frames.size(), 2u);
+  std::vector<uint16_t> sent = {wire.frames[0].attr(), wire.frames[1].attr()};
+  std::sort(sent.begin(), sent.end());
+  EXPECT_EQ(sent, (std::vector<uint16_t>{kAttrRej, kAttrDreq}));
+  const size_t before = sa.events.size();
+  deliver();
+  EXPECT_EQ(sa.events.size(), before);  // nothing reported to a consumer that is gone
+  EXPECT_EQ(sb.last(), AgentEventType::kDreqReceived);
+  (void)ca;
+}
+
 TEST_F(Pair, RepNeverAnsweredIsUnreachable) {
   ASSERT_TRUE(b.listen(kSid, 0, &cookie_listener));
   a.connect(params(), now);
