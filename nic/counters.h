@@ -35,6 +35,20 @@ inline constexpr CounterName<EngineCounters> kEngineCounterNames[] = {
 static_assert(std::size(kEngineCounterNames) * sizeof(uint64_t) == sizeof(EngineCounters),
               "every EngineCounters field needs a name");
 
+inline constexpr CounterName<GsiCounters> kGsiCounterNames[] = {
+    {"rx_mads", &GsiCounters::rx_mads},
+    {"rx_bad_opcode", &GsiCounters::rx_bad_opcode},
+    {"rx_bad_qkey", &GsiCounters::rx_bad_qkey},
+    {"rx_bad_len", &GsiCounters::rx_bad_len},
+    {"rx_bad_pkey", &GsiCounters::rx_bad_pkey},
+    {"rx_no_agent", &GsiCounters::rx_no_agent},
+    {"tx_mads", &GsiCounters::tx_mads},
+    {"tx_queue_full", &GsiCounters::tx_queue_full},
+    {"tx_no_neighbor", &GsiCounters::tx_no_neighbor},
+};
+static_assert(std::size(kGsiCounterNames) * sizeof(uint64_t) == sizeof(GsiCounters),
+              "every GsiCounters field needs a name");
+
 inline constexpr CounterName<QpCounters> kQpCounterNames[] = {
     {"tx_packets", &QpCounters::tx_packets},
     {"tx_bytes", &QpCounters::tx_bytes},

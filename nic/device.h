@@ -114,6 +114,7 @@ struct DeviceStats {
   PortCounters port;
   bool faults = false;  // a fault shim is on transmit (DROCE_FAULTS)
   FaultCounters fault_counters;
+  GsiCounters gsi;      // QP1: the CM's MADs (nic/gsi.h)
 };
 
 struct QpStats {

@@ -20,6 +20,7 @@ DeviceStats Device::stats() {
   s.port = port_->counters();
   s.faults = faults_ != nullptr;
   if (faults_) s.fault_counters = faults_->counters();
+  s.gsi = gsi_.counters();
   return s;
 }
 

@@ -90,6 +90,7 @@ rte_tel_data* port_dict(const DeviceStats& s) {
     add_child(d, "port_drops", p);
   }
   if (s.faults) add_child(d, "faults", counters_dict(s.fault_counters, kFaultCounterNames));
+  add_child(d, "gsi", counters_dict(s.gsi, kGsiCounterNames));
   return d;
 }
 

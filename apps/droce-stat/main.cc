@@ -153,6 +153,7 @@ void print_human(const Target& t, pid_t pid, const Json& ports, const Json& qps)
     print_counters("parse_drops", p.find("parse_drops"));
     print_counters("port_drops", p.find("port_drops"));
     print_counters("faults", p.find("faults"));
+    print_counters("gsi", p.find("gsi"));
     const Json* port_qps = qps.find(port_id);
     if (port_qps == nullptr) continue;
     for (const auto& [qpn, q] : port_qps->obj) {

@@ -93,10 +93,11 @@ TEST_F(LiveProcess, CountersGrowBetweenTwoReads) {
     port_of[p.at("device").str] = id;
     EXPECT_EQ(p.at("qps").u64(), 1u);
     EXPECT_EQ(p.at("link_up").u64(), 1u);
-    for (const char* section : {"engine", "port", "parse_drops", "port_drops"}) {
+    for (const char* section : {"engine", "port", "parse_drops", "port_drops", "gsi"}) {
       EXPECT_EQ(p.at(section).kind, Json::Kind::kObject) << section;
     }
     EXPECT_TRUE(p.at("engine").has("rx_no_qp"));
+    EXPECT_TRUE(p.at("gsi").has("rx_mads"));
     EXPECT_TRUE(p.at("parse_drops").has("bad_icrc"));
     EXPECT_TRUE(p.at("port_drops").has("not_our_mac"));
   }
