@@ -318,8 +318,10 @@ IbDevice* clc_device(Runtime& rt) {
 // The server's ADD LINK when it has no second device: this link's data as
 // an asymmetric alternative, which the client rejects; an acceptance is
 // answered with DELETE LINK for it (a Linux client waits for an ADD LINK
-// after first contact, A16).
-void offer_asymmetric_link(Runtime& rt, LinkGroup* lgr, Link* link, const wire::Gid& peer_gid) {
+// after first contact, A16). Its fields as Linux 6.1 fills them
+// (smc_llc_fill_ext_v2): the sender's GID for the new link in
+// client_target_gid, an rkey triple per RMB of the group (A3).
+void offer_asymmetric_link(Runtime& rt, LinkGroup* lgr, Link* link) {
   const Config& cfg = rt.config();
   wire::LlcAddLink add;
   add.hdr.type = wire::LlcType::kAddLink;
@@ -333,7 +335,8 @@ void offer_asymmetric_link(Runtime& rt, LinkGroup* lgr, Link* link, const wire::
   if (lgr->v2()) {
     add.has_v2_ext = true;
     add.v2_direct = true;
-    add.client_target_gid = peer_gid;
+    add.client_target_gid = link->device()->gid;
+    add.rkeys = lgr->rmb_rkeys(link->index(), link->index());
   }
   wire::LlcMsg resp;
   if (lgr->llc_request(link, add, &resp, cfg.llc_wait_ms)) {
@@ -355,17 +358,10 @@ void serve_add_link(Runtime& rt, LinkGroup* lgr, Link* first) {
   Link* nl = dev != nullptr ? lgr->add_link(dev, &err) : nullptr;
   if (nl == nullptr) {
     if (dev != nullptr) SMC_LOG("link group %u: second link on %s: %s", lgr->id(), dev->name.c_str(), err.c_str());
-    offer_asymmetric_link(rt, lgr, first, first->peer_gid());
+    offer_asymmetric_link(rt, lgr, first);
     return;
   }
   nl->set_link_uid(first->link_uid());
-  wire::Gid target = first->peer_gid();
-  for (const wire::Gid& g : lgr->peer_gids) {
-    if (g != first->peer_gid()) {
-      target = g;
-      break;
-    }
-  }
   wire::LlcAddLink add;
   add.hdr.type = wire::LlcType::kAddLink;
   add.hdr.v2 = true;
@@ -377,7 +373,7 @@ void serve_add_link(Runtime& rt, LinkGroup* lgr, Link* first) {
   add.psn = nl->psn();
   add.has_v2_ext = true;
   add.v2_direct = true;
-  add.client_target_gid = target;
+  add.client_target_gid = dev->gid;  // the sender's GID for the new link, as Linux 6.1
   add.rkeys = lgr->rmb_rkeys(first->index(), nl->index());
   wire::LlcMsg resp;
   const wire::LlcAddLink* ar = nullptr;
@@ -413,14 +409,16 @@ void reject_add_link(Runtime& rt, Link* via, wire::LlcAddLink a) {
   via->send_llc(a, rt.config().llc_wait_ms);
 }
 
-// smc_llc_cli_add_link for SMC-Rv2: a link on the device with the GID the
-// server targets, RTR to the server's new QP, our answer with our QP and
-// RMB rkeys, then the server's CONFIRM LINK over the new link, RTS and the
-// response. Without such a device: the reject.
+// smc_llc_cli_add_link for SMC-Rv2: a link on our other device (as
+// smc_pnet_find_alt_roce: not the one the group's link uses; the request's
+// client_target_gid is the server's own GID, which Linux never reads), RTR
+// to the server's new QP, our answer with our QP and RMB rkeys, then the
+// server's CONFIRM LINK over the new link, RTS and the response. Without a
+// second device whose port is up: the reject.
 void answer_add_link(Runtime& rt, LinkGroup* lgr, Link* via, const wire::LlcAddLink& req) {
   const Config& cfg = rt.config();
-  IbDevice* dev = lgr->v2() && req.has_v2_ext ? rt.device_by_gid(req.client_target_gid) : nullptr;
-  if (dev != nullptr && (dev == via->device() || !dev->port_active())) dev = nullptr;
+  IbDevice* dev = lgr->v2() && req.has_v2_ext ? rt.other_device(via->device()) : nullptr;
+  if (dev != nullptr && !dev->port_active()) dev = nullptr;
   std::string err;
   Link* nl = dev != nullptr ? lgr->add_link(dev, &err, req.link_num) : nullptr;
   if (nl == nullptr || !nl->to_rtr(req.sender_gid, req.sender_qpn, req.psn, req.mtu, &err)) {
@@ -794,7 +792,6 @@ ClcOutcome clc_accept(Runtime& rt, int fd, bool peer_signalled) {
   }
   conn->set_peer(conf.rmbe_alert_token, conf.rkey, conf.rmb_vaddr, wire::rmbe_uncompress(conf.rmbe_size),
                  lgr->rtoken_add(link->index(), conf.rkey, conf.rmb_vaddr));
-  if (first_contact) lgr->peer_gids.assign(conf.gids.begin(), conf.gids.begin() + std::min<size_t>(conf.gid_cnt, conf.gids.size()));
   if (!first_contact) conn->activate(link);
   if (first_contact) {
     // smcr_serv_conf_first_link: RTR + RTS with the client's QP, CONFIRM

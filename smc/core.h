@@ -500,9 +500,6 @@ class LinkGroup {
   void rtoken_delete(uint32_t rkey);
   // Our RMBs as ADD LINK rkey triples from link `from` to link `to`.
   std::vector<wire::LlcRkeyPair> rmb_rkeys(uint8_t from, uint8_t to);
-  // The client's GIDs from its first-contact CLC Confirm (the server picks
-  // the second link's client_target_gid among them).
-  std::vector<wire::Gid> peer_gids;
   uint64_t failovers() const { return failovers_.load(std::memory_order_relaxed); }
 
   // New connection with a fresh token, registered in the group.

@@ -457,6 +457,7 @@ void Link::dispatch_recv(const uint8_t* msg, uint32_t len) {
     c->put();
     return;
   }
+  if (auto& h = lgr_->runtime()->hooks().llc_received) h(this, msg, len);
   wire::LlcMsg m;
   if (wire::decode_llc(std::span<const uint8_t>(msg, len), &m) != wire::LlcError::kOk) {
     counters_.rx_bad_msg.fetch_add(1, std::memory_order_relaxed);

@@ -67,6 +67,8 @@ struct RuntimeHooks {
   // Steps of a link teardown as they happen ("qp_err", "drained",
   // "destroy_qp", "destroy_cq", "dereg_mr", "dealloc_pd").
   std::function<void(Link*, const char*)> trace;
+  // Every LLC message a link receives, as its bytes, before it is handled.
+  std::function<void(Link*, const uint8_t*, size_t)> llc_received;
 };
 
 class Runtime {

@@ -4,6 +4,10 @@
 // port.
 #include <sys/un.h>
 
+#include <mutex>
+#include <vector>
+
+#include "smc/core.h"
 #include "tests/smc/smc_fixture.h"
 
 namespace droce::smc::test {
@@ -104,6 +108,66 @@ TEST_F(SmcLinuxPeer, DeleteLinkWaitsForThePeersLateAnswer) {
   lgr->unuse();
   EXPECT_TRUE(eventually([&] { return p.server.conn->error() != 0; }, 5000));
   p.server.conn->release();
+}
+
+// The ADD LINK a server sends after first contact, as Linux 6.1 fills it
+// (smc_llc_fill_ext_v2; reference A3): client_target_gid holds the
+// sender's own GID for the new link, and one rkey triple per connection
+// follows (num_rkeys little-endian): 88 bytes after a first contact. droce
+// used to put the client's GID there and no rkey (72 bytes), and as a
+// client chose its device by that field, which from Linux names Linux's
+// own GID. A client with one device rejects it (22 2C 00 C0).
+TEST_F(SmcLinuxPeer, AddLinkAfterFirstContactCarriesTheSendersGidAndOneRkey) {
+  std::mutex mu;
+  std::vector<std::vector<uint8_t>> add_links;
+  client_->hooks().llc_received = [&](Link*, const uint8_t* m, size_t len) {
+    if (len >= 4 && m[0] == 0x22 && (m[3] & 0x80) == 0) {
+      std::lock_guard<std::mutex> lk(mu);
+      add_links.emplace_back(m, m + len);
+    }
+  };
+  int port = 0;
+  auto listener = listen_on(server_.get(), &port);
+  int err = 0;
+  auto c = Socket::create(client_.get(), 0, 0, &err);
+  std::shared_ptr<Socket> s;
+  std::thread t([&] { s = listener->accept(nullptr, nullptr, 0, &err); });
+  const sockaddr_in sa = loopback(port);
+  ASSERT_EQ(c->connect(reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)), 0);
+  t.join();
+  ASSERT_TRUE(c->uses_smc());
+  ASSERT_TRUE(eventually(
+      [&] {
+        std::lock_guard<std::mutex> lk(mu);
+        return !add_links.empty();
+      },
+      3000))
+      << "no ADD LINK after first contact";
+  client_->hooks().llc_received = nullptr;
+  std::vector<uint8_t> m;
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    m = add_links.front();
+  }
+  ASSERT_EQ(m.size(), 88u);
+  EXPECT_EQ(m[1], 88);  // length_v2, little-endian
+  EXPECT_EQ(m[2], 0);
+  const wire::Gid& server_gid = server_->device()->gid;
+  EXPECT_TRUE(std::equal(server_gid.begin(), server_gid.end(), m.begin() + 46)) << "client_target_gid";
+  EXPECT_EQ(m[70], 1) << "num_rkeys (LE16)";
+  EXPECT_EQ(m[71], 0);
+  const uint32_t rkey_existing = uint32_t(m[72]) << 24 | uint32_t(m[73]) << 16 | uint32_t(m[74]) << 8 | m[75];
+  EXPECT_EQ(rkey_existing, s->connection()->rmb()->mr[0]->rkey) << "the server's RMB rkey on the first link";
+  // One device each: the client rejects and the group keeps one link.
+  LinkGroup* g = nullptr;
+  server_->for_each_lgr([&](LinkGroup* x) { g = x; });
+  ASSERT_NE(g, nullptr);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(g->active_links(), 1u);
+  EXPECT_EQ(server_->counters().links_added.load(), 0u);
+  c->close();
+  s->close();
+  listener->close();
 }
 
 }  // namespace
