@@ -86,6 +86,8 @@ inline constexpr CounterName<QpCounters> kQpCounterNames[] = {
     {"tx_unresolved", &QpCounters::tx_unresolved},
     {"rx_bad_src_addr", &QpCounters::rx_bad_src_addr},
     {"unknown_naks_received", &QpCounters::unknown_naks_received},
+    {"acks_sent", &QpCounters::acks_sent},
+    {"acks_coalesced", &QpCounters::acks_coalesced},
 };
 static_assert(std::size(kQpCounterNames) * sizeof(uint64_t) == sizeof(QpCounters),
               "every QpCounters field needs a name");

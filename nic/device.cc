@@ -57,7 +57,8 @@ Device::Device(Port* port, std::unique_ptr<Port> owned, const Options& opts)
       pd_users_(opts.attr.max_pd + 1, 0),
       qps_(std::bit_ceil(std::max<uint32_t>(opts.attr.max_qp, 1))),
       qp_mask_(uint32_t(qps_.size() - 1)),
-      ahs_(opts.attr.max_ah + 1) {
+      ahs_(opts.attr.max_ah + 1),
+      coalesce_acks_(opts.coalesce_acks) {
   async_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   live_.reserve(opts.attr.max_qp);

@@ -132,6 +132,9 @@ class Device {
     bool engine_thread = true;  // progress on a thread of its own
     DeviceAttr attr;
     std::string name;  // what counter tools call it (verbs: droce0, droce1 ...); "" for none
+    // Responder ACK coalescing: consecutive in-order requests of one receive
+    // burst that ask for an ACK get one, carrying the latest PSN and MSN.
+    bool coalesce_acks = true;
   };
 
   // The device takes over the port.
@@ -237,6 +240,10 @@ class Device {
   const AddressVector* ah(uint32_t handle);
   rte_mbuf* tx_alloc();
   void tx_enqueue(rte_mbuf* m);
+  // A QP holds an ACK for the end of the current receive burst
+  // (send_deferred_acks). False when coalescing is off or the list is full:
+  // the QP sends it now.
+  bool defer_ack(Qp* qp);
   void raise_event(const AsyncEvent& ev);
   uint16_t next_ip_id() { return ip_id_++; }
   Nanos engine_now() const { return now_; }
@@ -255,6 +262,8 @@ class Device {
   bool sleep_until_doorbell(Nanos max_ns);
   void tx_flush();
   void dispatch(const wire::PacketView& v, Nanos now);
+  // The end of a receive burst: each QP that deferred an ACK sends it.
+  void send_deferred_acks(Nanos now);
   void remove_locked();
   bool pd_exists(uint32_t pd) const {
     return pd != 0 && pd < pd_users_.size() && pd_users_[pd] != 0;
@@ -300,6 +309,13 @@ class Device {
   std::vector<std::unique_ptr<Srq>> srqs_;
   // Live QPs, scanned each poll for work (engine lock).
   std::vector<Qp*> live_;
+
+  // Receive burst (engine only), and the QPs holding a coalesced ACK until
+  // its end: at most one entry per packet of the burst.
+  static constexpr uint16_t kRxBurst = 32;
+  const bool coalesce_acks_;
+  Qp* deferred_acks_[kRxBurst];
+  uint16_t n_deferred_acks_ = 0;
 
   // Transmit batch of the current poll (engine only).
   static constexpr uint16_t kTxBurst = 64;

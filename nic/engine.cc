@@ -17,7 +17,6 @@ namespace droce::nic {
 
 namespace {
 
-constexpr uint16_t kRxBurst = 32;
 // Idle backoff of the engine thread: spin, then yield, then short sleeps
 // (woken early by doorbells), so two busy processes share two cores.
 constexpr uint32_t kSpinPolls = 2000;
@@ -80,6 +79,24 @@ void Device::tx_flush() {
     port_->transmit(tx_, tx_n_);
   }
   tx_n_ = 0;
+}
+
+// ACK coalescing (IBTA 9.7.5.1.2: an ACK acknowledges every PSN before the
+// one it carries). While one receive burst is dispatched, a QP answering
+// requests that asked for an ACK holds one ACK with the latest PSN instead of
+// sending one per request; the ACKs leave here, after the burst, still in the
+// same transmit batch as before. NAKs, RNR NAKs, READ responses and atomic
+// replies are never held: the QP sends a held ACK just before them, so
+// responses stay in PSN order (Qp::hold_ack).
+bool Device::defer_ack(Qp* qp) {
+  if (!coalesce_acks_ || n_deferred_acks_ == kRxBurst) return false;
+  deferred_acks_[n_deferred_acks_++] = qp;
+  return true;
+}
+
+void Device::send_deferred_acks(Nanos now) {
+  for (uint16_t i = 0; i < n_deferred_acks_; ++i) deferred_acks_[i]->send_deferred_ack(now);
+  n_deferred_acks_ = 0;
 }
 
 void Device::set_faults(std::unique_ptr<FaultShim> shim) {
@@ -151,6 +168,7 @@ void Device::poll(Nanos now) {
     wire::PacketView views[kRxBurst];
     const uint16_t n = port_->receive(mbufs, views, kRxBurst, now);
     for (uint16_t i = 0; i < n; ++i) dispatch(views[i], now);
+    send_deferred_acks(now);
     if (n > 0) rte_pktmbuf_free_bulk(mbufs, n);
     port_->poll(now);
     if (now >= next_link_check_) check_link(now);

@@ -152,6 +152,8 @@ struct QpCounters {
   uint64_t tx_unresolved = 0;       // packets not sent: the peer's MAC is not resolved (ARP failed)
   uint64_t rx_bad_src_addr = 0;     // RC/UC packets from another address than the QP's peer
   uint64_t unknown_naks_received = 0;  // NAK codes an RC requester does not know (4..31)
+  uint64_t acks_sent = 0;           // ACK frames (positive acknowledgements) the responder sent
+  uint64_t acks_coalesced = 0;      // requests that asked for an ACK, answered by a later one
 };
 
 // kNoAh: the UD WQE's address handle no longer exists.
@@ -207,6 +209,10 @@ class Qp {
   void handle_response(const RxPacket& pkt);  // qp_completer.cc
   void run_requester(Nanos now);              // qp_requester.cc
   void run_timers(Nanos now);                 // qp_completer.cc
+  // The end of the receive burst in which the QP deferred an ACK
+  // (Device::defer_ack): the ACK leaves unless responses are still owed
+  // before it (then send_resp_resources sends it after them).
+  void send_deferred_ack(Nanos now);          // qp_responder.cc
   // True while the QP needs the engine without a doorbell (timers, response streams).
   bool needs_service() const;
 
@@ -319,6 +325,11 @@ class Qp {
   bool complete(const RxPacket& pkt);
   void acknowledge(const RxPacket& pkt);
   void send_ack(uint8_t syndrome, uint32_t psn, Nanos now);
+  // An ACK up to psn is owed: held behind owed responses, deferred to the end
+  // of the receive burst (coalescing), or sent now.
+  void hold_ack(uint32_t psn, Nanos now);
+  // Sends the held ACK unless responses are owed before it.
+  void release_held_ack(Nanos now);
   void responder_error(wire::NakCode code, WcStatus status, uint32_t psn, Nanos now,
                        AsyncEventType event);
   bool take_recv_wqe();
@@ -406,8 +417,11 @@ class Qp {
   uint32_t res_cap_ = 0;
   uint32_t res_count_ = 0;
   uint32_t res_next_ = 0;
-  bool ack_held_ = false;      // an ACK waits behind owed READ responses
+  // An ACK owed up to held_ack_psn_: behind READ responses / atomic replies
+  // still owed, or (ack_deferred_) until the end of the receive burst.
+  bool ack_held_ = false;
   uint32_t held_ack_psn_ = 0;
+  bool ack_deferred_ = false;  // on the device's deferred-ACK list
   bool error_entered_ = false;
   // A receive completion that found its CQ full (CQ overrun): kept, and
   // delivered first by the flush once the consumer has made room.

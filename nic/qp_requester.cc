@@ -356,8 +356,12 @@ void Qp::run_requester(Nanos now) {
 void Qp::restart_from(uint32_t psn) {
   // Never past the first unacknowledged PSN: a NAK for a later PSN that
   // could not acknowledge everything before it (a READ or atomic is still
-  // missing responses) must not skip that WQE.
-  if (psn_before(comp_psn_, psn)) psn = comp_psn_;
+  // missing responses) must not skip that WQE. Never before it either: a
+  // retry decided before a later ACK moved comp_psn_ on (an implicit NAK
+  // whose round an ACK for later PSNs overtook) would resend acknowledged
+  // packets and leave psn_ behind comp_psn_, where the window distance in
+  // next_request wraps and the QP would never send again.
+  if (psn_before(comp_psn_, psn) || psn_before(psn, comp_psn_)) psn = comp_psn_;
   const uint32_t end = sq_->published();
   uint32_t i = sq_comp_;
   uint32_t next_psn = psn_max_sent_;  // where the first WQE not yet started will begin

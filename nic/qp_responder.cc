@@ -49,6 +49,9 @@ bool length_ok(const wire::OpcodeInfo& info, uint32_t len, uint32_t mtu) {
 }  // namespace
 
 void Qp::send_ack(uint8_t syndrome, uint32_t psn, Nanos now) {
+  // A NAK or RNR NAK is never held; an ACK deferred for earlier PSNs of this
+  // burst leaves before it.
+  if (syndrome != kAckSyndrome && ack_deferred_) release_held_ack(now);
   wire::MacAddr mac;
   if (resolve_peer(now, &mac) != ResolveResult::kResolved) {
     ++counters_.tx_unresolved;  // the requester retries
@@ -62,7 +65,40 @@ void Qp::send_ack(uint8_t syndrome, uint32_t psn, Nanos now) {
   s.aeth_msn = msn_;
   uint8_t* payload;
   rte_mbuf* m = build_packet(s, mac, attrs_.av.dst_ip, &payload);
-  if (m != nullptr) finish_packet(m, s);
+  if (m == nullptr) return;
+  finish_packet(m, s);
+  if (syndrome == kAckSyndrome) ++counters_.acks_sent;
+}
+
+void Qp::hold_ack(uint32_t psn, Nanos now) {
+  if (ack_held_) ++counters_.acks_coalesced;
+  ack_held_ = true;
+  held_ack_psn_ = psn;
+  if (responses_owed() || ack_deferred_) return;
+  if (dev_->defer_ack(this)) {
+    ack_deferred_ = true;
+    return;
+  }
+  release_held_ack(now);
+}
+
+void Qp::release_held_ack(Nanos now) {
+  if (!ack_held_ || responses_owed()) return;
+  ack_held_ = false;
+  send_ack(kAckSyndrome, held_ack_psn_, now);
+}
+
+// Only a QP whose receive side runs answers (the states Device::dispatch
+// takes requests in); one that failed during the burst sends nothing more.
+void Qp::send_deferred_ack(Nanos now) {
+  ack_deferred_ = false;
+  const QpState st = attrs_.state;
+  if (st == QpState::kRtr || st == QpState::kRts || st == QpState::kSqd ||
+      st == QpState::kSqe) {
+    release_held_ack(now);
+  } else {
+    ack_held_ = false;
+  }
 }
 
 // A class C or class A responder error (IBTA 9.9.3): NAK, complete the receive
@@ -452,6 +488,8 @@ bool Qp::execute(const RxPacket& pkt) {
     execute_write(pkt);
     return true;
   }
+  // Responses from a responder resource follow an ACK held for earlier PSNs.
+  release_held_ack(pkt.now);
   if (info.has(wire::kOpRead)) {
     execute_read(pkt);
   } else if (info.has(wire::kOpAtomic)) {
@@ -595,19 +633,16 @@ bool Qp::complete(const RxPacket& pkt) {
 }
 
 // IBTA 9.7.5 acknowledgement (rxe acknowledge): an ACK when the requester
-// asked for one (AckReq), coalescing the packets before it; it is
-// held while READ responses or atomic replies are still owed, which it would
-// overtake (and imply).
+// asked for one (AckReq), coalescing the packets before it; it is held while
+// READ responses or atomic replies are still owed, which it would overtake
+// (and imply), and to the end of the receive burst, so that the burst's
+// later requests asking for one share it (9.7.5.1.2: an ACK acknowledges
+// every PSN before its own).
 void Qp::acknowledge(const RxPacket& pkt) {
   const uint32_t psn = pkt.v->bth().psn();
   epsn_ = psn_add(psn, 1);
   if (type_ != QpType::kRc || !pkt.v->bth().ackreq()) return;
-  if (responses_owed()) {
-    ack_held_ = true;
-    held_ack_psn_ = psn;
-  } else {
-    send_ack(kAckSyndrome, psn, pkt.now);
-  }
+  hold_ack(psn, pkt.now);
 }
 
 // FLUSH / ATOMIC_WRITE done: its response, a zero-length READ RESPONSE ONLY,
@@ -645,6 +680,10 @@ void Qp::replay_duplicate(const RxPacket& pkt) {
   const wire::PacketView& v = *pkt.v;
   const wire::OpcodeInfo& info = *v.op;
   const uint32_t psn = v.bth().psn();
+  // An ACK deferred earlier in this burst leaves before a replayed response,
+  // as it would have without coalescing: held behind a replayed READ stream
+  // that each retried READ starts again, it would never leave.
+  if (!info.has(wire::kOpSend) && !info.has(wire::kOpWrite)) release_held_ack(pkt.now);
   if (info.has(wire::kOpRead)) {
     // C9-105: answer again from memory, from the PSN asked for.
     for (uint32_t i = 0; i < res_count_; ++i) {
@@ -691,12 +730,7 @@ void Qp::replay_duplicate(const RxPacket& pkt) {
   // SEND / WRITE: acknowledge again up to the last PSN received (rxe: epsn - 1),
   // behind any READ responses or atomic replies still owed (an ACK now would
   // overtake them, and the requester would take it as an implicit NAK).
-  if (responses_owed()) {
-    ack_held_ = true;
-    held_ack_psn_ = psn_sub(epsn_, 1);
-  } else {
-    send_ack(kAckSyndrome, psn_sub(epsn_, 1), pkt.now);
-  }
+  hold_ack(psn_sub(epsn_, 1), pkt.now);
 }
 
 RespResource& Qp::alloc_resource() {

@@ -46,9 +46,10 @@ class EngineTest : public ::testing::Test {
     pair_.reset();
   }
 
-  void make_side(Port* port, Side* s, uint32_t cqe = 4096) {
+  void make_side(Port* port, Side* s, uint32_t cqe = 4096, bool coalesce_acks = true) {
     Device::Options opts;
     opts.engine_thread = false;
+    opts.coalesce_acks = coalesce_acks;
     auto dev = Device::create(port, opts);
     ASSERT_TRUE(dev.is_ok()) << dev.status().message();
     s->dev = std::move(dev.value());

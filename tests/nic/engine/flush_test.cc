@@ -522,8 +522,13 @@ TEST_F(FlushTest, ResponderErrMidReadStreamRetryExceededThenFlush) {
 // A send CQ of two entries and four signaled WRITEs: the third completion does
 // not fit. CQ error event, QP fatal event, QP in ERR; and no completion is
 // lost: the one that did not fit and the flushes come as the consumer makes
-// room, so the in-flight count still returns to zero.
+// room, so the in-flight count still returns to zero. b acknowledges each
+// WRITE on its own (no ACK coalescing), so the overflow falls between ACKs
+// and the WRITEs after it are still unacknowledged when the QP fails.
 TEST_F(FlushTest, SendCqOverflowMovesQpToErrWithoutLosingCompletions) {
+  b_.dev.reset();
+  make_side(&pair_->b(), &b_, 4096, /*coalesce_acks=*/false);
+  dst_ = make_buffer(b_, 64 * 1024, kAll);
   CompletionQueue* tiny = a_.dev->create_cq(2).value();
   ASSERT_EQ(tiny->capacity(), 2u);
   QpInitAttr init;
