@@ -50,6 +50,12 @@ uint8_t cm_ack_timeout(uint8_t ca_ack_delay, uint8_t packet_life_time) {
   return uint8_t(std::min(t, 31));
 }
 
+// An id's state as its own calls set it (IdPriv::mu).
+IdState state_of(IdPriv* p) {
+  std::lock_guard<std::mutex> lock(p->mu);
+  return p->state;
+}
+
 bool is_ud(const IdPriv* p) { return p->id.qp_type == IBV_QPT_UD || p->id.ps == RDMA_PS_UDP; }
 
 uint16_t port_of(const sockaddr* sa) {
@@ -160,8 +166,8 @@ void CmService::handle(const cm::AgentEvent& ev, const cm::CmMsg& msg) {
       cm::IpHdr hdr;
       // What cma.c checks before a listener hears of a request: the IP header,
       // the transport, a listener on the address; failures are REJ 28 without data.
-      if (l->state != IdState::kListen || l->pending_requests >= l->backlog) {
-        agent_.destroy(ev.conn, t);  // backlog full: dropped (the peer retries)
+      if (state_of(l) != IdState::kListen || l->pending_requests >= l->backlog) {
+        agent_.drop_request(ev.conn);  // backlog full: dropped, no REJ (the peer retries)
         return;
       }
       if (cm::decode_ip_hdr(req.private_data, &hdr) != cm::IpHdrError::kOk || hdr.ip_version != 4 ||
@@ -227,7 +233,7 @@ void CmService::handle(const cm::AgentEvent& ev, const cm::CmMsg& msg) {
       IdPriv* l = static_cast<IdPriv*>(ev.cookie);
       const cm::SidrReq& req = std::get<cm::SidrReq>(msg);
       cm::IpHdr hdr;
-      if (l->state != IdState::kListen || !is_ud(l) ||
+      if (state_of(l) != IdState::kListen || !is_ud(l) ||
           cm::decode_ip_hdr(req.private_data, &hdr) != cm::IpHdrError::kOk || hdr.ip_version != 4) {
         agent_.sidr_reply(ev.conn, cm::kSidrReject, 0, 0, nullptr, 0);
         return;
@@ -466,7 +472,7 @@ int rdma_accept(rdma_cm_id* id, rdma_conn_param* conn_param) {
   if (id == nullptr) return fail(EINVAL);
   IdPriv* p = priv(id);
   CmService* svc = p->cm;
-  if (svc == nullptr || p->cm_conn == 0 || p->state != IdState::kConnect) return fail(EINVAL);
+  if (svc == nullptr || p->cm_conn == 0 || state_of(p) != IdState::kConnect) return fail(EINVAL);
   const bool ud = is_ud(p);
   const size_t max_pd = ud ? cm::kSidrRepPrivateLen : cm::kRepPrivateLen;
   if (conn_param != nullptr && conn_param->private_data_len > max_pd) return fail(EINVAL);

@@ -309,6 +309,11 @@ void Agent::destroy(uint32_t conn, AgentNanos now) {
   conns_.erase(conn);
 }
 
+void Agent::drop_request(uint32_t conn) {
+  Conn* c = find(conn);
+  if (c != nullptr && (c->state == State::kReqRcvd || c->state == State::kSidrReqRcvd)) conns_.erase(conn);
+}
+
 void Agent::destroy_all(AgentNanos now) {
   std::vector<uint32_t> live;
   for (const auto& [id, c] : conns_) {

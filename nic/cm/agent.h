@@ -120,6 +120,9 @@ class Agent {
   // are ended as ib_cm's cm_destroy_id does (REJ, DREQ); timewait goes on.
   void destroy(uint32_t conn, AgentNanos now);
   void set_cookie(uint32_t conn, void* cookie);
+  // Forgets a received request without an answer (a listener's backlog is
+  // full: Linux drops the REQ and lets the peer retry).
+  void drop_request(uint32_t conn);
   // The process is ending: every connection the consumer still has is
   // destroyed (REJ for pending ones, DREQ for established ones), so peers
   // hear of it at once rather than by their retries.

@@ -414,6 +414,21 @@ TEST_F(Pair, DestroyAllAtExitEndsEveryConnection) {
   (void)ca;
 }
 
+TEST_F(Pair, DroppedRequestIsAnsweredOnlyWhenItComesAgain) {
+  ASSERT_TRUE(b.listen(kSid, 0, &cookie_listener));
+  a.connect(params(), now);
+  deliver();
+  ASSERT_EQ(sb.last(), AgentEventType::kReqReceived);
+  b.drop_request(sb.events.back().conn);  // the listener's backlog is full
+  EXPECT_TRUE(wire.frames.empty());        // no REJ
+  EXPECT_EQ(b.connections(), 0u);
+  now += 6144 * kMs;
+  a.on_timer(now);  // the REQ again: a new request for the listener
+  deliver();
+  EXPECT_EQ(sb.events.size(), 2u);
+  EXPECT_EQ(sb.last(), AgentEventType::kReqReceived);
+}
+
 TEST_F(Pair, RepNeverAnsweredIsUnreachable) {
   ASSERT_TRUE(b.listen(kSid, 0, &cookie_listener));
   a.connect(params(), now);
