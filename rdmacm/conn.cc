@@ -171,8 +171,8 @@ void CmService::handle(const cm::AgentEvent& ev, const cm::CmMsg& msg) {
         return;
       }
       if (cm::decode_ip_hdr(req.private_data, &hdr) != cm::IpHdrError::kOk || hdr.ip_version != 4 ||
-          is_ud(l) || req.transport_type != cm::kTransportRc ||
-          (l->listen_ip != 0 && hdr.dst_ipv4() != l->listen_ip)) {
+          is_ud(l) || req.transport_type != cm::kTransportRc || hdr.src_ipv4() != ev.peer_ip ||
+          hdr.dst_ipv4() != dev_->ipv4 || (l->listen_ip != 0 && hdr.dst_ipv4() != l->listen_ip)) {
         agent_.reject(ev.conn, uint16_t(cm::RejReason::kConsumerDefined), nullptr, 0, t);
         return;
       }

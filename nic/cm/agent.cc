@@ -413,6 +413,24 @@ void Agent::on_req(uint32_t src, const MadHdr& h, const Req& m, AgentNanos now) 
     send_once(src, out);
     return;
   }
+  // ib_cm builds the path from the REQ's GIDs (sender's and ours) and
+  // resolves it over IP; on RoCE they must be ::ffff: of the packet's source
+  // and of our address, else REJ 12, invalid GID, with our GID as ARI.
+  if (m.primary.local_gid != ipv4_gid(src) || m.primary.remote_gid != ipv4_gid(cfg_.local_ip)) {
+    ++counters_.rej_bad_gid;
+    Rej r;
+    r.remote_comm_id = m.local_comm_id;
+    r.message_rejected = kMsgReq;
+    r.reason = uint16_t(RejReason::kInvalidGid);
+    const Gid ours = ipv4_gid(cfg_.local_ip);
+    std::memcpy(r.ari.data(), ours.data(), ours.size());
+    r.reject_info_len = uint8_t(ours.size());
+    CmMad out;
+    out.hdr.tid = h.tid;
+    out.msg = r;
+    send_once(src, out);
+    return;
+  }
   const uint32_t id = new_id();
   Conn& c = conns_[id];
   c.state = State::kReqRcvd;

@@ -148,6 +148,7 @@ class Agent {
     uint64_t tx_mads = 0;
     uint64_t retransmits = 0;
     uint64_t rej_no_listener = 0;    // REJ 8 / SIDR status 1 sent
+    uint64_t rej_bad_gid = 0;        // REJ 12: the REQ's GIDs are not the packet's addresses
   };
   const Counters& counters() const { return counters_; }
   size_t connections() const { return conns_.size(); }

@@ -414,6 +414,30 @@ TEST_F(Pair, DestroyAllAtExitEndsEveryConnection) {
   (void)ca;
 }
 
+// A REQ whose GIDs disagree with the packet's addresses: REJ 12 with our
+// GID as ARI, no connection (Linux: the path from the REQ does not resolve).
+TEST_F(Pair, ReqWithForeignGidsGetsRej12) {
+  ASSERT_TRUE(b.listen(kSid, 0, &cookie_listener));
+  a.connect(params(), now);
+  Frame f = wire.frames.front();
+  wire.frames.clear();
+  for (int which = 0; which < 2; ++which) {
+    std::vector<uint8_t> mad = f.mad;
+    mad[24 + 56 + 15 + (which ? 16 : 0)] ^= 0x01;  // local, then remote GID's last byte
+    b.on_mad(kIpA, mad, now);
+    ASSERT_EQ(wire.frames.size(), 1u);
+    const CmMad rej = last_mad();
+    ASSERT_TRUE(std::holds_alternative<Rej>(rej.msg));
+    EXPECT_EQ(std::get<Rej>(rej.msg).reason, uint16_t(RejReason::kInvalidGid));
+    EXPECT_EQ(std::get<Rej>(rej.msg).reject_info_len, 16);
+    EXPECT_EQ(std::get<Rej>(rej.msg).ari[15], 2);  // ::ffff:10.0.0.2
+    wire.frames.clear();
+  }
+  EXPECT_TRUE(sb.events.empty());
+  EXPECT_EQ(b.connections(), 0u);
+  EXPECT_EQ(b.counters().rej_bad_gid, 2u);
+}
+
 TEST_F(Pair, DroppedRequestIsAnsweredOnlyWhenItComesAgain) {
   ASSERT_TRUE(b.listen(kSid, 0, &cookie_listener));
   a.connect(params(), now);
