@@ -2,6 +2,8 @@
 // IPv4 text form, path MTU (IBTA vol. 1 9.7.6; rxe's rule) and the RoCEv2 GID (annex A17.8).
 #include "nic/config.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -143,6 +145,27 @@ bool gid_to_ipv4(const uint8_t gid[16], uint32_t* ip) {
   if (std::memcmp(gid, kPrefix, sizeof(kPrefix)) != 0) return false;
   *ip = uint32_t(gid[12]) << 24 | uint32_t(gid[13]) << 16 | uint32_t(gid[14]) << 8 | gid[15];
   return true;
+}
+
+Result<int> engine_cpu_from_env() {
+  const char* text = env("DROCE_ENGINE_CPU");
+  if (text == nullptr) return -1;
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) CPU_SET(0, &allowed);
+  std::string cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &allowed)) cpus += (cpus.empty() ? "" : ",") + std::to_string(c);
+  }
+  errno = 0;
+  char* end = nullptr;
+  const long v = std::strtol(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0' || v < 0 || v >= CPU_SETSIZE ||
+      !CPU_ISSET(int(v), &allowed)) {
+    return Status(Errc::kBadConfig, std::string("DROCE_ENGINE_CPU: '") + text +
+                                        "' is not a CPU this process may run on (" + cpus + ")");
+  }
+  return int(v);
 }
 
 Result<PortConfig> port_config_from_env() {

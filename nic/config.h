@@ -29,6 +29,11 @@ struct PortConfig {
 // Reads DROCE_IPV4 / DROCE_MTU / DROCE_CAPTURE; a bad value is an error naming the variable.
 Result<PortConfig> port_config_from_env();
 
+// DROCE_ENGINE_CPU: the CPU the engine threads are pinned to (they then poll
+// without pause), or -1 when unset or empty. A value that is not a CPU this
+// process may run on is an error naming the variable and the CPUs it may use.
+Result<int> engine_cpu_from_env();
+
 // Parses dotted-quad IPv4 text into host byte order.
 Result<uint32_t> parse_ipv4(const std::string& text);
 std::string format_ipv4(uint32_t ip);

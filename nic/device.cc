@@ -3,7 +3,9 @@
 // async events. The engine that makes progress is in engine.cc.
 #include "nic/device.h"
 
+#include <pthread.h>
 #include <rte_mbuf.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -27,13 +29,39 @@ Status no_such_pd() { return Status(Errc::kInvalidArgument, "no such protection 
 
 }  // namespace
 
+Status Device::start_engine_thread() {
+  if (engine_cpu_ < 0) {
+    thread_ = std::thread([this] { engine_loop(); });
+    return Status::ok();
+  }
+  if (engine_cpu_ >= CPU_SETSIZE) {
+    return Status(Errc::kInvalidArgument,
+                  "engine CPU " + std::to_string(engine_cpu_) + " out of range");
+  }
+  thread_ = std::thread([this] { engine_loop_pinned(); });
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(engine_cpu_, &set);
+  const int rc = pthread_setaffinity_np(thread_.native_handle(), sizeof(set), &set);
+  if (rc != 0) {
+    stop_.store(true, std::memory_order_release);
+    thread_.join();
+    return Status(Errc::kInvalidArgument, "cannot pin the engine thread to CPU " +
+                                              std::to_string(engine_cpu_) + ": " +
+                                              std::strerror(rc));
+  }
+  return Status::ok();
+}
+
 Result<std::unique_ptr<Device>> Device::create(std::unique_ptr<Port> port, const Options& opts) {
   if (!port) return Status(Errc::kInvalidArgument, "no port");
   if (port->removed()) return removed_status();
   Port* p = port.get();
   std::unique_ptr<Device> dev(new Device(p, std::move(port), opts));
   if (dev->async_fd_ < 0 || dev->wake_fd_ < 0) return Status(Errc::kNoMemory, "eventfd failed");
-  if (opts.engine_thread) dev->thread_ = std::thread([d = dev.get()] { d->engine_loop(); });
+  if (opts.engine_thread) {
+    if (Status st = dev->start_engine_thread(); !st) return st;
+  }
   telemetry_add(dev.get());
   return dev;
 }
@@ -43,7 +71,9 @@ Result<std::unique_ptr<Device>> Device::create(Port* port, const Options& opts) 
   if (port->removed()) return removed_status();
   std::unique_ptr<Device> dev(new Device(port, nullptr, opts));
   if (dev->async_fd_ < 0 || dev->wake_fd_ < 0) return Status(Errc::kNoMemory, "eventfd failed");
-  if (opts.engine_thread) dev->thread_ = std::thread([d = dev.get()] { d->engine_loop(); });
+  if (opts.engine_thread) {
+    if (Status st = dev->start_engine_thread(); !st) return st;
+  }
   telemetry_add(dev.get());
   return dev;
 }
@@ -58,7 +88,8 @@ Device::Device(Port* port, std::unique_ptr<Port> owned, const Options& opts)
       qps_(std::bit_ceil(std::max<uint32_t>(opts.attr.max_qp, 1))),
       qp_mask_(uint32_t(qps_.size() - 1)),
       ahs_(opts.attr.max_ah + 1),
-      coalesce_acks_(opts.coalesce_acks) {
+      coalesce_acks_(opts.coalesce_acks),
+      engine_cpu_(opts.engine_cpu) {
   async_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   live_.reserve(opts.attr.max_qp);

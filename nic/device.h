@@ -135,6 +135,10 @@ class Device {
     // Responder ACK coalescing: consecutive in-order requests of one receive
     // burst that ask for an ACK get one, carrying the latest PSN and MSN.
     bool coalesce_acks = true;
+    // DROCE_ENGINE_CPU: the engine thread runs on this CPU only and polls
+    // without pause (no stand-aside for the application, no sleep), as a
+    // NIC's own silicon would; -1: any CPU, with the idle backoff.
+    int engine_cpu = -1;
   };
 
   // The device takes over the port.
@@ -254,7 +258,10 @@ class Device {
  private:
   Device(Port* port, std::unique_ptr<Port> owned, const Options& opts);
   friend class DeviceTestPeer;
+  // Starts the engine thread (Options::engine_thread), pinned when asked.
+  Status start_engine_thread();
   void engine_loop();
+  void engine_loop_pinned();
   // One poll under the engine lock; true when it moved packets.
   bool poll_busy(Nanos now);
   // The idle engine thread's sleep: up to max_ns, woken by a doorbell. False
@@ -314,6 +321,7 @@ class Device {
   // its end: at most one entry per packet of the burst.
   static constexpr uint16_t kRxBurst = 32;
   const bool coalesce_acks_;
+  const int engine_cpu_;  // Options::engine_cpu
   Qp* deferred_acks_[kRxBurst];
   uint16_t n_deferred_acks_ = 0;
 

@@ -207,6 +207,8 @@ void Device::check_link(Nanos now) {
 }
 
 bool Device::progress() {
+  // A pinned engine polls without pause: the application leaves it the lock.
+  if (engine_cpu_ >= 0) return false;
   std::unique_lock<std::mutex> lock(engine_mu_, std::try_to_lock);
   if (!lock.owns_lock()) return false;
   const Nanos now = monotonic_now();
@@ -241,6 +243,17 @@ void Device::engine_loop() {
       continue;
     }
     if (!sleep_until_doorbell(kSleepUs * kNanosPerUs)) idle = 0;
+  }
+}
+
+// DROCE_ENGINE_CPU: a core of the engine's own. It polls without pause, so a
+// frame is handled as soon as it arrives and a program that waits by polling
+// memory (a WRITE's last byte) sees it at once; it still yields to a control
+// command waiting for the lock.
+void Device::engine_loop_pinned() {
+  while (!stop_.load(std::memory_order_acquire)) {
+    if (commands_waiting_.load(std::memory_order_relaxed) > 0) std::this_thread::yield();
+    poll_busy(monotonic_now());
   }
 }
 

@@ -39,6 +39,7 @@ struct Provider {
   nic::FaultConfig faults;  // DROCE_FAULTS, applied to every device's transmit
   int init_errno = 0;       // nonzero: initialisation failed, ibv_get_device_list returns NULL
   Nanos link_wait_ns = 0;   // DROCE_LINK_WAIT_MS: see wait_for_link
+  int engine_cpu = -1;      // DROCE_ENGINE_CPU: every device's engine thread pinned there
   std::vector<DeviceSlot*> slots;
 };
 
@@ -167,6 +168,12 @@ int init_devices(Provider& p) {
     return to_errno(link_wait.status().code());
   }
   p.link_wait_ns = link_wait.value();
+  auto engine_cpu = nic::engine_cpu_from_env();  // before EAL pins this thread
+  if (!engine_cpu) {
+    DROCE_ERROR("%s", engine_cpu.status().message().c_str());
+    return to_errno(engine_cpu.status().code());
+  }
+  p.engine_cpu = engine_cpu.value();
   Status st = nic::eal_init();
   if (!st) {
     DROCE_ERROR("%s", st.message().c_str());
@@ -308,6 +315,7 @@ ibv_context* open_device(ibv_device* ibdev) {
   if (!s->device) {
     nic::Device::Options opts;
     opts.engine_thread = true;
+    opts.engine_cpu = provider().engine_cpu;
     opts.name = s->ibdev.name;
     auto dev = nic::Device::create(s->port.get(), opts);
     if (!dev) {

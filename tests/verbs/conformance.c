@@ -694,12 +694,14 @@ static void bad_setting(const char* var, const char* value) {
 static void test_bad_ipv4(void) { bad_setting("DROCE_IPV4", "10.0.0"); }
 static void test_bad_mtu(void) { bad_setting("DROCE_MTU", "100000"); }
 static void test_bad_faults(void) { bad_setting("DROCE_FAULTS", "drop=2"); }
+static void test_bad_engine_cpu(void) { bad_setting("DROCE_ENGINE_CPU", "100000"); }
 static void test_bad_eal_args(void) { bad_setting("DROCE_EAL_ARGS", "--no-such-eal-option"); }
 
 static const struct test_case kCases[] = {
     {"bad_ipv4", test_bad_ipv4},
     {"bad_mtu", test_bad_mtu},
     {"bad_faults", test_bad_faults},
+    {"bad_engine_cpu", test_bad_engine_cpu},
     {"bad_eal_args", test_bad_eal_args},
     {"device", test_device},
     {"strings", test_strings},

@@ -2,7 +2,9 @@
 // issue 4 sections 1, 4 and 7): removal with work outstanding, busy objects,
 // limits, posting errors, the async event fd, and the engine thread.
 #include <poll.h>
+#include <pthread.h>
 #include <rte_mempool.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -788,9 +790,10 @@ class ThreadedDeviceTest : public EngineTest {
     make_threaded(&pair_->a(), &a_);
     make_threaded(&pair_->b(), &b_);
   }
-  void make_threaded(Port* port, Side* s) {
+  void make_threaded(Port* port, Side* s, int engine_cpu = -1) {
     Device::Options opts;
     opts.engine_thread = true;
+    opts.engine_cpu = engine_cpu;
     auto dev = Device::create(port, opts);
     ASSERT_TRUE(dev.is_ok()) << dev.status().message();
     s->dev = std::move(dev.value());
@@ -857,6 +860,54 @@ TEST_F(ThreadedDeviceTest, RcSendRoundTripWithoutInlineProgress) {
   // Commands interleave with the running engine.
   QpAttrs q = a_.dev->query_qp(qa);
   EXPECT_EQ(q.cur_state, QpState::kRts);
+}
+
+// DROCE_ENGINE_CPU: each engine thread runs on the CPU it was given and
+// nowhere else, polls without pause (the application's inline progress is
+// refused, so the engine never stands aside), and moves traffic with no help
+// from the application.
+TEST_F(ThreadedDeviceTest, PinnedEnginesRunOnTheirCpuAndMoveTrafficAlone) {
+  cpu_set_t allowed;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+  int cpu = 0;
+  while (!CPU_ISSET(cpu, &allowed)) ++cpu;
+  a_.dev.reset();
+  b_.dev.reset();
+  make_threaded(&pair_->a(), &a_, cpu);
+  make_threaded(&pair_->b(), &b_, cpu);
+  for (Device* d : {a_.dev.get(), b_.dev.get()}) {
+    cpu_set_t set;
+    ASSERT_EQ(pthread_getaffinity_np(DeviceTestPeer::engine_thread(*d), sizeof(set), &set), 0);
+    EXPECT_EQ(CPU_COUNT(&set), 1);
+    EXPECT_TRUE(CPU_ISSET(cpu, &set));
+    EXPECT_FALSE(d->progress()) << "a pinned engine keeps the lock to itself";
+  }
+  Qp* qa = make_qp(a_, QpType::kRc);
+  Qp* qb = make_qp(b_, QpType::kRc);
+  connect(a_, qa, b_, qb);
+  connect(b_, qb, a_, qa);
+  Buffer ba = make_buffer(a_, 256 * 1024, kAll, 0x44);
+  Buffer bb = make_buffer(b_, 256 * 1024, kAll, 0x00);
+  SendWqe w = wqe(WrOpcode::kRdmaWrite, 7);
+  Sge s{ba.addr(), uint32_t(ba.bytes.size()), ba.key};
+  w.num_sge = 1;
+  w.remote_addr = bb.addr();
+  w.rkey = bb.key;
+  ASSERT_EQ(qa->post_send(w, &s, nullptr), 0);
+  expect_cqes(await(a_.scq, 1), {{7, kOk}}, qa->qpn(), "write");
+  EXPECT_EQ(bb.bytes, ba.bytes);
+  EXPECT_EQ(a_.dev->query_qp(qa).cur_state, QpState::kRts);  // commands still get the lock
+}
+
+// A CPU number the kernel cannot pin to is refused at create, not ignored.
+TEST_F(ThreadedDeviceTest, EngineCpuOutOfRangeIsRefused) {
+  Device::Options opts;
+  opts.engine_thread = true;
+  opts.engine_cpu = CPU_SETSIZE;
+  a_.dev.reset();
+  auto dev = Device::create(&pair_->a(), opts);
+  ASSERT_FALSE(dev.is_ok());
+  EXPECT_EQ(dev.status().code(), Errc::kInvalidArgument);
 }
 
 TEST_F(ThreadedDeviceTest, DestroyWithWorkOutstandingDoesNotHang) {

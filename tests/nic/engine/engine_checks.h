@@ -4,6 +4,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <pthread.h>
 
 #include <cstring>
 #include <map>
@@ -91,6 +92,8 @@ class DeviceTestPeer {
   static bool sleep_until_doorbell(Device& dev, Nanos max_ns) {
     return dev.sleep_until_doorbell(max_ns);
   }
+  // The engine thread (Options::engine_thread), for its CPU affinity.
+  static pthread_t engine_thread(Device& dev) { return dev.thread_.native_handle(); }
 };
 
 namespace test {

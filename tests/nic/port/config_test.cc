@@ -1,6 +1,7 @@
 // DROCE_IPV4 / DROCE_MTU / DROCE_CAPTURE parsing, path MTU and the RoCEv2 GID
 // (issue 3 section 3). No EAL needed.
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -209,6 +210,42 @@ TEST(PortConfigTest, PmdThatRefusesTheMtuIsAClearError) {
       << mtu.status().message();
   EXPECT_TRUE(ethdev_mtu_for(1504, pmd("net_tap", 1522), "net_tap0").is_ok());
   EXPECT_FALSE(ethdev_mtu_for(1505, pmd("net_tap", 1522), "net_tap0").is_ok());
+}
+
+TEST(PortConfigTest, EngineCpuFromEnv) {
+  {
+    ScopedEnv unset("DROCE_ENGINE_CPU", nullptr);
+    EXPECT_EQ(*engine_cpu_from_env(), -1);
+  }
+  cpu_set_t allowed;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+  int cpu = 0;
+  while (!CPU_ISSET(cpu, &allowed)) ++cpu;
+  {
+    ScopedEnv ok("DROCE_ENGINE_CPU", std::to_string(cpu).c_str());
+    auto v = engine_cpu_from_env();
+    ASSERT_TRUE(v.is_ok()) << v.status().message();
+    EXPECT_EQ(*v, cpu);
+  }
+  for (const char* bad : {"x", "-1", "1.5", "4096", "99999999999"}) {
+    ScopedEnv e("DROCE_ENGINE_CPU", bad);
+    auto v = engine_cpu_from_env();
+    ASSERT_FALSE(v.is_ok()) << bad;
+    EXPECT_EQ(v.status().code(), Errc::kBadConfig);
+    EXPECT_NE(v.status().message().find("DROCE_ENGINE_CPU"), std::string::npos);
+    EXPECT_NE(v.status().message().find(std::to_string(cpu)), std::string::npos)
+        << "names the CPUs it may use: " << v.status().message();
+  }
+  // A CPU outside this thread's affinity mask.
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+  {
+    ScopedEnv other("DROCE_ENGINE_CPU", std::to_string(cpu + 1).c_str());
+    EXPECT_FALSE(engine_cpu_from_env().is_ok());
+  }
+  ASSERT_EQ(sched_setaffinity(0, sizeof(allowed), &allowed), 0);
 }
 
 TEST(PortConfigTest, GidIsIpv4Mapped) {
