@@ -121,8 +121,13 @@ PairRun run_pair(const ProgramCase& c, const Direction& d, const std::string& ca
                       dir.path() + "/client.txt", &client));
     r.client_done = wait_for(&client, kRunTimeoutMs);
     r.client = read_file(dir.path() + "/client.txt");
-    const bool early = r.client.find("REJECTED, error 8") != std::string::npos ||
-                       r.client.find("REJECTED, error: 8") != std::string::npos;
+    // Each program's way of saying "nobody listens there yet": REJ 8, or for
+    // SIDR status 1; rdma_client's sync id turns REJ into ECONNREFUSED.
+    const bool early = client.exit_code != 0 &&
+                       (r.client.find("REJECTED, error 8") != std::string::npos ||
+                        r.client.find("REJECTED, error: 8") != std::string::npos ||
+                        r.client.find("UNREACHABLE, error: 1") != std::string::npos ||
+                        r.client.find("Connection refused") != std::string::npos);
     if (!r.client_done || !early || c.client_exit != 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(1000));
   }
