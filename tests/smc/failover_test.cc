@@ -34,13 +34,6 @@ const bool g_eal_env = [] {
   return true;
 }();
 
-std::vector<uint8_t> pattern(size_t n, uint32_t seed) {
-  std::vector<uint8_t> v(n);
-  std::mt19937 rng(seed);
-  for (auto& b : v) b = uint8_t(rng());
-  return v;
-}
-
 // Sends all of data; the first error (negative errno) or 0.
 long send_all(Socket* s, const std::vector<uint8_t>& data, size_t chunk) {
   size_t off = 0;

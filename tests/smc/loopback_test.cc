@@ -44,13 +44,6 @@ class SmcLoopback : public ::testing::Test {
   std::unique_ptr<Runtime> client_, server_;
 };
 
-std::vector<uint8_t> pattern(size_t n, uint32_t seed) {
-  std::vector<uint8_t> v(n);
-  std::mt19937 rng(seed);
-  for (auto& b : v) b = uint8_t(rng());
-  return v;
-}
-
 void send_all(Socket* s, const std::vector<uint8_t>& data, size_t chunk) {
   size_t off = 0;
   while (off < data.size()) {

@@ -14,7 +14,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <random>
 #include <thread>
+#include <vector>
 
 #include "smc/clc.h"
 #include "smc/runtime.h"
@@ -110,6 +112,14 @@ inline void core_pair(Runtime* client, Runtime* server, CorePair* p) {
   std::thread t([&] { p->server = clc_accept(*server, p->tcp.server); });
   p->client = clc_connect(*client, p->tcp.client);
   t.join();
+}
+
+// n pseudo-random bytes from seed: data a test checks byte for byte.
+inline std::vector<uint8_t> pattern(size_t n, uint32_t seed) {
+  std::vector<uint8_t> v(n);
+  std::mt19937 rng(seed);
+  for (auto& b : v) b = uint8_t(rng());
+  return v;
 }
 
 // Waits up to ms for pred, polling every millisecond.

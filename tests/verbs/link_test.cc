@@ -69,6 +69,13 @@ void expect_port_event(ibv_context* ctx, ibv_event_type want) {
   ibv_ack_async_event(&ev);
 }
 
+// DPDK's first ethdev port (droce0's), RTE_MAX_ETHPORTS when there is none.
+uint16_t first_port_id() {
+  uint16_t id;
+  RTE_ETH_FOREACH_DEV(id) { return id; }
+  return RTE_MAX_ETHPORTS;
+}
+
 ibv_port_state port_state(ibv_context* ctx) {
   ibv_port_attr a{};
   EXPECT_EQ(ibv_query_port(ctx, 1, &a), 0);
@@ -122,12 +129,7 @@ TEST(PortEvents, RingLinkDownAndUp) {
   Opened o;
   ASSERT_NO_FATAL_FAILURE(open_first(&o, true));
   EXPECT_EQ(port_state(o.ctx), IBV_PORT_ACTIVE);
-  uint16_t port_id = RTE_MAX_ETHPORTS;
-  uint16_t id;
-  RTE_ETH_FOREACH_DEV(id) {
-    port_id = id;
-    break;
-  }
+  const uint16_t port_id = first_port_id();
   ASSERT_LT(port_id, RTE_MAX_ETHPORTS);
   ibv_async_event ev{};
   EXPECT_EQ(next_event(o.ctx, &ev, 50), -1) << "no event while the link is steady";
@@ -155,12 +157,7 @@ TEST(PortEvents, EveryContextGetsPortEventsAndOnlyItsOwnObjectEvents) {
   Opened a, b;
   ASSERT_NO_FATAL_FAILURE(open_first(&a, true));
   ASSERT_NO_FATAL_FAILURE(open_first(&b, true));
-  uint16_t port_id = RTE_MAX_ETHPORTS;
-  uint16_t id;
-  RTE_ETH_FOREACH_DEV(id) {
-    port_id = id;
-    break;
-  }
+  const uint16_t port_id = first_port_id();
   ASSERT_LT(port_id, RTE_MAX_ETHPORTS);
   ASSERT_EQ(rte_eth_dev_set_link_down(port_id), 0);
   expect_port_event(a.ctx, IBV_EVENT_PORT_ERR);
