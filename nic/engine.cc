@@ -248,11 +248,17 @@ void Device::engine_loop() {
 
 // DROCE_ENGINE_CPU: a core of the engine's own. It polls without pause, so a
 // frame is handled as soon as it arrives and a program that waits by polling
-// memory (a WRITE's last byte) sees it at once; it still yields to a control
-// command waiting for the lock.
+// memory (a WRITE's last byte) sees it at once. A control command waiting for
+// the lock gets it first: yielding the CPU is not enough on a core nothing
+// else runs on (the engine would take the mutex back before the waiter,
+// woken on another CPU, got to it), so the engine keeps off the lock until
+// the waiter holds it (lock_engine counts itself out once it does).
 void Device::engine_loop_pinned() {
   while (!stop_.load(std::memory_order_acquire)) {
-    if (commands_waiting_.load(std::memory_order_relaxed) > 0) std::this_thread::yield();
+    while (commands_waiting_.load(std::memory_order_relaxed) > 0 &&
+           !stop_.load(std::memory_order_relaxed)) {
+      __builtin_ia32_pause();
+    }
     poll_busy(monotonic_now());
   }
 }
