@@ -390,15 +390,27 @@ void Qp::retire_sends() {
     SendMeta& m = meta_at(sq_comp_);
     if (!m.started || !m.done) break;
     const SendWqe& w = wqe_at(sq_comp_);
-    if (sq_sig_all_ || (w.flags & kSendSignaled) || m.status != WcStatus::kSuccess) {
+    const bool signal = sq_sig_all_ || (w.flags & kSendSignaled) || m.status != WcStatus::kSuccess;
+    if (signal && send_cq_->free_slots() == 0) {
       // CQ overrun: the WQE stays, done, for the flush to complete it.
-      if (!push_cqe(send_cq_, send_cqe(sq_comp_, m.status), false)) break;
+      push_cqe(send_cq_, send_cqe(sq_comp_, m.status), false);
+      break;
     }
-    m = SendMeta{};
-    ++sq_comp_;
+    retire_send_head(signal, m.status);
   }
-  sq_->retire(sq_comp_);
   check_sq_drained();
+}
+
+void Qp::retire_send_head(bool signal, WcStatus status) {
+  // The slot goes back to the poster before its completion is visible, as
+  // rxe's do_complete advances the SQ consumer before rxe_cq_post: a
+  // program that polled k completions can post k WRs at once. The caller
+  // saw room in the CQ (the engine is its only producer).
+  const Cqe c = send_cqe(sq_comp_, status);
+  meta_at(sq_comp_) = SendMeta{};
+  ++sq_comp_;
+  sq_->retire(sq_comp_);
+  if (signal) send_cq_->push(c, false);
 }
 
 bool Qp::sq_drained() const {
@@ -487,16 +499,13 @@ void Qp::flush_send_queue() {
     const SendWqe& w = wqe_at(sq_comp_);
     const bool finished = m.started && m.done;
     const WcStatus st = finished ? m.status : WcStatus::kWrFlushErr;
-    if (!finished || sq_sig_all_ || (w.flags & kSendSignaled) || st != WcStatus::kSuccess) {
-      if (!push_owed(send_cq_, send_cqe(sq_comp_, st), false)) break;
-    }
-    m = SendMeta{};
-    ++sq_comp_;
+    const bool signal = !finished || sq_sig_all_ || (w.flags & kSendSignaled) || st != WcStatus::kSuccess;
+    if (signal && send_cq_->free_slots() == 0) break;
+    retire_send_head(signal, st);
   }
   sq_send_ = sq_comp_;
   send_off_ = 0;
   rd_atomic_inflight_ = 0;
-  sq_->retire(sq_comp_);
 }
 
 void Qp::flush_recv_queue() {
@@ -519,12 +528,14 @@ void Qp::flush_recv_queue() {
     have_recv_ = false;
   }
   if (rq_ == nullptr) return;  // an SRQ is not flushed by its QPs (IBTA 10.2.9.5)
+  // Each slot goes back to the poster before its flush completion is
+  // visible (as retire_send_head).
   const uint32_t end = rq_->published();
-  uint32_t i = rq_->completed();
-  for (; i != end; ++i) {
-    if (!flush_cqe(reinterpret_cast<const RecvWqe*>(rq_->slot(i))->wr_id)) break;
+  for (uint32_t i = rq_->completed(); i != end && recv_cq_->free_slots() != 0; ++i) {
+    const uint64_t wr_id = reinterpret_cast<const RecvWqe*>(rq_->slot(i))->wr_id;
+    rq_->retire(i + 1);
+    flush_cqe(wr_id);
   }
-  rq_->retire(i);
 }
 
 bool Qp::needs_service() const {

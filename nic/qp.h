@@ -243,6 +243,8 @@ class Qp {
   // to the QP unless said otherwise.
   void complete_send_now(uint32_t index, WcStatus status, bool fatal = true);
   void retire_sends();
+  // Completes the oldest send WQE: frees its slot, then its CQE (if signal).
+  void retire_send_head(bool signal, WcStatus status);
   bool push_cqe(CompletionQueue* cq, const Cqe& cqe, bool solicited);
   void post_recv_cqe(WcStatus status, WcOpcode opcode, uint32_t byte_len, uint8_t flags,
                      uint32_t imm_or_inv, uint32_t src_qp, bool solicited);
