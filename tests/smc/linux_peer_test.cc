@@ -118,12 +118,19 @@ TEST_F(SmcLinuxPeer, DeleteLinkWaitsForThePeersLateAnswer) {
 // client chose its device by that field, which from Linux names Linux's
 // own GID. A client with one device rejects it (22 2C 00 C0).
 TEST_F(SmcLinuxPeer, AddLinkAfterFirstContactCarriesTheSendersGidAndOneRkey) {
-  std::mutex mu;
-  std::vector<std::vector<uint8_t>> add_links;
-  client_->hooks().llc_received = [&](Link*, const uint8_t* m, size_t len) {
+  // Shared with the hook, which the progress thread may still call while
+  // the runtime ends (DELETE LINK) after this body's locals are gone.
+  struct Seen {
+    std::mutex mu;
+    std::vector<std::vector<uint8_t>> add_links;
+  };
+  auto seen = std::make_shared<Seen>();
+  std::mutex& mu = seen->mu;
+  std::vector<std::vector<uint8_t>>& add_links = seen->add_links;
+  client_->hooks().llc_received = [seen](Link*, const uint8_t* m, size_t len) {
     if (len >= 4 && m[0] == 0x22 && (m[3] & 0x80) == 0) {
-      std::lock_guard<std::mutex> lk(mu);
-      add_links.emplace_back(m, m + len);
+      std::lock_guard<std::mutex> lk(seen->mu);
+      seen->add_links.emplace_back(m, m + len);
     }
   };
   int port = 0;
@@ -143,7 +150,6 @@ TEST_F(SmcLinuxPeer, AddLinkAfterFirstContactCarriesTheSendersGidAndOneRkey) {
       },
       3000))
       << "no ADD LINK after first contact";
-  client_->hooks().llc_received = nullptr;
   std::vector<uint8_t> m;
   {
     std::lock_guard<std::mutex> lk(mu);
