@@ -17,11 +17,14 @@ function(droce_library name)
   add_library(droce::${name} ALIAS droce_${name})
 endfunction()
 
-# droce_test(NAME SRCS ... DEPS ... [ENV k=v ...] [TIMEOUT s] [LABELS ...])
+# droce_test(NAME SRCS ... DEPS ... [ENV k=v ...] [TIMEOUT s] [LABELS ...]
+#            [TSAN_FILTER gtest-filter])
 # A GoogleTest binary in build/tests/; each TEST is its own ctest entry, and
-# GTEST_SKIP() shows up as a skipped test in ctest's summary.
+# GTEST_SKIP() shows up as a skipped test in ctest's summary. TSAN_FILTER: in
+# the ThreadSanitizer build (DROCE_TSAN) only the cases it matches become
+# ctest entries (the ones with threads; the rest run in build/ and build-asan/).
 function(droce_test name)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "SRCS;DEPS;ENV;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "" "TIMEOUT;TSAN_FILTER" "SRCS;DEPS;ENV;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SRCS})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock Threads::Threads)
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/tests)
@@ -38,8 +41,12 @@ function(droce_test name)
   string(REPLACE ";" "\\\\\\\\\\\\\\\\;" env "${env}")
   # A list of labels needs the same escaping.
   string(REPLACE ";" "\\\\\\\\\\\\\\\\;" labels "${ARG_LABELS}")
+  set(filter)
+  if(DROCE_TSAN AND ARG_TSAN_FILTER)
+    set(filter TEST_FILTER "${ARG_TSAN_FILTER}")
+  endif()
   gtest_discover_tests(${name}
-    DISCOVERY_TIMEOUT 60
+    DISCOVERY_TIMEOUT 60 ${filter}
     PROPERTIES TIMEOUT ${ARG_TIMEOUT} ENVIRONMENT "${env}" LABELS "${labels}")
 endfunction()
 

@@ -14,7 +14,9 @@
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 
+#include "nic/base/tsan.h"
 #include "nic/eal.h"
+#include "nic/tsan_pool.h"
 #include "nic/wire/icrc.h"
 
 namespace droce::nic {
@@ -178,8 +180,8 @@ Status Port::create_pool(const rte_eth_dev_info& info) {
   char pool_name[RTE_MEMPOOL_NAMESIZE];
   std::snprintf(pool_name, sizeof(pool_name), "droce_mp%u", g_pool_seq.fetch_add(1));
   const unsigned cache = cfg_.mbufs >= kPoolCache * 3 / 2 ? kPoolCache : 0;
-  pool_ = rte_pktmbuf_pool_create(pool_name, cfg_.mbufs, cache, 0, uint16_t(room),
-                                  socket < 0 ? SOCKET_ID_ANY : socket);
+  pool_ = rte_pktmbuf_pool_create_by_ops(pool_name, cfg_.mbufs, cache, 0, uint16_t(room),
+                                         socket < 0 ? SOCKET_ID_ANY : socket, mbuf_pool_ops());
   if (pool_ == nullptr) {
     return Status(Errc::kNoMemory, "cannot create mempool of " + std::to_string(cfg_.mbufs) +
                                        " mbufs for port " + name_ + ": " +
@@ -265,6 +267,7 @@ uint16_t Port::receive(rte_mbuf** mbufs, wire::PacketView* views, uint16_t max, 
   if (max > kMaxRxBurst) max = kMaxRxBurst;
   const uint16_t n = rte_eth_rx_burst(port_id_, 0, mbufs, max);
   if (n == 0) return 0;
+  tsan_acquire_all(mbufs, n);  // what the sending thread wrote (nic/base/tsan.h)
   if (capture_) capture_->record(port_id_, mbufs, n, Capture::Direction::kIn);
 
   rte_mbuf* replies[kMaxRxBurst];
@@ -375,6 +378,7 @@ uint16_t Port::send(rte_mbuf** mbufs, uint16_t n) {
     counters_.drops[size_t(PortDrop::kPortRemoved)] += n;
     return 0;
   }
+  tsan_release_all(mbufs, n);  // to the thread that receives them (nic/base/tsan.h)
   uint16_t sent = 0;
   uint64_t bytes = 0;
   if (!capture_) {

@@ -5,4 +5,5 @@ set(NIC_PORT_SRCS
   arp.cc
   capture.cc
   port.cc
+  tsan_pool.cc
 )

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -283,7 +284,8 @@ static void test_channel(void) {
  * fd: a signal whose handler has SA_RESTART does not end the wait (net_tap
  * raises one for every received frame); one without SA_RESTART ends it with
  * -1 and EINTR, and the channel stays usable. */
-static volatile sig_atomic_t g_restart_hits, g_plain_hits, g_waiter_back;
+static volatile sig_atomic_t g_restart_hits, g_plain_hits; /* handlers on the waiting thread */
+static atomic_int g_waiter_back;                            /* read by the kicker thread */
 
 static void on_restart_signal(int sig) {
   (void)sig;
@@ -305,7 +307,7 @@ struct kicker {
 
 static void* kick(void* arg) {
   struct kicker* k = (struct kicker*)arg;
-  for (int i = 0; i < k->times && !(k->until_back && g_waiter_back); ++i) {
+  for (int i = 0; i < k->times && !(k->until_back && atomic_load(&g_waiter_back)); ++i) {
     usleep(20000);
     pthread_kill(k->target, k->sig);
   }
@@ -355,7 +357,7 @@ static void test_channel_signals(void) {
   errno = 0;
   const int rc = ibv_get_cq_event(ch, &ev_cq, &ev_ctx);
   const int err = errno;
-  g_waiter_back = 1;
+  atomic_store(&g_waiter_back, 1);
   CHECK(pthread_join(t, NULL) == 0);
   errno = err;
   CHECK(rc == -1 && err == EINTR);

@@ -91,17 +91,21 @@ TEST_F(Removal, VdevDetachedWhileTrafficRunsFlushesEveryWqeOnce) {
   std::thread ta([&] { app_a.run(stop); });
   std::thread tb([&] { app_b.run(stop); });
 
-  // Traffic flows both ways first.
+  // Traffic flows both ways first. A QP's counters are the engine's: read
+  // under its lock (Device::qp_stats), not from the QP while it runs.
+  auto rx_packets = [](Side& s, Qp* qp) {
+    QpStats st;
+    return s.dev->qp_stats(qp->qpn(), &st) ? st.counters.rx_packets : 0;
+  };
   const Nanos until = monotonic_now() + 20 * kNanosPerSec;
-  while (monotonic_now() < until &&
-         (qa->counters().rx_packets < 20 || qb->counters().rx_packets < 20)) {
+  while (monotonic_now() < until && (rx_packets(a_, qa) < 20 || rx_packets(b_, qb) < 20)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  if (qa->counters().rx_packets < 20u || qb->counters().rx_packets < 20u) {
+  if (rx_packets(a_, qa) < 20u || rx_packets(b_, qb) < 20u) {
     stop.store(true);
     ta.join();
     tb.join();
-    FAIL() << "no traffic before the detach: " << qb->counters().rx_packets << " packets";
+    FAIL() << "no traffic before the detach: " << rx_packets(b_, qb) << " packets";
   }
 
   const uint16_t port_id = b_.dev->port().port_id();
