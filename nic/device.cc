@@ -15,6 +15,7 @@
 
 #include "nic/base/log.h"
 #include "nic/telemetry.h"
+#include "nic/tun_signals.h"
 #include "nic/wire/builder.h"
 
 namespace droce::nic {
@@ -29,16 +30,29 @@ Status no_such_pd() { return Status(Errc::kInvalidArgument, "no such protection 
 
 }  // namespace
 
+// The engine thread owns the port's per-frame signal (net_tap) while it runs,
+// so that the application's threads are not interrupted by it (tun_signals.h).
+void Device::engine_thread_main(bool pinned) {
+  const uint16_t port_id = port_->port_id();
+  direct_tun_signals(port_id, gettid());
+  if (pinned) {
+    engine_loop_pinned();
+  } else {
+    engine_loop();
+  }
+  direct_tun_signals(port_id, 0);
+}
+
 Status Device::start_engine_thread() {
   if (engine_cpu_ < 0) {
-    thread_ = std::thread([this] { engine_loop(); });
+    thread_ = std::thread([this] { engine_thread_main(false); });
     return Status::ok();
   }
   if (engine_cpu_ >= CPU_SETSIZE) {
     return Status(Errc::kInvalidArgument,
                   "engine CPU " + std::to_string(engine_cpu_) + " out of range");
   }
-  thread_ = std::thread([this] { engine_loop_pinned(); });
+  thread_ = std::thread([this] { engine_thread_main(true); });
   cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(engine_cpu_, &set);

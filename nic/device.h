@@ -260,6 +260,7 @@ class Device {
   friend class DeviceTestPeer;
   // Starts the engine thread (Options::engine_thread), pinned when asked.
   Status start_engine_thread();
+  void engine_thread_main(bool pinned);
   void engine_loop();
   void engine_loop_pinned();
   // One poll under the engine lock; true when it moved packets.

@@ -5,5 +5,6 @@ set(NIC_PORT_SRCS
   arp.cc
   capture.cc
   port.cc
+  tun_signals.cc
   tsan_pool.cc
 )
