@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -743,6 +744,141 @@ static void test_sq_reuse(void) {
   pair_close(&p);
 }
 
+/* Four threads of one program on one context of droce0, each with an RC QP
+ * pair and CQs of its own (two of them waiting through a completion channel
+ * of their own, two polling, which drives the engine inline), run WRITE +
+ * SEND rounds with every completion and byte checked, while the main thread
+ * issues control verbs on the same context (query, reg/dereg MR, create /
+ * destroy CQ). Also run under ThreadSanitizer (label tsan). */
+enum { kThreads = 4, kThreadRounds = 150, kThreadBuf = 8192 };
+
+struct lane {
+  struct dev* d;
+  int id;
+  struct ibv_comp_channel* ch; /* NULL: poll */
+  struct end a, b;
+  struct buf ba, bb;
+  int rounds;
+};
+
+/* One completion on e's CQ, through its channel when the lane has one. */
+static void lane_wait(struct lane* l, struct end* e, struct ibv_wc* wc) {
+  if (l->ch == NULL || e != &l->b) {
+    CHECK(wait_wc(e->cq, wc, 1) == 1);
+    return;
+  }
+  for (;;) {
+    if (ibv_poll_cq(e->cq, 1, wc) == 1) return;
+    CHECK_RC(ibv_req_notify_cq(e->cq, 0), 0);
+    /* A completion that arrived before the CQ was armed raises no event. */
+    if (ibv_poll_cq(e->cq, 1, wc) == 1) return;
+    CHECK(wait_fd(l->ch->fd, kWaitMs));
+    struct ibv_cq* ev_cq;
+    void* ev_ctx;
+    CHECK_RC(ibv_get_cq_event(l->ch, &ev_cq, &ev_ctx), 0);
+    CHECK(ev_cq == e->cq);
+    ibv_ack_cq_events(ev_cq, 1);
+  }
+}
+
+static atomic_int g_lanes_running;
+
+static void* lane_run(void* arg) {
+  struct lane* l = arg;
+  struct ibv_wc wc;
+  for (int r = 0; r < kThreadRounds; ++r) {
+    const uint32_t wlen = 2000 + 100 * (uint32_t)l->id, slen = 300 + (uint32_t)(r % 50);
+    const uint8_t seed = (uint8_t)(l->id * 64 + r);
+    fill(l->ba.data, wlen, seed);
+    fill(l->ba.data + 4096, slen, (uint8_t)(seed + 1));
+    post_recv(l->b.qp, (uint64_t)r, &l->bb, 4096, 4096);
+    CHECK_RC(post_send(l->a.qp, 2 * (uint64_t)r, IBV_WR_RDMA_WRITE, &l->ba, 0, wlen,
+                       IBV_SEND_SIGNALED, (uintptr_t)l->bb.data, l->bb.mr->rkey),
+             0);
+    CHECK_RC(post_send(l->a.qp, 2 * (uint64_t)r + 1, IBV_WR_SEND, &l->ba, 4096, slen,
+                       IBV_SEND_SIGNALED, 0, 0),
+             0);
+    lane_wait(l, &l->b, &wc);
+    CHECK(wc.status == IBV_WC_SUCCESS && wc.opcode == IBV_WC_RECV && wc.wr_id == (uint64_t)r);
+    CHECK(wc.byte_len == slen && wc.qp_num == l->b.qp->qp_num);
+    /* RC order: the WRITE before the SEND is in place once the SEND is. */
+    CHECK(memcmp(l->bb.data, l->ba.data, wlen) == 0);
+    CHECK(memcmp(l->bb.data + 4096, l->ba.data + 4096, slen) == 0);
+    for (int k = 0; k < 2; ++k) {
+      lane_wait(l, &l->a, &wc);
+      CHECK(wc.status == IBV_WC_SUCCESS && wc.wr_id == 2 * (uint64_t)r + (uint64_t)k);
+      CHECK(wc.opcode == (k ? IBV_WC_SEND : IBV_WC_RDMA_WRITE) && wc.qp_num == l->a.qp->qp_num);
+    }
+    l->rounds = r + 1;
+  }
+  atomic_fetch_sub(&g_lanes_running, 1);
+  return NULL;
+}
+
+static void test_threads(void) {
+  struct dev d;
+  dev_open(&d);
+  struct lane lanes[kThreads];
+  pthread_t th[kThreads];
+  for (int i = 0; i < kThreads; ++i) {
+    struct lane* l = &lanes[i];
+    memset(l, 0, sizeof(*l));
+    l->d = &d;
+    l->id = i;
+    struct qp_opts o = qp_defaults(IBV_QPT_RC);
+    o.depth = 8;
+    end_create(&d, &l->a, &o);
+    if (i % 2 == 0) {
+      l->ch = ibv_create_comp_channel(d.ctx);
+      CHECK(l->ch != NULL);
+      o.cq = ibv_create_cq(d.ctx, 32, NULL, l->ch, 0);
+      CHECK(o.cq != NULL);
+    }
+    end_create(&d, &l->b, &o);
+    o.cq = NULL;
+    end_connect(&d, &l->a, &o, l->b.qp->qp_num);
+    end_connect(&d, &l->b, &o, l->a.qp->qp_num);
+    buf_alloc(&d, &l->ba, kThreadBuf, kAll);
+    buf_alloc(&d, &l->bb, kThreadBuf, kAll);
+  }
+  atomic_store(&g_lanes_running, kThreads);
+  for (int i = 0; i < kThreads; ++i) CHECK(pthread_create(&th[i], NULL, lane_run, &lanes[i]) == 0);
+  /* Control verbs beside them until they are done (each wait of theirs is
+   * bounded by kWaitMs, and so is this loop). */
+  int commands = 0;
+  const time_t give_up = time(NULL) + 120;
+  while (atomic_load(&g_lanes_running) > 0 && time(NULL) < give_up) {
+    struct ibv_qp_attr attr;
+    struct ibv_qp_init_attr init;
+    CHECK_RC(ibv_query_qp(lanes[commands % kThreads].a.qp, &attr, IBV_QP_STATE, &init), 0);
+    CHECK(attr.qp_state == IBV_QPS_RTS);
+    struct ibv_port_attr pa;
+    CHECK_RC(ibv_query_port(d.ctx, 1, &pa), 0);
+    struct ibv_cq* cq = ibv_create_cq(d.ctx, 8, NULL, NULL, 0);
+    CHECK(cq != NULL);
+    struct buf b;
+    buf_alloc(&d, &b, 4096, kAll);
+    buf_free(&b);
+    CHECK_RC(ibv_destroy_cq(cq), 0);
+    ++commands;
+    usleep(1000);
+  }
+  for (int i = 0; i < kThreads; ++i) CHECK(pthread_join(th[i], NULL) == 0);
+  for (int i = 0; i < kThreads; ++i) {
+    struct lane* l = &lanes[i];
+    CHECK(l->rounds == kThreadRounds);
+    end_destroy(&l->a, 1);
+    end_destroy(&l->b, 1);
+    if (l->ch != NULL) CHECK_RC(ibv_destroy_comp_channel(l->ch), 0);
+    buf_free(&l->ba);
+    buf_free(&l->bb);
+  }
+  printf("threads: %d threads x %d rounds, %d control verbs beside them\n", kThreads,
+         kThreadRounds, commands);
+  CHECK(commands > 0);
+  dev_close(&d);
+}
+
 static const struct test_case kCases[] = {
     {"rc_send", test_rc_send},
     {"rc_rdma", test_rc_rdma},
@@ -755,6 +891,7 @@ static const struct test_case kCases[] = {
     {"ud", test_ud},
     {"ex", test_ex},
     {"sq_reuse", test_sq_reuse},
+    {"threads", test_threads},
     {NULL, NULL},
 };
 
