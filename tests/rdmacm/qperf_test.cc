@@ -16,10 +16,14 @@
 //
 // Skipped (saying why) without root, ip or qperf, and in the sanitizer build,
 // where the drop-ins are ASan-instrumented and qperf cannot load them.
+// qperf's UD tests do not use the CM and cannot run on any RoCE device: a
+// test checks that droce refuses them as such a device does.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <cstdlib>
 #include <ostream>
 #include <regex>
@@ -54,33 +58,54 @@ double figure(const std::string& out, const std::string& name) {
   return std::strtod(m[1].str().c_str(), nullptr);
 }
 
-TEST_P(RdmacmQperf, OverVethInNamespace) {
-  const QperfCase& c = GetParam();
-  if (sanitized_build()) GTEST_SKIP() << "sanitizer build: the ASan drop-ins cannot be loaded by qperf";
-  if (!have("/usr/bin/qperf")) GTEST_SKIP() << "/usr/bin/qperf is not installed (package qperf, scripts/install-deps)";
-  if (!have("/usr/bin/ip")) GTEST_SKIP() << "/usr/bin/ip is not installed (package iproute2)";
-  ASSERT_FALSE(dropin_lib_dir().empty()) << "DROCE_BUILD_DIR is not set";
+struct QperfRun {
+  bool ran = false;  // false: skipped, *skip says why
+  int exit_code = -1;
+  int attempts = 0;
+  std::string client, server;
+};
+
+// qperf's server on 127.0.0.1 (dqa) and its client on 127.0.0.2 (dqb) in a
+// namespace of their own, the client with args (e.g. "-cm1 ... rc_lat").
+QperfRun run_qperf(const std::vector<std::string>& args, std::string* skip) {
+  QperfRun r;
+  if (sanitized_build()) {
+    *skip = "sanitizer build: the ASan drop-ins cannot be loaded by qperf";
+    return r;
+  }
+  if (!have("/usr/bin/qperf")) {
+    *skip = "/usr/bin/qperf is not installed (package qperf, scripts/install-deps)";
+    return r;
+  }
+  if (!have("/usr/bin/ip")) {
+    *skip = "/usr/bin/ip is not installed (package iproute2)";
+    return r;
+  }
+  EXPECT_FALSE(dropin_lib_dir().empty()) << "DROCE_BUILD_DIR is not set";
   const std::string tag = std::to_string(getpid()) + "-" +
                           std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 100000);
   TempDir dir;
   Process server, client;  // declared before the namespace: its cleanups kill them
   Netns ns("droce-qp-" + tag);
-  if (!ns.created())
-    GTEST_SKIP() << "cannot create network namespace " << ns.name() << " (needs root and netns support): "
-                 << ns.error() << "; qperf not run";
+  if (!ns.created()) {
+    *skip = "cannot create network namespace " + ns.name() + " (needs root and netns support): " + ns.error() +
+            "; qperf not run";
+    return r;
+  }
+  r.ran = true;
   ns.at_exit([&] {
     kill_and_reap(&client);
     kill_and_reap(&server);
   });
-  ASSERT_FALSE(dir.path().empty());
-  ASSERT_EQ(ns.ip("link set lo up"), 0);
+  EXPECT_FALSE(dir.path().empty());
+  EXPECT_EQ(ns.ip("link set lo up"), 0);
   // Interface indexes far apart: DPDK's af_packet joins a fanout group named
   // (pid ^ ifindex) & 0xffff, per namespace, and two processes started one
   // after the other (pids n, n+1) on neighbouring indexes can pick the same
   // group, which the kernel refuses (EINVAL) for sockets on another device.
-  ASSERT_EQ(ns.ip("link add dqa index 1000 type veth peer name dqb index 3000"), 0);
-  ASSERT_EQ(ns.ip("link set dqa up"), 0);
-  ASSERT_EQ(ns.ip("link set dqb up"), 0);
+  EXPECT_EQ(ns.ip("link add dqa index 1000 type veth peer name dqb index 3000"), 0);
+  EXPECT_EQ(ns.ip("link set dqa up"), 0);
+  EXPECT_EQ(ns.ip("link set dqb up"), 0);
 
   auto env = [&](const char* ip, const char* iface, const char* prefix) {
     return std::map<std::string, std::string>{
@@ -95,37 +120,67 @@ TEST_P(RdmacmQperf, OverVethInNamespace) {
   };
   std::vector<std::string> argv = ns.exec_argv();
   argv.push_back("/usr/bin/qperf");
-  ASSERT_TRUE(start(argv, env("127.0.0.1", "dqa", "droce-qp-s-"), dir.path() + "/server.txt", &server));
+  EXPECT_TRUE(start(argv, env("127.0.0.1", "dqa", "droce-qp-s-"), dir.path() + "/server.txt", &server));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (!tcp_listening(kQperfPort, server.pid) && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_TRUE(tcp_listening(kQperfPort, server.pid)) << read_file(dir.path() + "/server.txt");
+  EXPECT_TRUE(tcp_listening(kQperfPort, server.pid)) << read_file(dir.path() + "/server.txt");
 
-  std::string out;
-  int attempt = 0;
-  for (attempt = 1; attempt <= kAttempts; ++attempt) {
+  for (r.attempts = 1; r.attempts <= kAttempts; ++r.attempts) {
     client = Process();
     argv = ns.exec_argv();
-    argv.insert(argv.end(), {"/usr/bin/qperf", "-cm1", "-t", "1", "127.0.0.1", c.test});
-    ASSERT_TRUE(start(argv, env("127.0.0.2", "dqb", "droce-qp-c-"), dir.path() + "/client.txt", &client));
-    ASSERT_TRUE(wait_for(&client, 60000)) << read_file(dir.path() + "/client.txt");
-    out = read_file(dir.path() + "/client.txt");
+    argv.push_back("/usr/bin/qperf");
+    argv.insert(argv.end(), args.begin(), args.end());
+    EXPECT_TRUE(start(argv, env("127.0.0.2", "dqb", "droce-qp-c-"), dir.path() + "/client.txt", &client));
+    EXPECT_TRUE(wait_for(&client, 60000)) << read_file(dir.path() + "/client.txt");
+    r.client = read_file(dir.path() + "/client.txt");
     // qperf 0.4.11 tells the client its port before its server's rdma_listen
     // (fixed later upstream, "Fix rdmacm race"): a fast client is rejected
     // with REJ 8, on a kernel device too, and a user starts it again.
-    if (client.exit_code == 0 || out.find("Event rejected") == std::string::npos) break;
+    if (client.exit_code == 0 || r.client.find("Event rejected") == std::string::npos) break;
   }
-  const std::string both = "client (exit " + std::to_string(client.exit_code) + ", attempt " +
-                           std::to_string(attempt) + "):\n" + out + "\nserver:\n" +
-                           read_file(dir.path() + "/server.txt");
-  EXPECT_EQ(client.exit_code, 0) << both;
-  EXPECT_EQ(out.find("failed"), std::string::npos) << both;
-  EXPECT_EQ(out.find("unexpected"), std::string::npos) << both;
-  EXPECT_NE(out.find(std::string(c.test) + ":"), std::string::npos) << both;
-  EXPECT_GT(figure(out, c.figure), 0) << c.figure << " missing or zero\n" << both;
-  std::printf("%s\n", both.c_str());
+  r.attempts = std::min(r.attempts, kAttempts);
+  r.exit_code = client.exit_code;
+  kill_and_reap(&server);
+  r.server = read_file(dir.path() + "/server.txt");
   remove_dpdk_runtime_dir("droce-qp-s-" + tag);
   remove_dpdk_runtime_dir("droce-qp-c-" + tag);
+  return r;
+}
+
+std::string describe(const QperfRun& r) {
+  return "client (exit " + std::to_string(r.exit_code) + ", attempt " + std::to_string(r.attempts) + "):\n" +
+         r.client + "\nserver:\n" + r.server;
+}
+
+TEST_P(RdmacmQperf, OverVethInNamespace) {
+  const QperfCase& c = GetParam();
+  std::string skip;
+  const QperfRun r = run_qperf({"-cm1", "-t", "1", "127.0.0.1", c.test}, &skip);
+  if (!r.ran) GTEST_SKIP() << skip;
+  const std::string both = describe(r);
+  EXPECT_EQ(r.exit_code, 0) << both;
+  EXPECT_EQ(r.client.find("failed"), std::string::npos) << both;
+  EXPECT_EQ(r.client.find("unexpected"), std::string::npos) << both;
+  EXPECT_NE(r.client.find(std::string(c.test) + ":"), std::string::npos) << both;
+  EXPECT_GT(figure(r.client, c.figure), 0) << c.figure << " missing or zero\n" << both;
+  std::printf("%s\n", both.c_str());
+}
+
+// qperf 0.4.11's UD tests (which never use the CM) build their address
+// handle with LID 0 and no GRH: no destination at all on RoCE, where every
+// device refuses it (the kernel's rdma_check_ah_attr and rxe, mlx5's
+// provider: EINVAL). droce refuses it the same way, with the error qperf
+// reports on a kernel RoCE device.
+TEST(RdmacmQperfUd, AddressHandleWithoutGrhIsRefusedAsOnRoce) {
+  std::string skip;
+  const QperfRun r = run_qperf({"-t", "1", "127.0.0.1", "ud_lat"}, &skip);
+  if (!r.ran) GTEST_SKIP() << skip;
+  const std::string both = describe(r);
+  EXPECT_NE(r.exit_code, 0) << both;
+  EXPECT_NE((r.client + r.server).find("failed to create address handle: Invalid argument"), std::string::npos)
+      << both;
+  EXPECT_EQ(figure(r.client, "latency"), -1) << both;
 }
 
 // Every RC test of qperf 0.4.11 (UC and UD ignore -cm1 and need a GRH that
