@@ -879,6 +879,100 @@ static void test_threads(void) {
   dev_close(&d);
 }
 
+/* A QP and its CQ destroyed while its peer keeps sending to it: b's thread
+ * streams SENDs and 1 KiB WRITEs at a; once a has taken 20 SENDs (each
+ * checked), the main thread destroys a's QP and CQ mid-stream. Nothing
+ * crashes (ASan, TSan), no byte lands in a's memory after ibv_destroy_qp
+ * returned, and b's QP runs out of retries once and flushes the rest (each
+ * WR completed once). Also run under ThreadSanitizer (label tsan). */
+enum { kDbSlots = 32, kDbMsg = 256, kDbWrite = 1024, kDbTarget = 16 * kDbWrite };
+
+struct db_sender {
+  struct end* b;
+  struct buf* src;
+  struct buf* target; /* a's memory */
+  uint64_t posted, ok, retry_exceeded, flushed, other;
+};
+
+static void* db_send(void* arg) {
+  struct db_sender* s = arg;
+  const time_t give_up = time(NULL) + 60;
+  int outstanding = 0, failed = 0;
+  while ((outstanding > 0 || !failed) && time(NULL) < give_up) {
+    if (!failed && outstanding < 16) {
+      const uint64_t n = s->posted;
+      const int rc =
+          n % 2 ? post_send(s->b->qp, n, IBV_WR_RDMA_WRITE, s->src, 0, kDbWrite, IBV_SEND_SIGNALED,
+                            (uintptr_t)(s->target->data + kDbSlots * kDbMsg +
+                                        (n / 2 % (kDbTarget / kDbWrite)) * kDbWrite),
+                            s->target->mr->rkey)
+                : post_send(s->b->qp, n, IBV_WR_SEND, s->src, 0, kDbMsg, IBV_SEND_SIGNALED, 0, 0);
+      if (rc == 0) {
+        ++s->posted;
+        ++outstanding;
+      }
+    }
+    struct ibv_wc wc[16];
+    const int got = ibv_poll_cq(s->b->cq, 16, wc);
+    CHECK(got >= 0);
+    for (int i = 0; i < got; ++i) {
+      --outstanding;
+      switch (wc[i].status) {
+        case IBV_WC_SUCCESS: ++s->ok; break;
+        case IBV_WC_RETRY_EXC_ERR: ++s->retry_exceeded; failed = 1; break;
+        case IBV_WC_WR_FLUSH_ERR: ++s->flushed; failed = 1; break;
+        default: ++s->other; failed = 1; break;
+      }
+    }
+  }
+  CHECK(outstanding == 0);
+  return NULL;
+}
+
+static void test_destroy_busy(void) {
+  struct dev d;
+  dev_open(&d);
+  struct qp_opts o = qp_defaults(IBV_QPT_RC);
+  struct end a, b;
+  end_create(&d, &a, &o);
+  end_create(&d, &b, &o);
+  end_connect(&d, &a, &o, b.qp->qp_num);
+  end_connect(&d, &b, &o, a.qp->qp_num);
+  struct buf ba, bb;
+  buf_alloc(&d, &ba, kDbSlots * kDbMsg + kDbTarget, kAll);
+  buf_alloc(&d, &bb, kDbWrite, kAll);
+  fill(bb.data, kDbWrite, 9);
+  for (int i = 0; i < kDbSlots; ++i) post_recv(a.qp, (uint64_t)i, &ba, (size_t)i * kDbMsg, kDbMsg);
+
+  struct db_sender s = {&b, &bb, &ba, 0, 0, 0, 0, 0};
+  pthread_t ts;
+  CHECK(pthread_create(&ts, NULL, db_send, &s) == 0);
+  /* a takes 20 SENDs (each checked), then stops posting receives. */
+  struct ibv_wc wc;
+  for (int i = 0; i < 20; ++i) {
+    CHECK(wait_wc(a.cq, &wc, 1) == 1);
+    CHECK(wc.status == IBV_WC_SUCCESS && wc.opcode == IBV_WC_RECV && wc.wr_id == (uint64_t)i);
+    CHECK(wc.byte_len == kDbMsg && memcmp(ba.data + (size_t)i * kDbMsg, bb.data, kDbMsg) == 0);
+  }
+  /* Destroyed while b's frames for it keep coming (RNR retries, WRITEs). */
+  CHECK_RC(ibv_destroy_qp(a.qp), 0);
+  memset(ba.data, 0xEE, ba.size);
+  CHECK_RC(ibv_destroy_cq(a.cq), 0);
+  CHECK(pthread_join(ts, NULL) == 0);
+  usleep(20000); /* frames still in flight arrive */
+  for (size_t i = 0; i < ba.size; ++i) CHECK(ba.data[i] == 0xEE);
+  printf("destroy_busy: b posted %llu: %llu ok, %llu retry exceeded, %llu flushed\n",
+         (unsigned long long)s.posted, (unsigned long long)s.ok,
+         (unsigned long long)s.retry_exceeded, (unsigned long long)s.flushed);
+  CHECK(s.ok >= 20 && s.retry_exceeded == 1 && s.other == 0);
+  CHECK(s.ok + s.retry_exceeded + s.flushed == s.posted);
+  CHECK(qp_state(b.qp) == IBV_QPS_ERR);
+  end_destroy(&b, 1);
+  buf_free(&ba);
+  buf_free(&bb);
+  dev_close(&d);
+}
+
 static const struct test_case kCases[] = {
     {"rc_send", test_rc_send},
     {"rc_rdma", test_rc_rdma},
@@ -892,6 +986,7 @@ static const struct test_case kCases[] = {
     {"ex", test_ex},
     {"sq_reuse", test_sq_reuse},
     {"threads", test_threads},
+    {"destroy_busy", test_destroy_busy},
     {NULL, NULL},
 };
 
