@@ -196,6 +196,13 @@ Result<PortConfig> port_config_from_env() {
   }
 
   if (const char* cap = env("DROCE_CAPTURE")) cfg.capture_path = cap;
+  if (const char* zc = env("DROCE_ZERO_COPY")) {
+    const std::string v = zc;
+    if (v != "0" && v != "1") {
+      return Status(Errc::kBadConfig, "DROCE_ZERO_COPY: '" + v + "' is neither 0 nor 1");
+    }
+    cfg.zero_copy = v == "1";
+  }
   return cfg;
 }
 

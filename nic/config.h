@@ -18,6 +18,9 @@ struct PortConfig {
   uint32_t ipv4 = 0;  // host byte order
   uint16_t mtu = kDefaultMtu;
   std::string capture_path;  // empty: no capture
+  // Zero-copy transmit where the PMD allows it (Port::tx_chains);
+  // DROCE_ZERO_COPY=0 turns it off (every payload copied into the frame).
+  bool zero_copy = true;
   // Sizing (not from the environment). The mempool must cover both rings
   // plus the mbufs the engine holds.
   uint16_t rx_desc = 1024;  // rx ring entries
@@ -26,7 +29,7 @@ struct PortConfig {
   ArpConfig arp;            // neighbor resolution timing
 };
 
-// Reads DROCE_IPV4 / DROCE_MTU / DROCE_CAPTURE; a bad value is an error naming the variable.
+// Reads DROCE_IPV4 / DROCE_MTU / DROCE_CAPTURE / DROCE_ZERO_COPY; a bad value is an error naming the variable.
 Result<PortConfig> port_config_from_env();
 
 // DROCE_ENGINE_CPU: the CPU the engine threads are pinned to (they then poll

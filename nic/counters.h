@@ -31,6 +31,8 @@ inline constexpr CounterName<EngineCounters> kEngineCounterNames[] = {
     {"rx_cnp", &EngineCounters::rx_cnp},
     {"tx_no_mbuf", &EngineCounters::tx_no_mbuf},
     {"tx_after_removal", &EngineCounters::tx_after_removal},
+    {"tx_zero_copy", &EngineCounters::tx_zero_copy},
+    {"tx_zero_copy_fallback", &EngineCounters::tx_zero_copy_fallback},
 };
 static_assert(std::size(kEngineCounterNames) * sizeof(uint64_t) == sizeof(EngineCounters),
               "every EngineCounters field needs a name");
@@ -99,6 +101,7 @@ inline constexpr CounterName<PortCounters> kPortCounterNames[] = {
     {"tx_packets", &PortCounters::tx_packets}, {"tx_bytes", &PortCounters::tx_bytes},
     {"rx_roce", &PortCounters::rx_roce},       {"arp_rx", &PortCounters::arp_rx},
     {"arp_tx", &PortCounters::arp_tx},         {"arp_failed", &PortCounters::arp_failed},
+    {"rx_chained", &PortCounters::rx_chained}, {"rx_linearised", &PortCounters::rx_linearised},
 };
 static_assert((std::size(kPortCounterNames) + wire::kParseErrorCount + kPortDropCount) *
                       sizeof(uint64_t) ==

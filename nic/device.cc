@@ -103,7 +103,8 @@ Device::Device(Port* port, std::unique_ptr<Port> owned, const Options& opts)
       qp_mask_(uint32_t(qps_.size() - 1)),
       ahs_(opts.attr.max_ah + 1),
       coalesce_acks_(opts.coalesce_acks),
-      engine_cpu_(opts.engine_cpu) {
+      engine_cpu_(opts.engine_cpu),
+      zero_copy_min_(opts.zero_copy_min) {
   async_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   live_.reserve(opts.attr.max_qp);
@@ -123,6 +124,9 @@ Device::~Device() {
     tx_flush();
     live_.clear();
     qps_.clear();
+    // Regions left registered: frames still out (a peer port's queue) free
+    // their count with the last of them.
+    for (uint32_t i = 1; i <= mrs_.capacity(); ++i) close_frame_count(mrs_.slot(i));
   }
   if (async_fd_ >= 0) close(async_fd_);
   if (wake_fd_ >= 0) close(wake_fd_);
@@ -164,17 +168,28 @@ Result<uint32_t> Device::reg_mr(uint32_t pd, void* addr, uint64_t iova, uint64_t
   if (!pd_exists(pd)) return no_such_pd();
   if (length > attr_.max_mr_size) return Status(Errc::kInvalidArgument, "region too large");
   auto key = mrs_.reg(pd, addr, iova, length, access);
-  if (key) ++pd_users_[pd];
+  if (key) {
+    ++pd_users_[pd];
+    open_frame_count(*mrs_.find(key.value()));
+  }
   return key;
 }
 
 Status Device::dereg_mr(uint32_t key) {
   auto lock = lock_engine();
-  const MrEntry* e = mrs_.find(key);
+  MrEntry* e = mrs_.find(key);
   if (e == nullptr) return Status(Errc::kInvalidArgument, "no memory region with this key");
+  // No frame points into the pages once dereg_mr returns (zero_copy.cc).
+  if (e->users == 0) {
+    if (Status st = drain_frames(lock, key); !st) return st;
+    e = mrs_.find(key);
+    if (e == nullptr) return Status(Errc::kInvalidArgument, "no memory region with this key");
+  }
   const uint32_t pd = e->pd;
+  MrEntry saved = *e;
   Status st = mrs_.dereg(key);
   if (!st) return st;
+  close_frame_count(saved);
   --pd_users_[pd];
   // Under the engine lock: from here the engine never touches the memory.
   // Every access checks the key again, except a WRITE in progress, which

@@ -98,6 +98,11 @@ struct EngineCounters {
   uint64_t rx_cnp = 0;             // congestion notification packets (counted, not acted on)
   uint64_t tx_no_mbuf = 0;         // a frame not built: the port's mbuf pool was empty
   uint64_t tx_after_removal = 0;   // frames built after the device was removed (freed, not sent)
+  // Frames whose payload went out attached from registered memory (no copy),
+  // and payloads that could have but were copied (no shell mbuf free, or the
+  // MR's frame count at its limit).
+  uint64_t tx_zero_copy = 0;
+  uint64_t tx_zero_copy_fallback = 0;
 };
 
 // What tools read of a device (nic/telemetry.h), copied under the engine lock.
@@ -139,6 +144,14 @@ class Device {
     // without pause (no stand-aside for the application, no sleep), as a
     // NIC's own silicon would; -1: any CPU, with the idle backoff.
     int engine_cpu = -1;
+    // Zero-copy transmit (nic/zero_copy.cc) for RC packets of at least this
+    // many payload bytes, on ports that allow it (Port::tx_chains); shorter
+    // ones are copied, which costs less than three mbufs and a chained
+    // receive do: measured, 2048-byte packets lose about 5 %, 1024-byte ones
+    // 10 - 20 %, 4096-byte ones gain 10 - 40 % (docs/benchmarks.md). So by
+    // default only path MTU 4096 (a 9000-byte port) attaches.
+    uint32_t zero_copy_min = kDefaultZeroCopyMin;
+    static constexpr uint32_t kDefaultZeroCopyMin = 4096;
   };
 
   // The device takes over the port.
@@ -244,6 +257,16 @@ class Device {
   const AddressVector* ah(uint32_t handle);
   rte_mbuf* tx_alloc();
   void tx_enqueue(rte_mbuf* m);
+  // Zero-copy transmit (nic/zero_copy.cc). True when a payload of len bytes
+  // may be attached rather than copied.
+  bool zero_copy(uint32_t len) const { return len >= zero_copy_min_ && port_->tx_chains(); }
+  // hdr holds a whole frame built for a payload of len bytes (pad: its pad
+  // count): it keeps the headers, and the payload at host, inside mr, is
+  // attached behind them, then a segment for pad and ICRC. False (nothing
+  // changed; the caller copies): no shell mbuf, or mr is being deregistered.
+  bool attach_payload(rte_mbuf* hdr, const MrEntry& mr, uint8_t* host, uint32_t len, uint8_t pad);
+  // Frames pointing into the region now (any thread may free them).
+  static uint32_t frames_in(const MrEntry& e);
   // A QP holds an ACK for the end of the current receive burst
   // (send_deferred_acks). False when coalescing is off or the list is full:
   // the QP sends it now.
@@ -269,6 +292,15 @@ class Device {
   // when a last poll found work instead (then it did not sleep).
   bool sleep_until_doorbell(Nanos max_ns);
   void tx_flush();
+  // The ICRC of a frame built for transmit; of a chained one attach_payload built.
+  static void icrc_of(rte_mbuf* m);
+  static void chain_icrc(rte_mbuf* m);
+  // The frame count of a region: created by reg_mr (ports that chain),
+  // released by dereg_mr and the destructor; drain_frames waits (engine
+  // lock released meanwhile) until no frame points into the region.
+  void open_frame_count(MrEntry& e);
+  static void close_frame_count(MrEntry& e);
+  Status drain_frames(std::unique_lock<std::mutex>& lock, uint32_t key);
   void dispatch(const wire::PacketView& v, Nanos now);
   // The end of a receive burst: each QP that deferred an ACK sends it.
   void send_deferred_acks(Nanos now);
@@ -323,6 +355,7 @@ class Device {
   static constexpr uint16_t kRxBurst = 32;
   const bool coalesce_acks_;
   const int engine_cpu_;  // Options::engine_cpu
+  const uint32_t zero_copy_min_;  // Options::zero_copy_min
   Qp* deferred_acks_[kRxBurst];
   uint16_t n_deferred_acks_ = 0;
 

@@ -46,10 +46,15 @@ rte_mbuf* Device::tx_alloc() {
   return m;
 }
 
-namespace {
-// The ICRC of a frame the requester/responder built (data_len = whole frame).
-void icrc_of(rte_mbuf* m) { wire::write_frame_icrc(rte_pktmbuf_mtod(m, uint8_t*), m->data_len); }
-}  // namespace
+// The ICRC of a frame the requester/responder built: one segment (data_len =
+// whole frame), or the chain of a zero-copy payload (zero_copy.cc).
+void Device::icrc_of(rte_mbuf* m) {
+  if (m->nb_segs == 1) {
+    wire::write_frame_icrc(rte_pktmbuf_mtod(m, uint8_t*), m->data_len);
+  } else {
+    chain_icrc(m);
+  }
+}
 
 // Frames arrive here without their ICRC (Qp::finish_packet). Computing it at
 // once loads the first 64 bytes right after the header builder's narrow

@@ -14,4 +14,5 @@ set(NIC_ENGINE_SRCS
   qp_completer.cc
   srq.cc
   fault.cc
+  zero_copy.cc
 )

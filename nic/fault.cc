@@ -235,7 +235,20 @@ void FaultShim::transmit(Port& port, rte_mbuf** frames, uint16_t n, Nanos now) {
       rte_pktmbuf_free(m);
       continue;
     }
-    if (roll(t_bitflip_) && flip_bit(m)) ++counters_.bitflipped;
+    if (roll(t_bitflip_)) {
+      // A chained frame carries its payload in the sender's registered pages
+      // (zero-copy transmit): the bit flips in a contiguous copy, never there.
+      if (m->nb_segs > 1) {
+        rte_mbuf* flat = rte_pktmbuf_copy(m, pool_, 0, UINT32_MAX);
+        if (flat != nullptr && flat->nb_segs == 1) {
+          rte_pktmbuf_free(m);
+          m = flat;
+        } else {
+          rte_pktmbuf_free(flat);  // accepts nullptr
+        }
+      }
+      if (flip_bit(m)) ++counters_.bitflipped;
+    }
     rte_mbuf* copy = nullptr;
     if (roll(t_dup_)) {
       copy = rte_pktmbuf_copy(m, pool_, 0, UINT32_MAX);

@@ -46,6 +46,8 @@ Result<uint32_t> MrTable::reg(uint32_t pd, void* host, uint64_t iova, uint64_t l
   e.access = access;
   e.pd = pd;
   e.users = 0;
+  e.tx_frames = nullptr;
+  e.draining = false;
   e.tag = uint8_t(e.tag + 1);
   e.key = idx << 8 | e.tag;
   ++count_;
@@ -59,6 +61,7 @@ Status MrTable::dereg(uint32_t key) {
   if (e->users != 0) return Status(Errc::kBusy, "memory window still bound to the region");
   e->key = 0;  // the tag stays, so the next registration of this slot gets a new key
   e->host = nullptr;
+  e->tx_frames = nullptr;  // the Device released it first
   --count_;
   return Status::ok();
 }

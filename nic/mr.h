@@ -51,6 +51,12 @@ struct MrEntry {
   uint32_t key = 0;         // index << 8 | tag; 0 when the slot is free
   uint32_t users = 0;       // things that pin the MR (bound memory windows)
   uint8_t tag = 0;          // rotates on every registration of this slot
+  // Zero-copy transmit: the count of frames whose payload segment points
+  // into this region (a DPDK rte_mbuf_ext_shared_info the Device owns;
+  // nullptr when the port copies every payload). Opaque here, so that the
+  // table needs no DPDK.
+  void* tx_frames = nullptr;
+  bool draining = false;    // dereg waits for tx_frames: attach no more frames
 };
 
 class MrTable {
@@ -72,6 +78,8 @@ class MrTable {
 
   const MrEntry* find(uint32_t key) const;
   MrEntry* find(uint32_t key);
+  // The entry of slot idx (1 .. capacity()), registered or not.
+  MrEntry& slot(uint32_t idx) { return entries_[idx]; }
   uint32_t count() const { return count_; }
   uint32_t capacity() const { return capacity_; }
 

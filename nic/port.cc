@@ -3,10 +3,12 @@
 // burst transmit; every dropped frame counted by reason.
 #include "nic/port.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
 
+#include <rte_bus.h>
 #include <rte_dev.h>
 #include <rte_devargs.h>
 #include <rte_errno.h>
@@ -27,6 +29,29 @@ constexpr uint16_t kMaxRxBurst = 256;
 constexpr uint16_t kTxChunk = 64;          // frames per capture-and-send step
 constexpr uint32_t kL2Overhead = 14 + 4 + 4;  // Ethernet + one VLAN tag + FCS
 constexpr unsigned kPoolCache = 256;
+// Zero-copy transmit's segments: room for a pad and ICRC, nothing more (a
+// payload segment's data is the registered memory it is attached to).
+constexpr uint16_t kShellRoom = 64;
+// The most bytes a received frame's headers take (Ethernet + 802.1Q, IPv4
+// with options or IPv6, UDP, BTH, the longest extension headers): what
+// classify_chain reads to parse a chained frame.
+constexpr uint32_t kMaxHeadBytes = 18 + 60 + 8 + 12 + 32;
+
+// How many bytes wire::parse_frame (without the ICRC) reads of a frame whose
+// first len bytes are at p: Ethernet [+ 802.1Q], the IP header, UDP, BTH.
+// UINT32_MAX when len bytes do not even say.
+uint32_t parsed_bytes(const uint8_t* p, uint32_t len) {
+  uint32_t l2 = 14;
+  if (len < 18) return UINT32_MAX;
+  uint16_t type = uint16_t(p[12] << 8 | p[13]);
+  if (type == wire::kEtherTypeVlan) {
+    l2 = 18;
+    type = uint16_t(p[16] << 8 | p[17]);
+  }
+  if (len <= l2) return UINT32_MAX;
+  const uint32_t ip = type == wire::kEtherTypeIpv6 ? 40 : std::max<uint32_t>(20, (p[l2] & 0x0F) * 4u);
+  return l2 + ip + 8 + 12;
+}
 
 std::atomic<uint32_t> g_pool_seq{0};
 
@@ -158,6 +183,15 @@ Status Port::start() {
   auto ethdev_mtu = ethdev_mtu_for(cfg_.mtu, limits, name_);
   if (!ethdev_mtu) return ethdev_mtu.status();
   if (Status st = create_pool(info); !st) return st;
+  // Zero-copy transmit needs a PMD that takes chained mbufs and reads them
+  // with the CPU: a virtual device. A PCI NIC would DMA from the registered
+  // memory, which is not mapped for it (rte_dev_dma_map), so it copies.
+  const rte_bus* bus = info.device != nullptr ? rte_dev_bus(info.device) : nullptr;
+  const bool vdev = bus != nullptr && std::strcmp(rte_bus_name(bus), "vdev") == 0;
+  const bool chains = (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) != 0;
+  if (cfg_.zero_copy && chains && vdev) {
+    if (Status st = create_shells(); !st) return st;
+  }
   if (Status st = configure_queues(*ethdev_mtu); !st) return st;
   set_mac();
   rc = rte_eth_dev_start(port_id_);
@@ -191,9 +225,27 @@ Status Port::create_pool(const rte_eth_dev_info& info) {
   return Status::ok();
 }
 
+Status Port::create_shells() {
+  char pool_name[RTE_MEMPOOL_NAMESIZE];
+  std::snprintf(pool_name, sizeof(pool_name), "droce_zc%u", g_pool_seq.fetch_add(1));
+  // Two shells per frame: as many as the frames of the main pool. Fewer than
+  // 2^16 in all, so an MR's frame count (a uint16_t shinfo refcnt) cannot wrap.
+  const uint32_t n = std::min<uint32_t>(cfg_.mbufs * 2 + 1, 32767);
+  const int socket = rte_eth_dev_socket_id(port_id_);
+  shells_ = rte_pktmbuf_pool_create(pool_name, n, n >= kPoolCache * 3 / 2 ? kPoolCache : 0, 0,
+                                    kShellRoom, socket < 0 ? SOCKET_ID_ANY : socket);
+  if (shells_ == nullptr) {
+    return Status(Errc::kNoMemory, "cannot create the zero-copy mbuf pool for port " + name_ +
+                                       ": " + rte_strerror(rte_errno) +
+                                       " (raise -m in DROCE_EAL_ARGS, or DROCE_ZERO_COPY=0)");
+  }
+  return Status::ok();
+}
+
 Status Port::configure_queues(uint16_t ethdev_mtu) {
   rte_eth_conf conf{};
   conf.rxmode.mtu = ethdev_mtu;
+  if (shells_ != nullptr) conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
   int rc = rte_eth_dev_configure(port_id_, 1, 1, &conf);
   if (rc != 0) return Status(Errc::kIo, "configure " + name_ + ": " + rte_error(rc));
   configured_ = true;
@@ -231,6 +283,7 @@ Port::~Port() {
   if (configured_ && !gone) rte_eth_dev_close(port_id_);  // releases queues and their mbufs
   capture_.reset();
   if (pool_ != nullptr) rte_mempool_free(pool_);
+  if (shells_ != nullptr) rte_mempool_free(shells_);
 }
 
 uint32_t Port::link_speed_mbps() const {
@@ -262,6 +315,10 @@ rte_mbuf* Port::alloc_mbuf() {
   return m;
 }
 
+bool Port::alloc_shells(rte_mbuf** two) {
+  return shells_ != nullptr && rte_pktmbuf_alloc_bulk(shells_, two, 2) == 0;
+}
+
 uint16_t Port::receive(rte_mbuf** mbufs, wire::PacketView* views, uint16_t max, Nanos now) {
   if (removed()) return 0;
   if (max > kMaxRxBurst) max = kMaxRxBurst;
@@ -278,19 +335,19 @@ uint16_t Port::receive(rte_mbuf** mbufs, wire::PacketView* views, uint16_t max, 
     if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(mbufs[i + 1], void*));
     ++counters_.rx_packets;
     counters_.rx_bytes += m->pkt_len;
-    if (classify(m, &views[out], now, replies, &n_replies)) mbufs[out++] = m;
+    if (classify(&m, &views[out], now, replies, &n_replies)) mbufs[out++] = m;
   }
   if (n_replies > 0) counters_.arp_tx += send(replies, n_replies);
   return out;
 }
 
-bool Port::classify(rte_mbuf* m, wire::PacketView* view, Nanos now, rte_mbuf** replies,
+bool Port::classify(rte_mbuf** mp, wire::PacketView* view, Nanos now, rte_mbuf** replies,
                     uint16_t* n_replies) {
-  if (m->nb_segs != 1) {
-    ++counters_.drops[size_t(PortDrop::kMultiSegment)];
-    rte_pktmbuf_free(m);
-    return false;
+  if ((*mp)->nb_segs != 1) {
+    const int r = classify_chain(mp, view);
+    if (r >= 0) return r == 1;
   }
+  rte_mbuf* m = *mp;
   uint8_t* p = rte_pktmbuf_mtod(m, uint8_t*);
   const uint32_t len = m->data_len;
   if (len >= sizeof(wire::EthHdr) && p[12] == (wire::kEtherTypeArp >> 8) &&
@@ -302,7 +359,13 @@ bool Port::classify(rte_mbuf* m, wire::PacketView* view, Nanos now, rte_mbuf** r
   // Parse without the ICRC first, so traffic for others costs no CRC.
   wire::ParseOptions opts;
   opts.verify_icrc = false;
-  wire::ParseError e = wire::parse_frame(p, len, view, opts);
+  const wire::ParseError e = wire::parse_frame(p, len, view, opts);
+  return check_roce(m, view, e);
+}
+
+// Address checks, then the ICRC (in one pass over a contiguous frame, over
+// the segments in order for a chained one), of a parsed frame.
+bool Port::check_roce(rte_mbuf* m, wire::PacketView* view, wire::ParseError e) {
   if (e == wire::ParseError::kOk) {
     PortDrop d = PortDrop::kCount;
     if (view->eth().dst != mac_) {
@@ -315,9 +378,30 @@ bool Port::classify(rte_mbuf* m, wire::PacketView* view, Nanos now, rte_mbuf** r
       rte_pktmbuf_free(m);
       return false;
     }
-    if (!wire::icrc_verify(p + view->l3_off, view->icrc_off - view->l3_off, view->ipv6)) {
-      e = wire::ParseError::kBadIcrc;
+    uint8_t* l3 = view->frame + view->l3_off;
+    bool good;
+    if (m->nb_segs == 1) {
+      good = wire::icrc_verify(l3, view->icrc_off - view->l3_off, view->ipv6);
+    } else {
+      // Pieces: the first segment from the IP header, then each later
+      // segment up to the ICRC (classify_chain put the headers in the first).
+      wire::IcrcPiece pieces[8];
+      size_t n = 0;
+      uint32_t at = m->data_len;  // frame offset of the next segment
+      for (const rte_mbuf* s = m->next; s != nullptr && at < view->icrc_off; s = s->next) {
+        const uint32_t take = std::min<uint32_t>(s->data_len, view->icrc_off - at);
+        pieces[n++] = {rte_pktmbuf_mtod(s, const uint8_t*), take};
+        at += s->data_len;
+      }
+      uint8_t stored[4];
+      const auto* icrc =
+          static_cast<const uint8_t*>(rte_pktmbuf_read(m, view->icrc_off, 4, stored));
+      const uint32_t want = uint32_t(icrc[0]) | uint32_t(icrc[1]) << 8 |
+                            uint32_t(icrc[2]) << 16 | uint32_t(icrc[3]) << 24;
+      const uint32_t head = std::min<uint32_t>(m->data_len, view->icrc_off) - view->l3_off;
+      good = wire::icrc_compute_chain(l3, head, pieces, n, view->ipv6) == want;
     }
+    if (!good) e = wire::ParseError::kBadIcrc;
   }
   if (e != wire::ParseError::kOk) {
     ++counters_.parse_drops[size_t(e)];
@@ -326,6 +410,73 @@ bool Port::classify(rte_mbuf* m, wire::PacketView* view, Nanos now, rte_mbuf** r
   }
   ++counters_.rx_roce;
   return true;
+}
+
+// A frame in several segments: what a peer in this process sends through
+// net_ring when it attaches payloads from registered memory (headers, payload,
+// pad + ICRC), or what a PMD chains on receive. Delivered as it is when every
+// header is in the first segment and the payload in one segment, so the
+// responder copies the payload once, from where it lies; otherwise copied
+// into one buffer of the pool when it fits one, else dropped.
+int Port::classify_chain(rte_mbuf** mp, wire::PacketView* view) {
+  rte_mbuf* m = *mp;
+  // The parser without verify_icrc reads the Ethernet, IP, UDP and BTH
+  // headers and nothing past them. When the first segment holds those (a
+  // zero-copy sender's does), it parses there; else from a copy of the
+  // first bytes, which hold them whatever the frame.
+  wire::ParseOptions opts;
+  opts.verify_icrc = false;
+  wire::PacketView v;
+  wire::ParseError e;
+  if (m->data_len >= parsed_bytes(rte_pktmbuf_mtod(m, const uint8_t*), m->data_len)) {
+    e = wire::parse_frame(rte_pktmbuf_mtod(m, uint8_t*), m->pkt_len, &v, opts);
+  } else {
+    uint8_t head[kMaxHeadBytes];
+    const uint32_t head_len = std::min<uint32_t>(m->pkt_len, kMaxHeadBytes);
+    const auto* h = static_cast<const uint8_t*>(rte_pktmbuf_read(m, 0, head_len, head));
+    if (h != head) std::memcpy(head, h, head_len);
+    e = wire::parse_frame(head, m->pkt_len, &v, opts);
+  }
+  if (e == wire::ParseError::kOk && v.payload_off <= m->data_len && m->nb_segs <= 8) {
+    // Payload in one segment?
+    uint32_t at = m->data_len;
+    const rte_mbuf* s = m->next;
+    while (s != nullptr && at + s->data_len <= v.payload_off && v.payload_len != 0) {
+      at += s->data_len;
+      s = s->next;
+    }
+    const bool one = v.payload_len == 0 ||
+                     (s != nullptr && v.payload_off >= at &&
+                      v.payload_off + v.payload_len <= at + s->data_len);
+    if (one) {
+      *view = v;
+      view->frame = rte_pktmbuf_mtod(m, uint8_t*);
+      view->frame_len = m->data_len;
+      if (v.payload_len != 0) {
+        view->payload_at = rte_pktmbuf_mtod_offset(s, uint8_t*, v.payload_off - at);
+      } else {
+        view->payload_at = view->frame + v.payload_off;  // never read; not past the segment
+      }
+      ++counters_.rx_chained;
+      return check_roce(m, view, e) ? 1 : 0;
+    }
+  }
+  // Any other layout, and other traffic (ARP among it): one buffer, then the
+  // normal path.
+  rte_mbuf* flat = rte_pktmbuf_alloc(pool_);
+  if (flat == nullptr || rte_pktmbuf_tailroom(flat) < m->pkt_len) {
+    rte_pktmbuf_free(flat);
+    ++counters_.drops[size_t(PortDrop::kMultiSegment)];
+    rte_pktmbuf_free(m);
+    return 0;
+  }
+  auto* dst = reinterpret_cast<uint8_t*>(rte_pktmbuf_append(flat, uint16_t(m->pkt_len)));
+  const void* src = rte_pktmbuf_read(m, 0, m->pkt_len, dst);
+  if (src != dst) std::memcpy(dst, src, m->pkt_len);
+  rte_pktmbuf_free(m);
+  ++counters_.rx_linearised;
+  *mp = flat;
+  return -1;  // the caller classifies the copy
 }
 
 bool Port::handle_arp(rte_mbuf* m, Nanos now, rte_mbuf** replies, uint16_t* n_replies) {

@@ -30,7 +30,7 @@ namespace droce::nic {
 enum class PortDrop : uint8_t {
   kNotOurMac,        // rx: RoCEv2 frame to another (or a group) MAC address
   kNotOurIp,         // rx: RoCEv2 frame to another IP address (IPv6: the port has none)
-  kMultiSegment,     // rx: frame spread over several mbufs (larger than the MTU)
+  kMultiSegment,     // rx: chained frame too large for one buffer, and not deliverable as it is
   kArpMalformed,     // rx: ARP frame too short, or not Ethernet/IPv4 request/reply
   kArpNotForUs,      // rx: ARP request for another address, or reply to someone else
   kTxRingFull,       // tx: the device took fewer frames than offered
@@ -53,6 +53,11 @@ struct PortCounters {
   uint64_t arp_rx = 0;      // ARP frames used (requests for us, replies)
   uint64_t arp_tx = 0;      // ARP requests and replies the device accepted
   uint64_t arp_failed = 0;  // resolutions that ran out of requests
+  // Chained (multi-segment) RoCEv2 frames received: delivered as they are
+  // (headers in the first segment, payload in one segment), or copied into
+  // one buffer first (any other layout that fits one).
+  uint64_t rx_chained = 0;
+  uint64_t rx_linearised = 0;
   std::array<uint64_t, wire::kParseErrorCount> parse_drops{};  // rx, by parser reason
   std::array<uint64_t, kPortDropCount> drops{};                // by port reason
 
@@ -101,6 +106,16 @@ class Port {
   // the default headroom, length 0.
   rte_mbuf* alloc_mbuf();
 
+  // Zero-copy transmit (docs/engine.md): true when the PMD takes chained
+  // mbufs (RTE_ETH_TX_OFFLOAD_MULTI_SEGS) and reads them in the CPU's address
+  // space (a virtual device, not a PCI NIC whose DMA would need the memory
+  // mapped), and PortConfig::zero_copy is on. Then a frame may carry its
+  // payload in a segment attached to registered memory.
+  bool tx_chains() const { return shells_ != nullptr; }
+  // Two mbufs without data of their own to speak of (64 bytes): one to
+  // attach a payload to, one for the pad and ICRC. False when the pool is empty.
+  bool alloc_shells(rte_mbuf** two);
+
   // IPv4 -> MAC. An unknown peer gets an ARP request now; poll() repeats it
   // every arp.retry_interval up to arp.max_requests times, then kFailed. Our
   // own address resolves to our MAC.
@@ -137,11 +152,17 @@ class Port {
   Port(uint16_t port_id, const PortConfig& cfg);
   Status start();  // the steps below, then rte_eth_dev_start
   Status create_pool(const rte_eth_dev_info& info);
+  Status create_shells();
   Status configure_queues(uint16_t ethdev_mtu);
   void set_mac();  // the PMD's address, or a random local one
   // One received frame: true when it is delivered (view filled).
-  bool classify(rte_mbuf* m, wire::PacketView* view, Nanos now, rte_mbuf** replies,
+  // *m may be replaced (a chained frame copied into one buffer).
+  bool classify(rte_mbuf** m, wire::PacketView* view, Nanos now, rte_mbuf** replies,
                 uint16_t* n_replies);
+  // A frame in several segments: 1 delivered as it is (view filled), 0
+  // dropped, -1 copied into one buffer (*m, to classify as any other).
+  int classify_chain(rte_mbuf** m, wire::PacketView* view);
+  bool check_roce(rte_mbuf* m, wire::PacketView* view, wire::ParseError e);
   // An ARP frame: answers (in place, appended to replies) or learns; false when dropped.
   bool handle_arp(rte_mbuf* m, Nanos now, rte_mbuf** replies, uint16_t* n_replies);
   void send_arp_request(uint32_t ip);
@@ -155,6 +176,7 @@ class Port {
   std::array<uint8_t, 16> gid_{};
   uint32_t path_mtu_ = 0;
   rte_mempool* pool_ = nullptr;
+  rte_mempool* shells_ = nullptr;  // zero-copy transmit's segments (tx_chains())
   bool configured_ = false;  // rte_eth_dev_configure succeeded: close on destruction
   bool started_ = false;
   NeighborTable neighbors_;

@@ -566,7 +566,7 @@ bool Qp::copy_sges(const Sge* sge, uint32_t num_sge, uint32_t off, uint8_t* buf,
       return false;
     }
     if (scatter) {
-      std::memcpy(host, buf, n);
+      std::memmove(host, buf, n);  // buf may be a sender's pages (zero-copy), overlapping
     } else {
       std::memcpy(buf, host, n);
     }
@@ -609,7 +609,7 @@ rte_mbuf* Qp::build_packet(wire::PacketSpec& s, const wire::MacAddr& dst_mac, ui
 void Qp::finish_packet(rte_mbuf* m, const wire::PacketSpec& s) {
   // wire::finish_frame without its ICRC: the pad is zeroed here, the ICRC is
   // written by the Device a few frames later (Device::tx_enqueue says why).
-  wire::zero_pad(rte_pktmbuf_mtod(m, uint8_t*), s);
+  if (m->nb_segs == 1) wire::zero_pad(rte_pktmbuf_mtod(m, uint8_t*), s);  // else attach_payload did
   ++counters_.tx_packets;
   counters_.tx_bytes += s.payload_len;
   dev_->tx_enqueue(m);

@@ -284,6 +284,10 @@ class Qp {
   void advance_request(const wire::PacketSpec& s, uint32_t npsns, bool last, Nanos now);
   bool start_wqe(uint32_t index, Nanos now);
   bool gather(const SendWqe& w, uint32_t off, uint8_t* dst, uint32_t len);
+  // Zero-copy transmit: attaches the payload of packet s (len bytes at
+  // message offset off of w) to m from the registered memory, when one SGE
+  // holds all of it and the device allows it; false: the caller copies.
+  bool attach_from_wqe(rte_mbuf* m, const SendWqe& w, uint32_t off, uint32_t len);
   void restart_from(uint32_t psn);
   ResolveResult resolve_peer(Nanos now, wire::MacAddr* mac);
   ResolveResult resolve_ah(uint32_t ah, Nanos now, wire::MacAddr* mac, uint32_t* ip);

@@ -111,6 +111,25 @@ bool Qp::gather(const SendWqe& w, uint32_t off, uint8_t* dst, uint32_t len) {
   return copy_sges(w.sges(), w.num_sge, off, dst, len, /*scatter=*/false);
 }
 
+// RC only: its WQE completes when the ACK comes, so the pages stay the
+// application's unchanged until the peer has the bytes (the verbs contract);
+// a retransmission attaches them again. UC and UD complete a WQE as soon as
+// its last packet is handed to the PMD, and net_ring hands a frame to its
+// peer port by pointer, which reads it later: they copy.
+bool Qp::attach_from_wqe(rte_mbuf* m, const SendWqe& w, uint32_t off, uint32_t len) {
+  if (type_ != QpType::kRc || (w.flags & kSendInline) || !dev_->zero_copy(len)) return false;
+  const Sge* sge = w.sges();
+  uint32_t i = 0;
+  while (i < w.num_sge && off >= sge[i].length) off -= sge[i++].length;
+  if (i == w.num_sge || len > sge[i].length - off) return false;  // spans SGEs: copied
+  uint8_t* host;
+  if (dev_->mrs().check(sge[i].lkey, pd_, sge[i].addr + off, len, 0, &host) != MrCheck::kOk) {
+    return false;  // gather fails it with LOC_PROT_ERR
+  }
+  return dev_->attach_payload(m, *dev_->mrs().find(sge[i].lkey), host, len,
+                              wire::pad_for(len));
+}
+
 // One request packet of the SQ, as rxe_requester does it: pick the WQE and
 // check the windows (next_request), find where it goes (resolve_request),
 // fill the headers (init_request), copy the payload and send
@@ -277,7 +296,8 @@ bool Qp::transmit_request(const SendWqe& w, wire::PacketSpec& s, const RequestDe
   if (mb == nullptr) return false;
   if (w.opcode == WrOpcode::kAtomicWrite) {
     std::memcpy(payload, &w.swap, sizeof(w.swap));  // the 8 bytes as the application gave them
-  } else if (s.payload_len > 0 && !gather(w, send_off_, payload, s.payload_len)) {
+  } else if (s.payload_len > 0 && !attach_from_wqe(mb, w, send_off_, s.payload_len) &&
+             !gather(w, send_off_, payload, s.payload_len)) {
     rte_pktmbuf_free(mb);
     DROCE_DEBUG("qp %u: send WQE %lu: local key no longer valid", qpn_, (unsigned long)w.wr_id);
     complete_send_now(sq_send_, WcStatus::kLocProtErr);

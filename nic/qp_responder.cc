@@ -527,7 +527,9 @@ bool Qp::execute_send(const RxPacket& pkt) {
 void Qp::execute_write(const RxPacket& pkt) {
   const wire::PacketView& v = *pkt.v;
   if (v.payload_len > 0) {
-    std::memcpy(write_host_, v.payload(), v.payload_len);
+    // memmove: a chained frame's payload is the sender's registered memory
+    // (zero-copy transmit), which a loopback WRITE may overlap.
+    std::memmove(write_host_, v.payload(), v.payload_len);
     write_host_ += v.payload_len;
     write_resid_ -= v.payload_len;
   }
@@ -786,7 +788,13 @@ bool Qp::send_resp_resources(Nanos now) {
       uint8_t* payload;
       rte_mbuf* m = build_packet(s, mac, attrs_.av.dst_ip, &payload);
       if (m == nullptr) return true;
-      if (s.payload_len > 0) std::memcpy(payload, host, s.payload_len);
+      // Zero-copy from the region (zero_copy.cc): dereg_mr waits for the frame.
+      if (s.payload_len > 0 &&
+          !(dev_->zero_copy(s.payload_len) &&
+            dev_->attach_payload(m, *dev_->mrs().find(r.rkey), host, s.payload_len,
+                                 wire::pad_for(s.payload_len)))) {
+        std::memcpy(payload, host, s.payload_len);
+      }
       finish_packet(m, s);
       r.cur_off += s.payload_len;
       if (last) {

@@ -222,6 +222,17 @@ uint32_t icrc_compute(uint8_t* l3, size_t len, bool ipv6) {
   return icrc_compute_with(kPath, l3, len, ipv6);
 }
 
+uint32_t icrc_compute_chain(uint8_t* l3, size_t head_len, const IcrcPiece* rest, size_t n,
+                            bool ipv6) {
+  uint32_t crc = icrc_compute(l3, head_len, ipv6);
+  // crc32_gzip_refl takes the previous result as its initial value.
+  for (size_t i = 0; i < n; ++i) {
+    if (rest[i].len != 0) crc = crc32_gzip_refl(crc, rest[i].p, rest[i].len);
+  }
+  if (kPath == Path::kZmm && n != 0) zeroupper();
+  return crc;
+}
+
 void icrc_write(uint8_t* l3, size_t len, bool ipv6) {
   const uint32_t crc = icrc_compute(l3, len, ipv6);
   uint8_t* p = l3 + len;  // least-significant byte first, like the Ethernet FCS

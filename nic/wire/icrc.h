@@ -24,6 +24,22 @@ void icrc_write(uint8_t* l3, size_t len, bool ipv6);
 // True when the 4 bytes at l3 + len hold the right ICRC.
 bool icrc_verify(uint8_t* l3, size_t len, bool ipv6);
 
+// A run of bytes the ICRC continues over (a later segment of a chained frame).
+struct IcrcPiece {
+  const uint8_t* p;
+  size_t len;
+};
+
+// The ICRC of a packet whose bytes are not contiguous: `head_len` bytes at
+// `l3` (the IP header onward; they must hold the IP, UDP and BTH headers, so
+// every variant field is masked there, in place, as icrc_compute does),
+// followed by the n pieces in order. ISA-L's CRC is a running CRC, so the
+// pieces cost one pass, as one contiguous frame does: this is how the
+// transmit ICRC of a frame whose payload is attached from registered memory
+// is computed, and how a received chained frame is verified.
+uint32_t icrc_compute_chain(uint8_t* l3, size_t head_len, const IcrcPiece* rest, size_t n,
+                            bool ipv6);
+
 // How the variant fields are masked around the one ISA-L call (icrc.cc says
 // why): icrc_compute uses the best path the CPU supports. The explicit choice
 // is for tests and benchmarks, which check and measure every path.

@@ -66,6 +66,10 @@ struct PacketView {
   bool has_vlan = false;
   uint16_t vlan_tci = 0;
   const OpcodeInfo* op = nullptr;
+  // Where the payload is when it is not at frame + payload_off: a received
+  // chained frame whose payload segment is another buffer (the headers are
+  // still at `frame`; nic/port.cc). nullptr: at frame + payload_off.
+  uint8_t* payload_at = nullptr;
 
   const EthHdr& eth() const { return *reinterpret_cast<const EthHdr*>(frame); }
   const Ipv4Hdr& ipv4() const { return *reinterpret_cast<const Ipv4Hdr*>(frame + l3_off); }
@@ -83,7 +87,7 @@ struct PacketView {
   const Ieth& ieth() const { return ext_at<Ieth>(op->ieth_off); }
   const Deth& deth() const { return ext_at<Deth>(op->deth_off); }
   const Feth& feth() const { return ext_at<Feth>(op->feth_off); }
-  uint8_t* payload() const { return frame + payload_off; }
+  uint8_t* payload() const { return payload_at != nullptr ? payload_at : frame + payload_off; }
 };
 
 struct ParseOptions {

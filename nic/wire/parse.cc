@@ -164,6 +164,7 @@ ParseError parse_frame(uint8_t* frame, size_t len, PacketView* out, ParseOptions
   out->has_vlan = has_vlan;
   out->vlan_tci = tci;
   out->op = &op;
+  out->payload_at = nullptr;
   return ParseError::kOk;
 }
 

@@ -4,6 +4,7 @@
 // 1024); the *Jumbo variants use 9000-byte ports and path MTU 4096.
 #include <benchmark/benchmark.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -30,11 +31,17 @@ class Rig {
     cb.ipv4 = parse_ipv4("10.8.0.2").value();
     ca.mtu = cb.mtu = mtu;
     ca.mbufs = cb.mbufs = mtu > kDefaultMtu ? 4095 : 8191;  // jumbo mbufs are 9 KiB
+    // DROCE_ZERO_COPY=0 as for the library; DROCE_BENCH_ZERO_COPY_MIN sets
+    // the threshold (Device::Options::zero_copy_min), to measure it.
+    if (const char* z = std::getenv("DROCE_ZERO_COPY")) ca.zero_copy = cb.zero_copy = z[0] != '0';
     auto pair = make_port_pair(ca, cb);
     if (!pair) throw std::runtime_error(pair.status().message());
     pair_ = std::make_unique<PortPair>(std::move(pair.value()));
     Device::Options opts;
     opts.engine_thread = false;
+    if (const char* n = std::getenv("DROCE_BENCH_ZERO_COPY_MIN")) {
+      opts.zero_copy_min = uint32_t(std::strtoul(n, nullptr, 10));
+    }
     a_.dev = std::move(Device::create(&pair_->a(), opts).value());
     b_.dev = std::move(Device::create(&pair_->b(), opts).value());
     for (Side* s : {&a_, &b_}) {
@@ -168,7 +175,8 @@ BENCHMARK(BM_RcWriteRate)->Arg(64)->UseRealTime();
 void BM_RcWriteJumbo(benchmark::State& state) {
   run_stream(state, WrOpcode::kRdmaWrite, uint32_t(state.range(0)), 256, kJumboMtu);
 }
-BENCHMARK(BM_RcWriteJumbo)->RangeMultiplier(4)->Range(64, 1 << 20)->UseRealTime();
+// 2048 too: one packet per WRITE either side of the zero-copy threshold.
+BENCHMARK(BM_RcWriteJumbo)->RangeMultiplier(4)->Range(64, 1 << 20)->Arg(2048)->UseRealTime();
 
 void BM_RcWriteRateJumbo(benchmark::State& state) {
   run_stream(state, WrOpcode::kRdmaWrite, uint32_t(state.range(0)), 256, kJumboMtu);

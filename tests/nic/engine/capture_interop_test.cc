@@ -364,6 +364,7 @@ class ReplayTest : public ::testing::Test {
     pair_ = std::make_unique<PortPair>(std::move(pair.value()));
     Device::Options opts;
     opts.engine_thread = false;
+    opts.zero_copy_min = kTestZeroCopyMin;  // READ responses attached from the MR
     const uint32_t slot = cap_rkey_ >> 8;
     const bool key_reachable =
         cap_rkey_ != 0 && slot >= 2 && slot <= 4096 && (cap_rkey_ & 0xFF) != 0;

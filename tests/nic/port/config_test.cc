@@ -102,6 +102,28 @@ TEST(PortConfigTest, BadMtuNamesTheVariable) {
   EXPECT_EQ(port_config_from_env()->mtu, kMinMtu);
 }
 
+TEST(PortConfigTest, ZeroCopyIsOnUnlessTurnedOff) {
+  ScopedEnv ip("DROCE_IPV4", nullptr);
+  {
+    ScopedEnv zc("DROCE_ZERO_COPY", nullptr);
+    EXPECT_TRUE(port_config_from_env()->zero_copy);
+  }
+  {
+    ScopedEnv zc("DROCE_ZERO_COPY", "0");
+    EXPECT_FALSE(port_config_from_env()->zero_copy);
+  }
+  {
+    ScopedEnv zc("DROCE_ZERO_COPY", "1");
+    EXPECT_TRUE(port_config_from_env()->zero_copy);
+  }
+  for (const char* bad : {"yes", "2", "00", "-1"}) {
+    ScopedEnv zc("DROCE_ZERO_COPY", bad);
+    auto cfg = port_config_from_env();
+    ASSERT_FALSE(cfg.is_ok()) << bad;
+    EXPECT_NE(cfg.status().message().find("DROCE_ZERO_COPY"), std::string::npos);
+  }
+}
+
 TEST(PortConfigTest, PathMtuFollowsRxe) {
   EXPECT_EQ(path_mtu_for(1500), 1024u);  // rxe on standard Ethernet
   EXPECT_EQ(path_mtu_for(9000), 4096u);

@@ -119,7 +119,8 @@ TEST(PortPairTest, DeliveredViewsDescribeThePacket) {
 }
 
 // Junk a tap or a switch delivers, and malformed RoCEv2: each is counted
-// under its own reason, none is delivered, and the good frame behind them is.
+// under its own reason, none is delivered, and the good frame behind them is
+// (so are the good frames among the chained ones).
 TEST(PortPairTest, JunkIsCountedByReasonAndNotDelivered) {
   auto pair = make_pair_or_die();
   Port& a = pair.a();
@@ -185,11 +186,44 @@ TEST(PortPairTest, JunkIsCountedByReasonAndNotDelivered) {
     add(arp);
     add(std::vector<uint8_t>(arp.begin(), arp.begin() + 30));
   }
-  // A frame spread over two mbufs.
+  // Chained frames. The layout a zero-copy sender uses (headers, payload,
+  // pad + ICRC in three mbufs) is delivered as it is, its ICRC verified over
+  // the segments; with one payload bit flipped it is a bad ICRC.
+  wire::PacketView gv;
+  ASSERT_EQ(wire::parse_frame(const_cast<uint8_t*>(g.data()), g.size(), &gv,
+                              wire::ParseOptions{false}),
+            ParseError::kOk);
+  auto chain3 = [&](std::vector<uint8_t> f) {
+    rte_mbuf* head = raw_mbuf(a, std::vector<uint8_t>(f.begin(), f.begin() + gv.payload_off));
+    rte_mbuf* mid = raw_mbuf(a, std::vector<uint8_t>(f.begin() + gv.payload_off,
+                                                     f.begin() + gv.payload_off + gv.payload_len));
+    rte_mbuf* tail =
+        raw_mbuf(a, std::vector<uint8_t>(f.begin() + gv.payload_off + gv.payload_len, f.end()));
+    EXPECT_EQ(rte_pktmbuf_chain(head, mid), 0);
+    EXPECT_EQ(rte_pktmbuf_chain(head, tail), 0);
+    frames.push_back(head);
+  };
+  chain3(g);
+  {
+    auto bad = g;
+    bad[gv.payload_off + 5] ^= 0x10;
+    chain3(bad);
+  }
+  // Split inside its headers: copied into one buffer, then delivered.
   {
     rte_mbuf* head = raw_mbuf(a, std::vector<uint8_t>(g.begin(), g.begin() + 40));
     rte_mbuf* tail = raw_mbuf(a, std::vector<uint8_t>(g.begin() + 40, g.end()));
     ASSERT_EQ(rte_pktmbuf_chain(head, tail), 0);
+    frames.push_back(head);
+  }
+  // Split inside its headers and longer than one buffer of the pool: dropped.
+  {
+    rte_mbuf* head = raw_mbuf(a, std::vector<uint8_t>(g.begin(), g.begin() + 40));
+    rte_mbuf* tail = raw_mbuf(a, std::vector<uint8_t>(g.begin() + 40, g.end()));
+    ASSERT_EQ(rte_pktmbuf_chain(head, tail), 0);
+    for (int i = 0; i < 2; ++i) {
+      ASSERT_EQ(rte_pktmbuf_chain(head, raw_mbuf(a, std::vector<uint8_t>(1200, 0))), 0);
+    }
     frames.push_back(head);
   }
   // And finally a good one.
@@ -199,27 +233,29 @@ TEST(PortPairTest, JunkIsCountedByReasonAndNotDelivered) {
   const auto n = uint16_t(frames.size());
   ASSERT_EQ(a.transmit(frames.data(), n), n);
   std::vector<std::vector<uint8_t>> got;
-  EXPECT_EQ(receive_frames(b, 1, &got), 1u);
+  EXPECT_EQ(receive_frames(b, 3, &got), 3u);
   EXPECT_EQ(receive_frames(b, 1, &got, 20), 0u) << "nothing else is delivered";
-  ASSERT_EQ(got.size(), 1u);
-  EXPECT_EQ(got[0], g);
+  ASSERT_EQ(got.size(), 3u);
+  for (const auto& f : got) EXPECT_EQ(f, g);
 
   const PortCounters& c = b.counters();
   EXPECT_EQ(c.rx_packets, n);
-  EXPECT_EQ(c.rx_roce, 1u);
+  EXPECT_EQ(c.rx_roce, 3u);
+  EXPECT_EQ(c.rx_chained, 2u);  // the good and the bad three-segment frames
+  EXPECT_EQ(c.rx_linearised, 1u);  // split inside its headers; the long one is dropped
   EXPECT_EQ(c.parse_drop(ParseError::kNotIp), 1u);  // LLDP
   EXPECT_EQ(c.parse_drop(ParseError::kNotUdp), 1u);  // ICMPv6 RS
   EXPECT_EQ(c.parse_drop(ParseError::kTooShortEth), 1u);
   EXPECT_EQ(c.parse_drop(ParseError::kTooShortIp), 1u);
   EXPECT_EQ(c.parse_drop(ParseError::kBadIpLength), 1u);
-  EXPECT_EQ(c.parse_drop(ParseError::kBadIcrc), 1u);
+  EXPECT_EQ(c.parse_drop(ParseError::kBadIcrc), 2u);
   EXPECT_EQ(c.parse_drop(ParseError::kNotRocePort), 1u);
   EXPECT_EQ(c.drop(PortDrop::kNotOurMac), 1u);
   EXPECT_EQ(c.drop(PortDrop::kNotOurIp), 1u);
   EXPECT_EQ(c.drop(PortDrop::kArpNotForUs), 1u);
   EXPECT_EQ(c.drop(PortDrop::kArpMalformed), 1u);
   EXPECT_EQ(c.drop(PortDrop::kMultiSegment), 1u);
-  EXPECT_EQ(c.rx_dropped(), uint64_t(n) - 1);
+  EXPECT_EQ(c.rx_dropped(), uint64_t(n) - 3);
   EXPECT_EQ(c.arp_rx, 0u);
   EXPECT_EQ(c.arp_tx, 0u) << "no reply to a request for another address";
   EXPECT_EQ(c.rx_packets, c.rx_roce + c.arp_rx + c.rx_dropped());

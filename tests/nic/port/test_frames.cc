@@ -54,8 +54,12 @@ rte_mbuf* raw_mbuf(Port& from, const std::vector<uint8_t>& bytes) {
 }
 
 std::vector<uint8_t> mbuf_bytes(const rte_mbuf* m) {
-  const auto* p = rte_pktmbuf_mtod(m, const uint8_t*);
-  return std::vector<uint8_t>(p, p + m->data_len);
+  std::vector<uint8_t> out;
+  for (const rte_mbuf* s = m; s != nullptr; s = s->next) {  // every segment of a chain
+    const auto* p = rte_pktmbuf_mtod(s, const uint8_t*);
+    out.insert(out.end(), p, p + s->data_len);
+  }
+  return out;
 }
 
 size_t receive_frames(Port& p, size_t want, std::vector<std::vector<uint8_t>>* out,
