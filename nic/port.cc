@@ -232,8 +232,9 @@ Status Port::create_shells() {
   // 2^16 in all, so an MR's frame count (a uint16_t shinfo refcnt) cannot wrap.
   const uint32_t n = std::min<uint32_t>(cfg_.mbufs * 2 + 1, 32767);
   const int socket = rte_eth_dev_socket_id(port_id_);
-  shells_ = rte_pktmbuf_pool_create(pool_name, n, n >= kPoolCache * 3 / 2 ? kPoolCache : 0, 0,
-                                    kShellRoom, socket < 0 ? SOCKET_ID_ANY : socket);
+  shells_ = rte_pktmbuf_pool_create_by_ops(pool_name, n, n >= kPoolCache * 3 / 2 ? kPoolCache : 0,
+                                           0, kShellRoom, socket < 0 ? SOCKET_ID_ANY : socket,
+                                           mbuf_pool_ops());
   if (shells_ == nullptr) {
     return Status(Errc::kNoMemory, "cannot create the zero-copy mbuf pool for port " + name_ +
                                        ": " + rte_strerror(rte_errno) +
