@@ -81,8 +81,11 @@ struct App {
 TEST_F(Removal, VdevDetachedWhileTrafficRunsFlushesEveryWqeOnce) {
   Qp* qa = make_qp(a_, QpType::kRc, 512, 1);
   Qp* qb = make_qp(b_, QpType::kRc, 512, 1);
-  connect(a_, qa, b_, qb, kAccessRemoteWrite, 1024, /*timeout=*/10, /*retry=*/3, /*rnr=*/7);
-  connect(b_, qb, a_, qa, kAccessRemoteWrite, 1024, 10, 3, 7);
+  // ACK timeout 4.096 us * 2^16 (268 ms), 3 retries: a's QP gives up about a
+  // second after b is gone, and no engine thread left unscheduled for a
+  // while (ThreadSanitizer on a loaded machine) makes it give up before.
+  connect(a_, qa, b_, qb, kAccessRemoteWrite, 1024, /*timeout=*/16, /*retry=*/3, /*rnr=*/7);
+  connect(b_, qb, a_, qa, kAccessRemoteWrite, 1024, 16, 3, 7);
   Buffer ba = make_buffer(a_, 4096, kAccessLocalWrite, 1);
   Buffer bb = make_buffer(b_, 4096, kAccessLocalWrite, 2);
   App app_a{qa, a_.scq, a_.rcq, &ba, {}};
