@@ -453,7 +453,9 @@ TEST_P(PingPongTap, ThroughAKernelBridge) {
   const std::string prefix[2] = {"droce-vt-s-" + tag, "droce-vt-c-" + tag};
   for (int i = 0; i < 2; ++i) {
     std::vector<std::string> args = ns.exec_argv();
-    args.insert(args.end(), {path, "-g", "0", "-d", "droce0", "-p", std::to_string(port)});
+    // Line-buffered, so that a run stopped by the test's timeout still shows
+    // how far it got (local/remote address lines).
+    args.insert(args.end(), {"/usr/bin/stdbuf", "-oL", path, "-g", "0", "-d", "droce0", "-p", std::to_string(port)});
     args.insert(args.end(), c.args.begin(), c.args.end());
     args.insert(args.end(), {"-n", std::to_string(c.iters)});
     if (i == 1) args.push_back("127.0.0.1");
