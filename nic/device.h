@@ -27,6 +27,7 @@
 #include "nic/port.h"
 #include "nic/qp.h"
 #include "nic/srq.h"
+#include "nic/wire/builder.h"
 
 struct rte_mbuf;
 
@@ -147,11 +148,11 @@ class Device {
     // Zero-copy transmit (nic/zero_copy.cc) for RC packets of at least this
     // many payload bytes, on ports that allow it (Port::tx_chains); shorter
     // ones are copied, which costs less than three mbufs and a chained
-    // receive do: measured, 2048-byte packets lose about 5 %, 1024-byte ones
-    // 10 - 20 %, 4096-byte ones gain 10 - 40 % (docs/benchmarks.md). So by
-    // default only path MTU 4096 (a 9000-byte port) attaches.
+    // receive do: measured (docs/benchmarks.md), 1024-byte packets lose
+    // 7 - 20 % attached, 2048-byte ones gain about 6 %, 4096-byte ones about
+    // 20 %. So path MTU 1024 (the default 1500-byte port) copies.
     uint32_t zero_copy_min = kDefaultZeroCopyMin;
-    static constexpr uint32_t kDefaultZeroCopyMin = 4096;
+    static constexpr uint32_t kDefaultZeroCopyMin = 2048;
   };
 
   // The device takes over the port.
@@ -260,11 +261,11 @@ class Device {
   // Zero-copy transmit (nic/zero_copy.cc). True when a payload of len bytes
   // may be attached rather than copied.
   bool zero_copy(uint32_t len) const { return len >= zero_copy_min_ && port_->tx_chains(); }
-  // hdr holds a whole frame built for a payload of len bytes (pad: its pad
-  // count): it keeps the headers, and the payload at host, inside mr, is
-  // attached behind them, then a segment for pad and ICRC. False (nothing
-  // changed; the caller copies): no shell mbuf, or mr is being deregistered.
-  bool attach_payload(rte_mbuf* hdr, const MrEntry& mr, uint8_t* host, uint32_t len, uint8_t pad);
+  // The frame of packet s (addresses filled in) with its payload attached
+  // from host, inside mr: headers, payload, pad + ICRC in three mbufs of the
+  // port's shells pool. nullptr (counted; the caller copies): no shells, or
+  // mr is being deregistered.
+  rte_mbuf* build_chain(const wire::PacketSpec& s, const MrEntry& mr, uint8_t* host);
   // Frames pointing into the region now (any thread may free them).
   static uint32_t frames_in(const MrEntry& e);
   // A QP holds an ACK for the end of the current receive burst
@@ -292,7 +293,7 @@ class Device {
   // when a last poll found work instead (then it did not sleep).
   bool sleep_until_doorbell(Nanos max_ns);
   void tx_flush();
-  // The ICRC of a frame built for transmit; of a chained one attach_payload built.
+  // The ICRC of a frame built for transmit; of a chained one build_chain built.
   static void icrc_of(rte_mbuf* m);
   static void chain_icrc(rte_mbuf* m);
   // The frame count of a region: created by reg_mr (ports that chain),

@@ -29,9 +29,10 @@ constexpr uint16_t kMaxRxBurst = 256;
 constexpr uint16_t kTxChunk = 64;          // frames per capture-and-send step
 constexpr uint32_t kL2Overhead = 14 + 4 + 4;  // Ethernet + one VLAN tag + FCS
 constexpr unsigned kPoolCache = 256;
-// Zero-copy transmit's segments: room for a pad and ICRC, nothing more (a
-// payload segment's data is the registered memory it is attached to).
-constexpr uint16_t kShellRoom = 64;
+// Zero-copy transmit's segments: room for the longest headers (Ethernet +
+// 802.1Q, IPv4, UDP, BTH, AtomicETH: 90 bytes), or a pad and ICRC (a payload
+// segment's data is the registered memory it is attached to). No headroom.
+constexpr uint16_t kShellRoom = 128;
 // The most bytes a received frame's headers take (Ethernet + 802.1Q, IPv4
 // with options or IPv6, UDP, BTH, the longest extension headers): what
 // classify_chain reads to parse a chained frame.
@@ -228,9 +229,9 @@ Status Port::create_pool(const rte_eth_dev_info& info) {
 Status Port::create_shells() {
   char pool_name[RTE_MEMPOOL_NAMESIZE];
   std::snprintf(pool_name, sizeof(pool_name), "droce_zc%u", g_pool_seq.fetch_add(1));
-  // Two shells per frame: as many as the frames of the main pool. Fewer than
+  // Three shells per frame: as many frames as the main pool has. Fewer than
   // 2^16 in all, so an MR's frame count (a uint16_t shinfo refcnt) cannot wrap.
-  const uint32_t n = std::min<uint32_t>(cfg_.mbufs * 2 + 1, 32767);
+  const uint32_t n = std::min<uint32_t>(cfg_.mbufs * 3 + 2, 32767);
   const int socket = rte_eth_dev_socket_id(port_id_);
   shells_ = rte_pktmbuf_pool_create_by_ops(pool_name, n, n >= kPoolCache * 3 / 2 ? kPoolCache : 0,
                                            0, kShellRoom, socket < 0 ? SOCKET_ID_ANY : socket,
@@ -316,8 +317,8 @@ rte_mbuf* Port::alloc_mbuf() {
   return m;
 }
 
-bool Port::alloc_shells(rte_mbuf** two) {
-  return shells_ != nullptr && rte_pktmbuf_alloc_bulk(shells_, two, 2) == 0;
+bool Port::alloc_shells(rte_mbuf** out, unsigned n) {
+  return shells_ != nullptr && rte_pktmbuf_alloc_bulk(shells_, out, n) == 0;
 }
 
 uint16_t Port::receive(rte_mbuf** mbufs, wire::PacketView* views, uint16_t max, Nanos now) {

@@ -112,9 +112,10 @@ class Port {
   // mapped), and PortConfig::zero_copy is on. Then a frame may carry its
   // payload in a segment attached to registered memory.
   bool tx_chains() const { return shells_ != nullptr; }
-  // Two mbufs without data of their own to speak of (64 bytes): one to
-  // attach a payload to, one for the pad and ICRC. False when the pool is empty.
-  bool alloc_shells(rte_mbuf** two);
+  // n small mbufs (128 bytes of data room) for a chained frame: its headers,
+  // the one its payload is attached to, its pad and ICRC. False when the
+  // pool has fewer.
+  bool alloc_shells(rte_mbuf** out, unsigned n);
 
   // IPv4 -> MAC. An unknown peer gets an ARP request now; poll() repeats it
   // every arp.retry_interval up to arp.max_requests times, then kFailed. Our

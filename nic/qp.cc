@@ -580,8 +580,7 @@ bool Qp::copy_sges(const Sge* sge, uint32_t num_sge, uint32_t off, uint8_t* buf,
 
 // ---- packets ----
 
-rte_mbuf* Qp::build_packet(wire::PacketSpec& s, const wire::MacAddr& dst_mac, uint32_t dst_ip,
-                           uint8_t** payload) {
+void Qp::address_packet(wire::PacketSpec& s, const wire::MacAddr& dst_mac, uint32_t dst_ip) {
   Port& port = dev_->port();
   s.src_mac = port.mac();
   s.dst_mac = dst_mac;
@@ -592,6 +591,17 @@ rte_mbuf* Qp::build_packet(wire::PacketSpec& s, const wire::MacAddr& dst_mac, ui
   s.ip_id = dev_->next_ip_id();
   s.udp_src_port = wire::roce_udp_src_port(qpn_, s.dest_qp);
   s.pkey = wire::kDefaultPkey;
+}
+
+rte_mbuf* Qp::build_attached(wire::PacketSpec& s, const wire::MacAddr& dst_mac, uint32_t dst_ip,
+                             const MrEntry& mr, uint8_t* host) {
+  address_packet(s, dst_mac, dst_ip);
+  return dev_->build_chain(s, mr, host);
+}
+
+rte_mbuf* Qp::build_packet(wire::PacketSpec& s, const wire::MacAddr& dst_mac, uint32_t dst_ip,
+                           uint8_t** payload) {
+  address_packet(s, dst_mac, dst_ip);
   rte_mbuf* m = dev_->tx_alloc();
   if (m == nullptr) return nullptr;
   uint8_t* buf = rte_pktmbuf_mtod(m, uint8_t*);
@@ -609,7 +619,7 @@ rte_mbuf* Qp::build_packet(wire::PacketSpec& s, const wire::MacAddr& dst_mac, ui
 void Qp::finish_packet(rte_mbuf* m, const wire::PacketSpec& s) {
   // wire::finish_frame without its ICRC: the pad is zeroed here, the ICRC is
   // written by the Device a few frames later (Device::tx_enqueue says why).
-  if (m->nb_segs == 1) wire::zero_pad(rte_pktmbuf_mtod(m, uint8_t*), s);  // else attach_payload did
+  if (m->nb_segs == 1) wire::zero_pad(rte_pktmbuf_mtod(m, uint8_t*), s);  // else build_chain did
   ++counters_.tx_packets;
   counters_.tx_bytes += s.payload_len;
   dev_->tx_enqueue(m);

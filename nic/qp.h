@@ -29,6 +29,7 @@ namespace droce::nic {
 
 class Device;
 class Srq;
+struct MrEntry;
 enum class AsyncEventType : uint8_t;
 struct RxPacket;
 
@@ -253,6 +254,11 @@ class Qp {
   SendMeta& meta_at(uint32_t index) { return meta_[index & (sq_->capacity() - 1)]; }
   rte_mbuf* build_packet(wire::PacketSpec& s, const wire::MacAddr& dst_mac, uint32_t dst_ip,
                          uint8_t** payload);
+  // The same with the payload attached from the registered memory at host
+  // (Device::build_chain); nullptr: build_packet and copy instead.
+  rte_mbuf* build_attached(wire::PacketSpec& s, const wire::MacAddr& dst_mac, uint32_t dst_ip,
+                           const MrEntry& mr, uint8_t* host);
+  void address_packet(wire::PacketSpec& s, const wire::MacAddr& dst_mac, uint32_t dst_ip);
   void finish_packet(rte_mbuf* m, const wire::PacketSpec& s);
   int check_send_wqe(const SendWqe& w, const Sge* sges) const;
   // Copies len bytes between buf and an SGE list, starting at byte `off` of
@@ -284,10 +290,10 @@ class Qp {
   void advance_request(const wire::PacketSpec& s, uint32_t npsns, bool last, Nanos now);
   bool start_wqe(uint32_t index, Nanos now);
   bool gather(const SendWqe& w, uint32_t off, uint8_t* dst, uint32_t len);
-  // Zero-copy transmit: attaches the payload of packet s (len bytes at
-  // message offset off of w) to m from the registered memory, when one SGE
-  // holds all of it and the device allows it; false: the caller copies.
-  bool attach_from_wqe(rte_mbuf* m, const SendWqe& w, uint32_t off, uint32_t len);
+  // Zero-copy transmit: the region and host address of len payload bytes at
+  // message offset off of w, when one SGE holds them all and the device
+  // attaches payloads of that size; nullptr: the caller copies.
+  const MrEntry* zero_copy_source(const SendWqe& w, uint32_t off, uint32_t len, uint8_t** host);
   void restart_from(uint32_t psn);
   ResolveResult resolve_peer(Nanos now, wire::MacAddr* mac);
   ResolveResult resolve_ah(uint32_t ah, Nanos now, wire::MacAddr* mac, uint32_t* ip);

@@ -116,18 +116,20 @@ bool Qp::gather(const SendWqe& w, uint32_t off, uint8_t* dst, uint32_t len) {
 // a retransmission attaches them again. UC and UD complete a WQE as soon as
 // its last packet is handed to the PMD, and net_ring hands a frame to its
 // peer port by pointer, which reads it later: they copy.
-bool Qp::attach_from_wqe(rte_mbuf* m, const SendWqe& w, uint32_t off, uint32_t len) {
-  if (type_ != QpType::kRc || (w.flags & kSendInline) || !dev_->zero_copy(len)) return false;
+const MrEntry* Qp::zero_copy_source(const SendWqe& w, uint32_t off, uint32_t len,
+                                    uint8_t** host) {
+  if (type_ != QpType::kRc || (w.flags & kSendInline) || w.opcode == WrOpcode::kAtomicWrite ||
+      !dev_->zero_copy(len)) {
+    return nullptr;
+  }
   const Sge* sge = w.sges();
   uint32_t i = 0;
   while (i < w.num_sge && off >= sge[i].length) off -= sge[i++].length;
-  if (i == w.num_sge || len > sge[i].length - off) return false;  // spans SGEs: copied
-  uint8_t* host;
-  if (dev_->mrs().check(sge[i].lkey, pd_, sge[i].addr + off, len, 0, &host) != MrCheck::kOk) {
-    return false;  // gather fails it with LOC_PROT_ERR
+  if (i == w.num_sge || len > sge[i].length - off) return nullptr;  // spans SGEs: copied
+  if (dev_->mrs().check(sge[i].lkey, pd_, sge[i].addr + off, len, 0, host) != MrCheck::kOk) {
+    return nullptr;  // gather fails it with LOC_PROT_ERR
   }
-  return dev_->attach_payload(m, *dev_->mrs().find(sge[i].lkey), host, len,
-                              wire::pad_for(len));
+  return dev_->mrs().find(sge[i].lkey);
 }
 
 // One request packet of the SQ, as rxe_requester does it: pick the WQE and
@@ -291,13 +293,21 @@ wire::PacketSpec Qp::init_request(const SendWqe& w, const RequestDest& d, uint32
 // send. False: no mbuf (try again next poll; the port counts it), or an SGE
 // key no longer valid (the WQE fails with LOC_PROT_ERR, QP to ERR).
 bool Qp::transmit_request(const SendWqe& w, wire::PacketSpec& s, const RequestDest& d) {
+  if (s.payload_len > 0) {
+    uint8_t* host;
+    if (const MrEntry* mr = zero_copy_source(w, send_off_, s.payload_len, &host)) {
+      if (rte_mbuf* mb = build_attached(s, d.mac, d.ip, *mr, host)) {
+        finish_packet(mb, s);
+        return true;
+      }
+    }
+  }
   uint8_t* payload = nullptr;
   rte_mbuf* mb = build_packet(s, d.mac, d.ip, &payload);
   if (mb == nullptr) return false;
   if (w.opcode == WrOpcode::kAtomicWrite) {
     std::memcpy(payload, &w.swap, sizeof(w.swap));  // the 8 bytes as the application gave them
-  } else if (s.payload_len > 0 && !attach_from_wqe(mb, w, send_off_, s.payload_len) &&
-             !gather(w, send_off_, payload, s.payload_len)) {
+  } else if (s.payload_len > 0 && !gather(w, send_off_, payload, s.payload_len)) {
     rte_pktmbuf_free(mb);
     DROCE_DEBUG("qp %u: send WQE %lu: local key no longer valid", qpn_, (unsigned long)w.wr_id);
     complete_send_now(sq_send_, WcStatus::kLocProtErr);

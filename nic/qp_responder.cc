@@ -785,15 +785,16 @@ bool Qp::send_resp_resources(Nanos now) {
         count_err_nak(&counters_, NakCode::kRemoteAccessError, /*sent=*/true);
         break;
       }
-      uint8_t* payload;
-      rte_mbuf* m = build_packet(s, mac, attrs_.av.dst_ip, &payload);
-      if (m == nullptr) return true;
       // Zero-copy from the region (zero_copy.cc): dereg_mr waits for the frame.
-      if (s.payload_len > 0 &&
-          !(dev_->zero_copy(s.payload_len) &&
-            dev_->attach_payload(m, *dev_->mrs().find(r.rkey), host, s.payload_len,
-                                 wire::pad_for(s.payload_len)))) {
-        std::memcpy(payload, host, s.payload_len);
+      rte_mbuf* m = nullptr;
+      if (s.payload_len > 0 && dev_->zero_copy(s.payload_len)) {
+        m = build_attached(s, mac, attrs_.av.dst_ip, *dev_->mrs().find(r.rkey), host);
+      }
+      if (m == nullptr) {
+        uint8_t* payload;
+        m = build_packet(s, mac, attrs_.av.dst_ip, &payload);
+        if (m == nullptr) return true;
+        if (s.payload_len > 0) std::memcpy(payload, host, s.payload_len);
       }
       finish_packet(m, s);
       r.cur_off += s.payload_len;

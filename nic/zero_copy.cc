@@ -1,6 +1,6 @@
 // Zero-copy transmit (docs/engine.md): a request or READ response whose
-// payload lies in one registered region goes out as a chain of three mbufs,
-// the headers in the port's pool, the payload as an external buffer attached
+// payload lies in one registered region goes out as a chain of three small
+// mbufs: the headers, the payload as an external buffer attached
 // to the region's pages (DPDK's extbuf), and the pad and ICRC in a small
 // segment. Each region counts the frames that point into it (the refcnt of
 // one rte_mbuf_ext_shared_info per region, which DPDK decrements as frames
@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "nic/device.h"
+#include "nic/wire/builder.h"
 #include "nic/wire/eth.h"
 #include "nic/wire/icrc.h"
 
@@ -67,33 +68,40 @@ uint32_t Device::frames_in(const MrEntry& e) {
   return sh == nullptr ? 0 : uint32_t(rte_mbuf_ext_refcnt_read(sh)) - 1;
 }
 
-bool Device::attach_payload(rte_mbuf* hdr, const MrEntry& mr, uint8_t* host, uint32_t len,
-                            uint8_t pad) {
+rte_mbuf* Device::build_chain(const wire::PacketSpec& s, const MrEntry& mr, uint8_t* host) {
   rte_mbuf_ext_shared_info* sh = count_of(mr);
-  rte_mbuf* seg[2];
+  rte_mbuf* seg[3];
   if (sh == nullptr || mr.draining || rte_mbuf_ext_refcnt_read(sh) >= kMaxRegionFrames ||
-      !port_->alloc_shells(seg)) {
+      !port_->alloc_shells(seg, 3)) {
     ++counters_.tx_zero_copy_fallback;
-    return false;
+    return nullptr;
   }
+  rte_mbuf* hdr = seg[0];
+  rte_mbuf* payload = seg[1];
+  rte_mbuf* trailer = seg[2];
+  hdr->data_off = 0;
+  const size_t off = wire::write_headers_only(rte_pktmbuf_mtod(hdr, uint8_t*), hdr->buf_len, s);
+  if (off == 0) {
+    rte_pktmbuf_free_bulk(seg, 3);
+    ++counters_.tx_zero_copy_fallback;
+    return nullptr;
+  }
+  hdr->data_len = uint16_t(off);
   rte_mbuf_ext_refcnt_update(sh, 1);
-  rte_mbuf* payload = seg[0];
-  rte_mbuf* trailer = seg[1];
   // The registered pages are not DPDK memory: no IOVA. Only ports that read
   // frames with the CPU attach them (Port::tx_chains).
-  rte_pktmbuf_attach_extbuf(payload, host, RTE_BAD_IOVA, uint16_t(len), sh);
-  payload->data_len = uint16_t(len);
+  rte_pktmbuf_attach_extbuf(payload, host, RTE_BAD_IOVA, uint16_t(s.payload_len), sh);
+  payload->data_len = uint16_t(s.payload_len);
+  const uint8_t pad = wire::pad_for(s.payload_len);
   trailer->data_off = 0;
   std::memset(rte_pktmbuf_mtod(trailer, uint8_t*), 0, pad);  // the ICRC follows in tx_enqueue
   trailer->data_len = uint16_t(pad + kIcrcBytes);
-  // hdr was built for the whole frame: it keeps the headers only.
-  hdr->data_len = uint16_t(hdr->data_len - len - pad - kIcrcBytes);
   hdr->next = payload;
   payload->next = trailer;
   hdr->nb_segs = 3;
-  hdr->pkt_len = uint32_t(hdr->data_len) + len + pad + kIcrcBytes;
+  hdr->pkt_len = uint32_t(off) + s.payload_len + pad + kIcrcBytes;
   ++counters_.tx_zero_copy;
-  return true;
+  return hdr;
 }
 
 // The ICRC of a chained frame (RoCEv2 annex A17.3.3) in one pass: ISA-L's

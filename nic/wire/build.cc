@@ -128,16 +128,26 @@ uint8_t* write_transport(uint8_t* p, const PacketSpec& s, const OpcodeInfo& op, 
 
 }  // namespace
 
-size_t write_headers(uint8_t* buf, size_t cap, const PacketSpec& s) {
+namespace {
+size_t write_headers_within(uint8_t* buf, size_t cap, size_t need, const PacketSpec& s) {
   const OpcodeInfo& op = opcode_info(s.opcode);
   if (!op.valid()) return 0;
   if (s.payload_len != 0 && !op.has(kOpPayload)) return 0;
-  if (ip_total(s) > kMaxIpTotal || frame_len(s) > cap) return 0;
+  if (ip_total(s) > kMaxIpTotal || need > cap) return 0;
   const size_t total = ip_total(s);
   uint8_t* p = write_l2(buf, s);
   p = write_ipv4_udp(p, s, total);
   p = write_transport(p, s, op, pad_for(s.payload_len));
   return size_t(p - buf);
+}
+}  // namespace
+
+size_t write_headers(uint8_t* buf, size_t cap, const PacketSpec& s) {
+  return write_headers_within(buf, cap, frame_len(s), s);
+}
+
+size_t write_headers_only(uint8_t* buf, size_t cap, const PacketSpec& s) {
+  return write_headers_within(buf, cap, header_len(s), s);
 }
 
 void zero_pad(uint8_t* buf, const PacketSpec& s) {

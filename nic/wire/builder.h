@@ -66,6 +66,9 @@ inline uint8_t pad_for(uint32_t payload_len) { return uint8_t((-payload_len) & 3
 // The IPv4 checksum is computed; the ICRC is not (call finish_frame after the
 // payload is in place).
 size_t write_headers(uint8_t* buf, size_t cap, const PacketSpec& s);
+// The same for a frame whose payload, pad and ICRC are in other buffers (a
+// chained frame): cap need only hold the headers.
+size_t write_headers_only(uint8_t* buf, size_t cap, const PacketSpec& s);
 
 // Zeroes the pad bytes after the payload and writes the ICRC. `buf` holds the
 // headers written by write_headers and the payload.
