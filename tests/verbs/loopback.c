@@ -782,11 +782,17 @@ static void lane_wait(struct lane* l, struct end* e, struct ibv_wc* wc) {
 }
 
 static atomic_int g_lanes_running;
+/* Control verbs done by the main thread so far: each lane waits halfway for
+ * the first one, so that they run beside the lanes however the threads are
+ * scheduled (on a loaded machine the lanes could otherwise be done first). */
+static atomic_int g_control_done;
 
 static void* lane_run(void* arg) {
   struct lane* l = arg;
   struct ibv_wc wc;
   for (int r = 0; r < kThreadRounds; ++r) {
+    for (int w = 0; r == kThreadRounds / 2 && atomic_load(&g_control_done) == 0 && w < 10000; ++w)
+      usleep(1000); /* at most 10 s */
     const uint32_t wlen = 2000 + 100 * (uint32_t)l->id, slen = 300 + (uint32_t)(r % 50);
     const uint8_t seed = (uint8_t)(l->id * 64 + r);
     fill(l->ba.data, wlen, seed);
@@ -842,6 +848,7 @@ static void test_threads(void) {
     buf_alloc(&d, &l->bb, kThreadBuf, kAll);
   }
   atomic_store(&g_lanes_running, kThreads);
+  atomic_store(&g_control_done, 0);
   for (int i = 0; i < kThreads; ++i) CHECK(pthread_create(&th[i], NULL, lane_run, &lanes[i]) == 0);
   /* Control verbs beside them until they are done (each wait of theirs is
    * bounded by kWaitMs, and so is this loop). */
@@ -861,6 +868,7 @@ static void test_threads(void) {
     buf_free(&b);
     CHECK_RC(ibv_destroy_cq(cq), 0);
     ++commands;
+    atomic_store(&g_control_done, commands);
     usleep(1000);
   }
   for (int i = 0; i < kThreads; ++i) CHECK(pthread_join(th[i], NULL) == 0);
