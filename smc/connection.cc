@@ -485,9 +485,24 @@ void Connection::on_cdc_sent(Cursor sndbuf_fin, uint16_t seqno) {
   notify_ready();
 }
 
-void Connection::on_cdc(const wire::CdcMsg& m) {
+void Connection::on_link_drained() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!sync_pending_) return;
+    sync_pending_ = false;
+    SMC_LOG("connection %08x: out of sync after failover (peer completed CDC %u, last seen %u)", token_,
+            sync_seq_, rx_seq_);
+  }
+  abort("out of sync after a failover");
+}
+
+void Connection::on_cdc(const wire::CdcMsg& m, Link* via) {
   bool transmit = false;
   bool out_of_sync = false;
+  // Asked before mu_ (the group's lock is never taken under a connection's
+  // in this path): CDCs the old link received may not be handled yet.
+  const bool others_live =
+      (m.prod_flags & wire::kCdcFailoverValidation) != 0 && lgr_->other_link_live(via);
   {
     std::lock_guard<std::mutex> lk(mu_);
     // Half built (invariant 5): CDCs count once our RMB exists. The peer may
@@ -499,14 +514,20 @@ void Connection::on_cdc(const wire::CdcMsg& m) {
     if (m.prod_flags & wire::kCdcFailoverValidation) {
       // smc_cdc_msg_validate: the peer moved us to another link and names
       // its last completed CDC. One we never saw means a CDC (and maybe its
-      // data) was lost with the old link: the connection cannot go on.
-      if (int16_t(uint16_t(rx_seq_ - m.seqno)) < 0) {
-        SMC_LOG("connection %08x: out of sync after failover (peer completed CDC %u, last seen %u)", token_,
-                m.seqno, rx_seq_);
-        out_of_sync = true;
-      } else {
+      // data) was lost with the old link: the connection cannot go on. But a
+      // CDC the peer saw complete was received here (RC): while the old link
+      // is not torn down it may still wait in that link's receive queue,
+      // behind this validation on the new one; then the verdict waits for
+      // the old link's teardown (on_link_drained).
+      if (int16_t(uint16_t(rx_seq_ - m.seqno)) >= 0) return;
+      if (others_live) {
+        sync_pending_ = true;
+        sync_seq_ = m.seqno;
         return;
       }
+      SMC_LOG("connection %08x: out of sync after failover (peer completed CDC %u, last seen %u)", token_,
+              m.seqno, rx_seq_);
+      out_of_sync = true;
     }
   }
   if (out_of_sync) {
@@ -519,6 +540,7 @@ void Connection::on_cdc(const wire::CdcMsg& m) {
     if (rx_seq_seen_ && wire::seq_before(m.seqno, rx_seq_)) return;
     rx_seq_ = m.seqno;
     rx_seq_seen_ = true;
+    if (sync_pending_ && int16_t(uint16_t(rx_seq_ - sync_seq_)) >= 0) sync_pending_ = false;
     const uint32_t size = rmb_->size;
     // A producer cursor beyond our RMB, going backwards, or more than one
     // lap ahead of what we consumed would overwrite unread data: hostile.

@@ -352,7 +352,11 @@ class Connection {
   // A CDC for this connection arrived. Returns false when it breaks a rule
   // (cursor beyond the buffer, sequence going backwards is ignored quietly):
   // the connection is then aborted.
-  void on_cdc(const wire::CdcMsg& m);
+  // via: the link it arrived on.
+  void on_cdc(const wire::CdcMsg& m, Link* via);
+  // A link of the group was torn down, its receives all handled: a failover
+  // validation that named a CDC we had not seen yet is decided now.
+  void on_link_drained();
   // Our CDC completed (status success).
   void on_cdc_sent(wire::Cursor sndbuf_fin, uint16_t seqno);
   // The link under the connection went down or the group is terminating.
@@ -432,6 +436,11 @@ class Connection {
   wire::Cursor rx_prod_{}, rx_cons_{}, rx_cons_sent_{};
   uint16_t rx_seq_ = 0;  // last sequence number received
   bool rx_seq_seen_ = false;
+  // A failover validation named CDC sync_seq_, not seen yet while another
+  // link still held receives: decided when rx_seq_ reaches it (in sync) or
+  // once that link is torn down (out of sync).
+  bool sync_pending_ = false;
+  uint16_t sync_seq_ = 0;
   bool peer_write_blocked_ = false, peer_upd_req_ = false;
   bool peer_done_writing_ = false, peer_closed_ = false, peer_abort_ = false;
   bool done_writing_sent_ = false, closed_sent_ = false, abort_sent_ = false;
@@ -480,6 +489,9 @@ class LinkGroup {
   Link* add_link(IbDevice* dev, std::string* err, uint8_t link_id = 0);
   // Tears down one link (invariant 2) and forgets its rkeys.
   void remove_link(Link* l);
+  // True while a link other than via is not torn down yet: CDCs may still
+  // wait in its receive queue.
+  bool other_link_live(const Link* via);
   // A link failed or the peer deleted it (smcr_link_down): its connections
   // move to another active link (Connection::switch_link), the peer is told
   // with DELETE LINK (tell_peer), and the link is torn down. With no other

@@ -113,12 +113,25 @@ Link* LinkGroup::add_link(IbDevice* dev, std::string* err, uint8_t link_id) {
 void LinkGroup::remove_link(Link* l) {
   if (l == nullptr) return;
   l->teardown();
-  std::lock_guard<std::mutex> lk(mu_);
-  for (Rtoken& t : rtokens_) {
-    t.rkey[l->index()] = 0;
-    t.vaddr[l->index()] = 0;
-    t.set[l->index()] = false;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    for (Rtoken& t : rtokens_) {
+      t.rkey[l->index()] = 0;
+      t.vaddr[l->index()] = 0;
+      t.set[l->index()] = false;
+    }
   }
+  // Every CDC the torn-down link received has been handled (teardown waits
+  // for all its receives): a pending failover validation is decided.
+  for_each_connection([](Connection* c) { c->on_link_drained(); });
+}
+
+bool LinkGroup::other_link_live(const Link* via) {
+  std::lock_guard<std::mutex> lk(mu_);
+  for (auto& o : links_) {
+    if (o && o.get() != via && o->state() != LinkState::kFreed) return true;
+  }
+  return false;
 }
 
 void LinkGroup::send_delete_link(Link* via, uint8_t link_id, uint32_t reason) {

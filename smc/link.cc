@@ -453,7 +453,7 @@ void Link::dispatch_recv(const uint8_t* msg, uint32_t len) {
       counters_.rx_unknown_token.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    c->on_cdc(m);
+    c->on_cdc(m, this);
     c->put();
     return;
   }

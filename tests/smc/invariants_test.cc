@@ -197,7 +197,7 @@ TEST_F(SmcInvariants, HalfBuiltConnectionsAndDoubleRelease) {
   wire::CdcMsg m;
   m.token = c->token();
   m.prod.count = 100;
-  c->on_cdc(m);  // no RMB, no link: ignored
+  c->on_cdc(m, nullptr);  // no RMB, no link: ignored
   c->on_link_down(ECONNRESET);
   EXPECT_EQ(c->error(), ECONNRESET);
   c->hold();
