@@ -176,10 +176,14 @@ Status Port::start() {
   limits.min_mtu = info.min_mtu;
   limits.max_mtu = info.max_mtu;
   limits.max_rx_pktlen = info.max_rx_pktlen;
+  // memif in its zero-copy mode hands the peer offsets into DPDK's own
+  // memory regions, which registered memory is not part of: such a port copies.
+  bool memif_zero_copy = false;
   if (limits.driver == "net_memif") {
     const rte_devargs* da = info.device != nullptr ? rte_dev_devargs(info.device) : nullptr;
-    limits.memif_bsize =
-        memif_bsize_from_args(da != nullptr && da->args != nullptr ? da->args : "");
+    const std::string args = da != nullptr && da->args != nullptr ? da->args : "";
+    limits.memif_bsize = memif_bsize_from_args(args);
+    memif_zero_copy = args.find("zero-copy=yes") != std::string::npos;
   }
   auto ethdev_mtu = ethdev_mtu_for(cfg_.mtu, limits, name_);
   if (!ethdev_mtu) return ethdev_mtu.status();
@@ -190,7 +194,7 @@ Status Port::start() {
   const rte_bus* bus = info.device != nullptr ? rte_dev_bus(info.device) : nullptr;
   const bool vdev = bus != nullptr && std::strcmp(rte_bus_name(bus), "vdev") == 0;
   const bool chains = (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) != 0;
-  if (cfg_.zero_copy && chains && vdev) {
+  if (cfg_.zero_copy && chains && vdev && !memif_zero_copy) {
     if (Status st = create_shells(); !st) return st;
   }
   if (Status st = configure_queues(*ethdev_mtu); !st) return st;

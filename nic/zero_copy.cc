@@ -65,7 +65,10 @@ void Device::close_frame_count(MrEntry& e) {
 
 uint32_t Device::frames_in(const MrEntry& e) {
   const rte_mbuf_ext_shared_info* sh = count_of(e);
-  return sh == nullptr ? 0 : uint32_t(rte_mbuf_ext_refcnt_read(sh)) - 1;
+  // Acquire, pairing with the release of DPDK's decrement (acq_rel) when a
+  // frame is freed: what the freeing thread read of the pages happened
+  // before the application may reuse them.
+  return sh == nullptr ? 0 : uint32_t(__atomic_load_n(&sh->refcnt, __ATOMIC_ACQUIRE)) - 1;
 }
 
 rte_mbuf* Device::build_chain(const wire::PacketSpec& s, const MrEntry& mr, uint8_t* host) {
