@@ -33,6 +33,11 @@ inline constexpr CounterName<EngineCounters> kEngineCounterNames[] = {
     {"tx_after_removal", &EngineCounters::tx_after_removal},
     {"tx_zero_copy", &EngineCounters::tx_zero_copy},
     {"tx_zero_copy_fallback", &EngineCounters::tx_zero_copy_fallback},
+    {"sleeps", &EngineCounters::sleeps},
+    {"sleeps_rx_interrupt", &EngineCounters::sleeps_rx_interrupt},
+    {"wakes_rx_interrupt", &EngineCounters::wakes_rx_interrupt},
+    {"wakes_doorbell", &EngineCounters::wakes_doorbell},
+    {"wakes_timeout", &EngineCounters::wakes_timeout},
 };
 static_assert(std::size(kEngineCounterNames) * sizeof(uint64_t) == sizeof(EngineCounters),
               "every EngineCounters field needs a name");

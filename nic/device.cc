@@ -104,7 +104,8 @@ Device::Device(Port* port, std::unique_ptr<Port> owned, const Options& opts)
       ahs_(opts.attr.max_ah + 1),
       coalesce_acks_(opts.coalesce_acks),
       engine_cpu_(opts.engine_cpu),
-      zero_copy_min_(opts.zero_copy_min) {
+      zero_copy_min_(opts.zero_copy_min),
+      stand_aside_ns_(opts.stand_aside_ns) {
   async_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   live_.reserve(opts.attr.max_qp);
@@ -116,7 +117,9 @@ Device::~Device() {
   telemetry_remove(this);  // first: a telemetry read may be waiting for the engine lock
   stop_.store(true, std::memory_order_release);
   if (thread_.joinable()) {
-    ring_doorbell();
+    // Wakes the engine thread from any sleep (idle or standing aside).
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof(one));
     thread_.join();
   }
   {

@@ -104,6 +104,15 @@ struct EngineCounters {
   // MR's frame count at its limit).
   uint64_t tx_zero_copy = 0;
   uint64_t tx_zero_copy_fallback = 0;
+  // The engine thread's sleeps (docs/engine.md "Progress"): each sleep ends
+  // with exactly one wake reason. A sleep on the port's receive interrupt
+  // (DPDK rx-interrupt mode) is ended by the first frame; without one (a PMD
+  // that has none, e.g. net_ring) only by a doorbell or the timeout.
+  uint64_t sleeps = 0;              // the engine thread slept (idle or standing aside)
+  uint64_t sleeps_rx_interrupt = 0;  // ... with the port's receive interrupt armed
+  uint64_t wakes_rx_interrupt = 0;  // woken by a frame's receive interrupt
+  uint64_t wakes_doorbell = 0;      // woken by a doorbell (work posted)
+  uint64_t wakes_timeout = 0;       // woken by the timer (nothing arrived)
 };
 
 // What tools read of a device (nic/telemetry.h), copied under the engine lock.
@@ -153,6 +162,9 @@ class Device {
     // 20 %. So path MTU 1024 (the default 1500-byte port) copies.
     uint32_t zero_copy_min = kDefaultZeroCopyMin;
     static constexpr uint32_t kDefaultZeroCopyMin = 2048;
+    // How long after the application's last inline progress() (an empty
+    // poll_cq) the engine thread stands aside (docs/engine.md "Progress").
+    Nanos stand_aside_ns = 200 * kNanosPerUs;
   };
 
   // The device takes over the port.
@@ -238,7 +250,13 @@ class Device {
   // One engine iteration; the caller holds the lock (engine thread, progress(), tests).
   void poll(Nanos now);
   // Runs one poll if nobody else is polling; false if the lock was busy.
+  // The application's empty poll_cq calls it.
   bool progress();
+  // The application leaves poll_cq with a completion, or arms its CQ for an
+  // event: it may now wait elsewhere (by polling memory, or asleep), so the
+  // next frame must wake the engine thread (docs/engine.md "Progress"). Any
+  // thread, no lock; cheap when the engine thread is not standing aside.
+  void app_leaves_poll();
   std::unique_lock<std::mutex> lock_engine();
 
   // --- async events (any thread) ---
@@ -289,9 +307,14 @@ class Device {
   void engine_loop_pinned();
   // One poll under the engine lock; true when it moved packets.
   bool poll_busy(Nanos now);
-  // The idle engine thread's sleep: up to max_ns, woken by a doorbell. False
-  // when a last poll found work instead (then it did not sleep).
-  bool sleep_until_doorbell(Nanos max_ns);
+  bool poll_moved(Nanos now);  // the same with the lock held
+  // The idle engine thread's sleep, until a doorbell, the port's receive
+  // interrupt or a timer (max_ns; 0: engine.cc's default for the port),
+  // then a poll. False when a last poll found work instead (then it did not
+  // sleep).
+  bool sleep_until_work(Nanos max_ns = 0);
+  // The engine thread while the application drives progress (engine.cc).
+  void stand_aside();
   void tx_flush();
   // The ICRC of a frame built for transmit; of a chained one build_chain built.
   static void icrc_of(rte_mbuf* m);
@@ -357,6 +380,7 @@ class Device {
   const bool coalesce_acks_;
   const int engine_cpu_;  // Options::engine_cpu
   const uint32_t zero_copy_min_;  // Options::zero_copy_min
+  const Nanos stand_aside_ns_;  // Options::stand_aside_ns
   Qp* deferred_acks_[kRxBurst];
   uint16_t n_deferred_acks_ = 0;
 

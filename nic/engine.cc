@@ -17,19 +17,27 @@ namespace droce::nic {
 
 namespace {
 
-// Idle backoff of the engine thread: spin, then yield, then short sleeps
-// (woken early by doorbells), so two busy processes share two cores.
+// Idle backoff of the engine thread: spin, then yield, then sleep until
+// there is work (docs/engine.md "Progress"), so two busy processes share two
+// cores.
 constexpr uint32_t kSpinPolls = 2000;
 constexpr uint32_t kYieldPolls = 4000;
-constexpr int kSleepUs = 50;
-// How long after an application's own progress() the engine thread stays aside.
-constexpr Nanos kAppProgressNs = 200 * kNanosPerUs;
+// The idle sleep on a port without a receive interrupt: only a doorbell or
+// this timer ends it, so a frame may wait for it.
+constexpr Nanos kSleepNs = 50 * kNanosPerUs;
+// With one, the first frame ends the sleep; the timer is there for the QPs'
+// timers (retransmit, RNR), ARP retries and the link check, and for a memif
+// interrupt lost to the sender's unfenced check of the mask bit (the sender
+// stores its ring index and then loads the bit without a fence between; see
+// nic/port_rx_intr.cc).
+constexpr Nanos kSleepRxIntrNs = kNanosPerMs;
+timespec to_timespec(Nanos ns) { return timespec{time_t(ns / kNanosPerSec), long(ns % kNanosPerSec)}; }
 
 }  // namespace
 
 // The producer published its WQE (release) before this; the fence orders
 // that store before the load of sleeping_, against the engine's store of
-// sleeping_ before its last poll (sleep_until_doorbell): either that poll
+// sleeping_ before its last poll (sleep_until_work): either that poll
 // sees the WQE, or this load sees the sleeper and wakes it.
 void Device::ring_doorbell() {
   std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -218,8 +226,13 @@ bool Device::progress() {
   if (!lock.owns_lock()) return false;
   const Nanos now = monotonic_now();
   app_progress_at_.store(now, std::memory_order_relaxed);
+  port_->quiet_rx_interrupt();  // this thread takes the frames while it polls
   poll(now);
   return true;
+}
+
+void Device::app_leaves_poll() {
+  if (engine_cpu_ < 0) port_->open_rx_interrupt();
 }
 
 void Device::engine_loop() {
@@ -230,11 +243,8 @@ void Device::engine_loop() {
     // completion): stand aside instead of fighting it for the lock and the
     // core, and take over again once it has stopped for a while.
     const Nanos aside = monotonic_now() - app_progress_at_.load(std::memory_order_relaxed);
-    if (aside < kAppProgressNs) {
-      // Sleep out the rest of the window in one go: a wake-up every few
-      // microseconds would preempt the application's own polling thread.
-      timespec ts{0, static_cast<long>(kAppProgressNs - aside)};
-      nanosleep(&ts, nullptr);
+    if (aside < stand_aside_ns_) {
+      stand_aside();
       continue;
     }
     if (poll_busy(monotonic_now())) {
@@ -247,8 +257,67 @@ void Device::engine_loop() {
       std::this_thread::yield();
       continue;
     }
-    if (!sleep_until_doorbell(kSleepUs * kNanosPerUs)) idle = 0;
+    if (!sleep_until_work()) idle = 0;
   }
+}
+
+// The application drives progress from poll_cq, but may stop calling it at
+// any moment and wait by polling memory instead (ib_write_lat, a
+// WRITE-with-flag protocol, SMC-R's RMB): then a frame that arrives needs the
+// engine thread. So the thread sleeps on the port's receive interrupt for as
+// long as the application keeps polling (the window moves with each of its
+// polls), and each frame wakes it: it takes the lock and polls once (nothing
+// to do when the application's poll got the frame first), and sleeps again.
+// It never spins beside the application. A port without a receive interrupt
+// sleeps out the window on a timer instead, as before.
+void Device::stand_aside() {
+  int fd;
+  {
+    std::lock_guard<std::mutex> lock(engine_mu_);
+    fd = port_->arm_rx_interrupt();
+    ++counters_.sleeps;
+    if (fd >= 0) {
+      ++counters_.sleeps_rx_interrupt;
+      // A frame that came before the arm raised no interrupt: received here.
+      poll(monotonic_now());
+    }
+  }
+  if (fd < 0) {
+    // Sleep out the rest of the window in one go: a wake-up every few
+    // microseconds would preempt the application's own polling thread.
+    const Nanos aside = monotonic_now() - app_progress_at_.load(std::memory_order_relaxed);
+    if (aside < stand_aside_ns_) {
+      const timespec ts = to_timespec(stand_aside_ns_ - aside);
+      nanosleep(&ts, nullptr);
+    }
+    std::lock_guard<std::mutex> lock(engine_mu_);
+    ++counters_.wakes_timeout;
+    return;
+  }
+  bool woken = false;
+  while (!stop_.load(std::memory_order_relaxed) &&
+         commands_waiting_.load(std::memory_order_relaxed) == 0) {
+    const Nanos aside = monotonic_now() - app_progress_at_.load(std::memory_order_relaxed);
+    if (aside >= stand_aside_ns_) break;
+    // wake_fd_: doorbells write it only to an idle sleeper (sleeping_), so
+    // here it is the destructor's stop.
+    pollfd pfd[2] = {{fd, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    const timespec ts = to_timespec(stand_aside_ns_ - aside);
+    if (ppoll(pfd, 2, &ts, nullptr) <= 0 || (pfd[0].revents & POLLIN) == 0) continue;
+    std::lock_guard<std::mutex> lock(engine_mu_);
+    ++counters_.wakes_rx_interrupt;
+    port_->rx_interrupt_taken();
+    poll(monotonic_now());
+    ++counters_.sleeps;
+    ++counters_.sleeps_rx_interrupt;
+    woken = true;
+  }
+  std::lock_guard<std::mutex> lock(engine_mu_);
+  port_->disarm_rx_interrupt();
+  // Every sleep ends with one reason: the last one ran out (window over) or
+  // was cut short by a command or stop.
+  ++counters_.wakes_timeout;
+  (void)woken;
 }
 
 // DROCE_ENGINE_CPU: a core of the engine's own. It polls without pause, so a
@@ -270,27 +339,52 @@ void Device::engine_loop_pinned() {
 
 bool Device::poll_busy(Nanos now) {
   std::lock_guard<std::mutex> lock(engine_mu_);
+  return poll_moved(now);
+}
+
+bool Device::poll_moved(Nanos now) {
   const uint64_t before = port_->counters().rx_packets + port_->counters().tx_packets;
   poll(now);
   return port_->counters().rx_packets + port_->counters().tx_packets != before;
 }
 
-// Announce the sleep, then poll once more: a doorbell rung after the last
-// poll but before sleeping_ was set found nobody asleep and wrote nothing
-// (ring_doorbell), so its work is done here instead of 50 us later.
-bool Device::sleep_until_doorbell(Nanos max_ns) {
+// Announce the sleep and arm the port's receive interrupt, then poll once
+// more: a doorbell rung after the last poll but before sleeping_ was set
+// found nobody asleep and wrote nothing (ring_doorbell), and a frame that
+// arrived before the arm raised no interrupt, so their work is done here
+// instead of after the sleep. Then sleep until a doorbell, a frame or the
+// timer, and poll for what woke the thread.
+bool Device::sleep_until_work(Nanos max_ns) {
   sleeping_.store(true, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (poll_busy(monotonic_now())) {
-    sleeping_.store(false, std::memory_order_relaxed);
-    return false;
+  int rx_fd;
+  {
+    std::lock_guard<std::mutex> lock(engine_mu_);
+    rx_fd = port_->arm_rx_interrupt();
+    if (poll_moved(monotonic_now())) {
+      port_->disarm_rx_interrupt();
+      sleeping_.store(false, std::memory_order_relaxed);
+      return false;
+    }
+    ++counters_.sleeps;
+    if (rx_fd >= 0) ++counters_.sleeps_rx_interrupt;
   }
-  pollfd pfd{wake_fd_, POLLIN, 0};
-  timespec ts{time_t(max_ns / kNanosPerSec), long(max_ns % kNanosPerSec)};
-  ppoll(&pfd, 1, &ts, nullptr);
+  pollfd pfd[2] = {{wake_fd_, POLLIN, 0}, {rx_fd, POLLIN, 0}};
+  const timespec ts = to_timespec(max_ns > 0 ? max_ns : rx_fd >= 0 ? kSleepRxIntrNs : kSleepNs);
+  ppoll(pfd, rx_fd >= 0 ? 2 : 1, &ts, nullptr);
   uint64_t v;
   [[maybe_unused]] ssize_t n = read(wake_fd_, &v, sizeof(v));
   sleeping_.store(false, std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(engine_mu_);
+  if (rx_fd >= 0 && (pfd[1].revents & POLLIN) != 0) {
+    ++counters_.wakes_rx_interrupt;
+  } else if ((pfd[0].revents & POLLIN) != 0) {
+    ++counters_.wakes_doorbell;
+  } else {
+    ++counters_.wakes_timeout;  // or a signal (net_tap's SIGIO may land on this thread)
+  }
+  port_->disarm_rx_interrupt();
+  poll(monotonic_now());
   return true;
 }
 

@@ -173,6 +173,7 @@ Status Port::start() {
   if (rte_eth_dev_get_name_by_port(port_id_, name) == 0) name_ = name;
   PmdFrameLimits limits;
   limits.driver = info.driver_name != nullptr ? info.driver_name : "?";
+  driver_ = limits.driver;
   limits.min_mtu = info.min_mtu;
   limits.max_mtu = info.max_mtu;
   limits.max_rx_pktlen = info.max_rx_pktlen;
@@ -202,6 +203,7 @@ Status Port::start() {
   rc = rte_eth_dev_start(port_id_);
   if (rc != 0) return Status(Errc::kIo, "start " + name_ + ": " + rte_error(rc));
   started_ = true;
+  setup_rx_interrupt();
 
   ipv4_to_gid(cfg_.ipv4, gid_.data());
   path_mtu_ = path_mtu_for(cfg_.mtu);
@@ -252,6 +254,12 @@ Status Port::configure_queues(uint16_t ethdev_mtu) {
   rte_eth_conf conf{};
   conf.rxmode.mtu = ethdev_mtu;
   if (shells_ != nullptr) conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+  // net_tap gives each receive queue's fd to DPDK's rx-interrupt vector only
+  // when asked (intr_conf.rxq); the engine could sleep on it
+  // (port_rx_intr.cc, kTapRxInterrupt says why it does not yet). net_memif's
+  // interrupt needs no configuration; other PMDs are not asked, so a PMD
+  // without rx interrupts is never refused for it.
+  if (driver_ == "net_tap" && kTapRxInterrupt) conf.intr_conf.rxq = 1;
   int rc = rte_eth_dev_configure(port_id_, 1, 1, &conf);
   if (rc != 0) return Status(Errc::kIo, "configure " + name_ + ": " + rte_error(rc));
   configured_ = true;
@@ -328,6 +336,7 @@ bool Port::alloc_shells(rte_mbuf** out, unsigned n) {
 uint16_t Port::receive(rte_mbuf** mbufs, wire::PacketView* views, uint16_t max, Nanos now) {
   if (removed()) return 0;
   if (max > kMaxRxBurst) max = kMaxRxBurst;
+  if (rx_intr_ring_ != nullptr && !rx_ring_has_frames()) return 0;
   const uint16_t n = rte_eth_rx_burst(port_id_, 0, mbufs, max);
   if (n == 0) return 0;
   tsan_acquire_all(mbufs, n);  // what the sending thread wrote (nic/base/tsan.h)

@@ -7,4 +7,5 @@ set(NIC_PORT_SRCS
   port.cc
   tun_signals.cc
   tsan_pool.cc
+  port_rx_intr.cc
 )

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -69,6 +70,13 @@ struct PortCounters {
 
 // One line per non-zero counter, for tools and test output (not per packet).
 std::string format_counters(const PortCounters& c);
+
+// net_tap's receive interrupt (the queue's tap fd, DPDK rx-interrupt mode)
+// works, but with it the tests that run Debian's pingpong programs over two
+// net_tap ports and a kernel bridge (tests/verbs PingPongTap) fail now and
+// then with transport retry exceeded, and why is not found yet; so net_tap
+// sleeps on the timer as before. docs/engine.md "Progress".
+inline constexpr bool kTapRxInterrupt = false;
 
 // A started ethdev port with one rx and one tx queue.
 //
@@ -145,6 +153,27 @@ class Port {
   const NeighborTable& neighbors() const { return neighbors_; }
   Capture* capture() const { return capture_.get(); }
 
+  // Receive interrupt (DPDK's rx-interrupt mode; docs/engine.md "Progress"):
+  // the engine arms it before it sleeps and waits for the fd it returns to
+  // become readable, so the first frame that arrives wakes it. -1: this PMD
+  // has none now (not net_memif / net_tap, or the memif link is down); the
+  // caller then sleeps on a timer. Engine thread only, like receive().
+  int arm_rx_interrupt();
+  // The armed interrupt fired and the caller is about to poll: its signal is
+  // consumed (memif: the eventfd read), so the next wait waits for a new frame.
+  void rx_interrupt_taken();
+  // After the sleep: back to polling mode (memif: the peer stops signalling)
+  // with the fd drained. Harmless when nothing is armed.
+  void disarm_rx_interrupt();
+  // Any thread, no lock, while armed (else nothing): the application polls
+  // its CQ itself, so frames need no interrupt (quiet), or it has left
+  // poll_cq with a completion and may wait on memory next (open). memif
+  // only; a tap fd is level-triggered and always wakes the sleeper.
+  void quiet_rx_interrupt();
+  void open_rx_interrupt();
+  // "memif", "tap" or "none": how this port's receive interrupt works.
+  const char* rx_interrupt_kind() const;
+
   // Records this port's frames to c (shared by ports of one process writing
   // one file). nullptr stops recording.
   void set_capture(std::shared_ptr<Capture> c) { capture_ = std::move(c); }
@@ -155,6 +184,7 @@ class Port {
   Status create_pool(const rte_eth_dev_info& info);
   Status create_shells();
   Status configure_queues(uint16_t ethdev_mtu);
+  void setup_rx_interrupt();  // after start (nic/port_rx_intr.cc)
   void set_mac();  // the PMD's address, or a random local one
   // One received frame: true when it is delivered (view filled).
   // *m may be replaced (a chained frame copied into one buffer).
@@ -172,6 +202,7 @@ class Port {
   uint16_t port_id_;
   uint32_t removals_at_open_ = 0;  // port_removals(port_id_) when opened
   std::string name_;
+  std::string driver_;  // the PMD, e.g. "net_memif"
   PortConfig cfg_;
   wire::MacAddr mac_{};
   std::array<uint8_t, 16> gid_{};
@@ -183,6 +214,16 @@ class Port {
   NeighborTable neighbors_;
   std::shared_ptr<Capture> capture_;
   PortCounters counters_;
+  // Receive interrupt (nic/port_rx_intr.cc).
+  enum class RxIntr : uint8_t { kNone, kMemif, kTap };
+  RxIntr rx_intr_ = RxIntr::kNone;
+  int rx_intr_fd_ = -1;           // tap: the queue's fd (level-triggered, never read here)
+  void* rx_intr_ring_ = nullptr;  // memif: the armed receive ring, nullptr when not armed
+  std::atomic<const void*> rx_intr_queue_{nullptr};  // memif: the PMD's queue (set once)
+  // memif: the armed ring while armed (any thread reads it: quiet/open).
+  std::atomic<void*> rx_intr_gate_{nullptr};
+  bool rx_ring_has_frames() const;  // memif, armed: the peer queued a frame
+  int rx_intr_armed_fd_ = -1;     // memif: the eventfd armed with it
 };
 
 // Two ports joined back to back by a pair of rte_rings in this process

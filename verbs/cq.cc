@@ -64,9 +64,11 @@ void to_wc(const nic::Cqe& e, ibv_wc* wc) {
 
 // One CQE into cq->cur; drives the engine once when the ring is empty.
 int poll_one(Cq* c) {
-  if (c->ncq->poll(&c->cur, 1) == 1) return 0;
-  c->dev->progress();
-  return c->ncq->poll(&c->cur, 1) == 1 ? 0 : ENOENT;
+  if (c->ncq->poll(&c->cur, 1) == 1 || (c->dev->progress(), c->ncq->poll(&c->cur, 1) == 1)) {
+    c->dev->app_leaves_poll();
+    return 0;
+  }
+  return ENOENT;
 }
 
 int ex_start_poll(ibv_cq_ex* cq, ibv_poll_cq_attr* attr) noexcept {
@@ -83,9 +85,12 @@ int ex_next_poll(ibv_cq_ex* cq) noexcept { return ex_start_poll(cq, nullptr); }
 
 // The same for a CQ created with completion timestamps: the CQE and its stamp.
 int poll_one_timestamped(Cq* c) {
-  if (c->ncq->poll_timestamped(&c->cur, &c->cur_ts, 1) == 1) return 0;
-  c->dev->progress();
-  return c->ncq->poll_timestamped(&c->cur, &c->cur_ts, 1) == 1 ? 0 : ENOENT;
+  if (c->ncq->poll_timestamped(&c->cur, &c->cur_ts, 1) == 1 ||
+      (c->dev->progress(), c->ncq->poll_timestamped(&c->cur, &c->cur_ts, 1) == 1)) {
+    c->dev->app_leaves_poll();
+    return 0;
+  }
+  return ENOENT;
 }
 int ex_start_poll_timestamped(ibv_cq_ex* cq, ibv_poll_cq_attr* attr) noexcept {
   if (attr != nullptr && attr->comp_mask != 0) return EINVAL;
@@ -339,6 +344,9 @@ int op_poll_cq(ibv_cq* cq, int num_entries, ibv_wc* wc) noexcept {
     q->dev->progress();
     progressed = true;
   }
+  // Leaving with completions, the program may wait by polling memory next
+  // (ib_write_lat): a frame arriving then must wake the engine thread.
+  if (total > 0) q->dev->app_leaves_poll();
   return total;
 }
 
@@ -348,6 +356,7 @@ int op_req_notify_cq(ibv_cq* cq, int flags) noexcept {
   // REPORT_MISSED_EVENTS (4). Only SOLICITED alone asks for solicited events.
   const bool solicited = (flags & kCqSolicitedMask) == kCqSolicited;
   const bool pending = cq_of(cq)->ncq->arm(solicited);
+  cq_of(cq)->dev->app_leaves_poll();  // it will wait for the event, not poll
   return (flags & kCqReportMissedEvents) && pending ? 1 : 0;
 }
 

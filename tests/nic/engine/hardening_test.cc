@@ -627,7 +627,7 @@ TEST_F(Hardening, IdleEngineLooksOnceMoreBeforeSleeping) {
   Buffer src = make_buffer(a_, 64, kAllAccess, 1);
   const uint64_t sent = roce_sent(a_.dev->port());
   ASSERT_EQ(post(p.a, WrOpcode::kSend, 1, &src, 64), 0);  // nobody asleep: no wake-up written
-  EXPECT_FALSE(DeviceTestPeer::sleep_until_doorbell(*a_.dev, 2 * kNanosPerSec))
+  EXPECT_FALSE(DeviceTestPeer::sleep_until_work(*a_.dev, 2 * kNanosPerSec))
       << "the engine slept with a doorbell pending";
   EXPECT_EQ(roce_sent(a_.dev->port()) - sent, 1u);
   // With nothing to do it sleeps, and a doorbell wakes it early.
@@ -636,7 +636,7 @@ TEST_F(Hardening, IdleEngineLooksOnceMoreBeforeSleeping) {
     post(p.a, WrOpcode::kSend, 2, &src, 64);
   });
   const Nanos t0 = monotonic_now();
-  EXPECT_TRUE(DeviceTestPeer::sleep_until_doorbell(*a_.dev, 30 * kNanosPerSec));
+  EXPECT_TRUE(DeviceTestPeer::sleep_until_work(*a_.dev, 30 * kNanosPerSec));
   EXPECT_LT(monotonic_now() - t0, 20 * kNanosPerSec) << "the doorbell did not wake the sleeper";
   poster.join();
 }

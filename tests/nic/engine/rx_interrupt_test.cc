@@ -1,0 +1,233 @@
+// The engine wakes on the first frame: two devices on the two ends of a
+// net_memif link in this process (server and client on one abstract
+// socket), the receiver's engine asleep, and a frame from the sender wakes it
+// through memif's receive interrupt (nic/port_rx_intr.cc), neither a
+// doorbell nor a timer. The wake reason is read from the engine's counters,
+// never from a clock. A net_ring port has no receive interrupt: its sleep
+// ends on the timer.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "tests/nic/engine/engine_checks.h"
+#include "tests/nic/engine/engine_fixture.h"
+
+namespace droce::nic::test {
+namespace {
+
+// Both memif ends in this process, on an abstract socket named after the
+// pid (DPDK 22.11's default), so parallel runs do not meet. Set before the
+// EAL starts (the test environment starts it in RUN_ALL_TESTS).
+[[maybe_unused]] const bool g_eal_args = [] {
+  const std::string sock = "/droce-rxintr-" + std::to_string(getpid()) + ".sock";
+  const std::string args = "--no-huge --no-pci -m 256 --no-telemetry --log-level=*:warning"
+                           " --file-prefix droce-rxintr-" + std::to_string(getpid()) +
+                           " --vdev=net_memif0,role=server,id=0,socket=" + sock +
+                           " --vdev=net_memif1,role=client,id=0,socket=" + sock;
+  return setenv("DROCE_EAL_ARGS", args.c_str(), 1) == 0;
+}();
+
+constexpr Nanos kLongSleep = 30 * kNanosPerSec;  // only a wake-up ends a sleep this long in a test
+
+EngineCounters counters_of(Device& d) {
+  auto lock = d.lock_engine();
+  return d.counters();
+}
+
+class RxInterruptTest : public EngineTest {
+ protected:
+  // Closing a memif port releases its vdev, so both ports live as long as
+  // the suite.
+  static void SetUpTestSuite() {
+    auto a = Port::open_by_name("net_memif0", test_config("10.9.1.1"));
+    ASSERT_TRUE(a.is_ok()) << a.status().message();
+    auto b = Port::open_by_name("net_memif1", test_config("10.9.1.2"));
+    ASSERT_TRUE(b.is_ok()) << b.status().message();
+    port_a_ = std::move(a.value());
+    port_b_ = std::move(b.value());
+  }
+  static void TearDownTestSuite() {
+    port_a_.reset();
+    port_b_.reset();
+  }
+  void SetUp() override {
+    ASSERT_TRUE(port_a_ && port_b_);
+    // The client connects from DPDK's interrupt thread.
+    const Nanos end = monotonic_now() + 10 * kNanosPerSec;
+    while ((!port_a_->link_up() || !port_b_->link_up()) && monotonic_now() < end) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ASSERT_TRUE(port_a_->link_up() && port_b_->link_up()) << "memif link did not come up";
+    EXPECT_STREQ(port_a_->rx_interrupt_kind(), "memif");
+    EXPECT_STREQ(port_b_->rx_interrupt_kind(), "memif");
+  }
+  void TearDown() override {
+    a_.dev.reset();
+    b_.dev.reset();
+  }
+
+  // Connected RC QPs, ARP done (one SEND each way, pumped inline).
+  void connect_rc() {
+    qa_ = make_qp(a_, QpType::kRc);
+    qb_ = make_qp(b_, QpType::kRc);
+    connect(a_, qa_, b_, qb_);
+    connect(b_, qb_, a_, qa_);
+    buf_a_ = make_buffer(a_, 4096, kAccessLocalWrite | kAccessRemoteWrite, 0xA5);
+    buf_b_ = make_buffer(b_, 4096, kAccessLocalWrite | kAccessRemoteWrite, 0x00);
+    Sge r{buf_b_.addr(), 64, buf_b_.key};
+    ASSERT_EQ(qb_->post_recv(1, &r, 1), 0);
+    SendWqe w = wqe(WrOpcode::kSend, 2);
+    Sge s{buf_a_.addr(), 8, buf_a_.key};
+    w.num_sge = 1;
+    ASSERT_EQ(qa_->post_send(w, &s, nullptr), 0);
+    ASSERT_EQ(wait_cqes(b_.rcq, 1).size(), 1u);
+    ASSERT_EQ(wait_cqes(a_.scq, 1).size(), 1u);
+    buf_b_.bytes[0] = 0;
+  }
+
+  // Posts a 4 KiB WRITE from A into B's buffer.
+  void post_write(uint64_t wr_id) {
+    SendWqe w = wqe(WrOpcode::kRdmaWrite, wr_id);
+    Sge s{buf_a_.addr(), 4096, buf_a_.key};
+    w.num_sge = 1;
+    w.remote_addr = buf_b_.addr();
+    w.rkey = buf_b_.key;
+    ASSERT_EQ(qa_->post_send(w, &s, nullptr), 0);
+  }
+
+  // A's engine, driven by a thread of its own once B's engine has gone to
+  // sleep (B's `sleeps` counter moved past `sleeps_before`): it sends the
+  // WRITE and then runs until the WRITE is acknowledged (bounded).
+  std::thread sender(uint64_t sleeps_before, std::atomic<bool>* acked) {
+    return std::thread([this, sleeps_before, acked] {
+      const Nanos end = monotonic_now() + 20 * kNanosPerSec;
+      while (counters_of(*b_.dev).sleeps == sleeps_before && monotonic_now() < end) {
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+      }
+      post_write(10);
+      while (!acked->load() && monotonic_now() < end) {
+        {
+          auto lock = a_.dev->lock_engine();
+          a_.dev->poll(monotonic_now());
+        }
+        Cqe c;
+        if (a_.scq->poll(&c, 1) == 1) acked->store(c.status == WcStatus::kSuccess);
+      }
+    });
+  }
+
+  static inline std::unique_ptr<Port> port_a_, port_b_;
+  Qp* qa_ = nullptr;
+  Qp* qb_ = nullptr;
+  Buffer buf_a_, buf_b_;
+};
+
+// The idle engine's sleep (what the engine thread does after its backoff),
+// run on this thread: the WRITE's frames end it through the receive
+// interrupt, and the poll that follows the wake-up has landed them.
+TEST_F(RxInterruptTest, SleepingEngineWakesOnTheFirstFrame) {
+  make_side(port_a_.get(), &a_);
+  make_side(port_b_.get(), &b_);
+  connect_rc();
+  const EngineCounters before = counters_of(*b_.dev);
+  std::atomic<bool> acked{false};
+  std::thread t = sender(before.sleeps, &acked);
+  const bool slept = DeviceTestPeer::sleep_until_work(*b_.dev, kLongSleep);
+  const uint8_t first = buf_b_.bytes[0];
+  const EngineCounters after = counters_of(*b_.dev);
+  // B answers the rest of the WRITE (and its ACK) from here on.
+  pump([&] { return acked.load(); });
+  t.join();
+  EXPECT_TRUE(slept);
+  EXPECT_EQ(after.sleeps, before.sleeps + 1);
+  EXPECT_EQ(after.sleeps_rx_interrupt, before.sleeps_rx_interrupt + 1);
+  EXPECT_EQ(after.wakes_rx_interrupt, before.wakes_rx_interrupt + 1) << "not woken by the frame";
+  EXPECT_EQ(after.wakes_doorbell, before.wakes_doorbell);
+  EXPECT_EQ(after.wakes_timeout, before.wakes_timeout);
+  EXPECT_EQ(first, 0xA5) << "the poll after the wake-up did not land the WRITE";
+  EXPECT_TRUE(acked.load());
+  EXPECT_EQ(buf_b_.bytes, buf_a_.bytes);
+}
+
+// The engine thread standing aside for an application that polls its CQ
+// (here a window far longer than the test) still takes a frame that arrives
+// once the application has gone on to poll memory instead, as ib_write_lat
+// does: the receive interrupt wakes it, not the end of the window.
+TEST_F(RxInterruptTest, StandingAsideEngineTakesAFrameTheApplicationDoesNotPollFor) {
+  make_side(port_a_.get(), &a_);
+  Device::Options opts;
+  opts.engine_thread = true;
+  opts.stand_aside_ns = 3600 * kNanosPerSec;
+  auto dev = Device::create(port_b_.get(), opts);
+  ASSERT_TRUE(dev.is_ok()) << dev.status().message();
+  b_.dev = std::move(dev.value());
+  b_.pd = b_.dev->alloc_pd().value();
+  b_.scq = b_.dev->create_cq(64).value();
+  b_.rcq = b_.dev->create_cq(64).value();
+  qa_ = make_qp(a_, QpType::kRc);
+  qb_ = make_qp(b_, QpType::kRc);
+  connect(a_, qa_, b_, qb_);
+  connect(b_, qb_, a_, qa_);
+  buf_a_ = make_buffer(a_, 4096, kAccessLocalWrite | kAccessRemoteWrite, 0x5A);
+  buf_b_ = make_buffer(b_, 4096, kAccessLocalWrite | kAccessRemoteWrite, 0x00);
+  // B's application polls its CQ once (an empty poll_cq drives progress
+  // inline), then waits on memory: its engine thread stands aside from here
+  // on. The engine thread may hold the lock just now: try until the
+  // application's poll gets it.
+  const Nanos until = monotonic_now() + 10 * kNanosPerSec;
+  while (!b_.dev->progress() && monotonic_now() < until) std::this_thread::yield();
+  // The frame is sent once B's engine thread sleeps with the interrupt
+  // armed (a frame already there when it arms is taken by the poll that
+  // follows the arm, without an interrupt). Reading the counters takes the
+  // lock, which the sleeping thread does not hold.
+  const Nanos end = monotonic_now() + 20 * kNanosPerSec;
+  EngineCounters before = counters_of(*b_.dev);
+  const uint64_t armed = before.sleeps_rx_interrupt;
+  while (before.sleeps_rx_interrupt == armed && monotonic_now() < end) {
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+    before = counters_of(*b_.dev);
+  }
+  post_write(20);
+  Cqe c{};
+  bool done = false;
+  while (!done && monotonic_now() < end) {
+    {
+      auto lock = a_.dev->lock_engine();
+      a_.dev->poll(monotonic_now());
+    }
+    done = a_.scq->poll(&c, 1) == 1;
+  }
+  ASSERT_TRUE(done) << "the WRITE was never acknowledged: B's engine slept through it";
+  EXPECT_EQ(c.status, WcStatus::kSuccess);
+  EXPECT_EQ(buf_b_.bytes, buf_a_.bytes);
+  const EngineCounters after = counters_of(*b_.dev);
+  EXPECT_GT(after.wakes_rx_interrupt, before.wakes_rx_interrupt)
+      << "the frame was taken without the receive interrupt";
+}
+
+// net_ring has no receive interrupt: the sleep is not armed, and nothing but
+// its timer (or a doorbell) ends it.
+TEST(RxInterruptNone, RingPortSleepsOnTheTimer) {
+  auto pair = make_port_pair(test_config("10.9.2.1"), test_config("10.9.2.2"));
+  ASSERT_TRUE(pair.is_ok()) << pair.status().message();
+  EXPECT_STREQ(pair.value().a().rx_interrupt_kind(), "none");
+  EXPECT_EQ(pair.value().a().arm_rx_interrupt(), -1);
+  Device::Options opts;
+  opts.engine_thread = false;
+  auto dev = Device::create(&pair.value().a(), opts);
+  ASSERT_TRUE(dev.is_ok());
+  const EngineCounters before = counters_of(*dev.value());
+  EXPECT_TRUE(DeviceTestPeer::sleep_until_work(*dev.value(), 20 * kNanosPerMs));
+  const EngineCounters after = counters_of(*dev.value());
+  EXPECT_EQ(after.sleeps, before.sleeps + 1);
+  EXPECT_EQ(after.sleeps_rx_interrupt, before.sleeps_rx_interrupt);
+  EXPECT_EQ(after.wakes_timeout, before.wakes_timeout + 1);
+  EXPECT_EQ(after.wakes_rx_interrupt, before.wakes_rx_interrupt);
+}
+
+}  // namespace
+}  // namespace droce::nic::test
