@@ -336,7 +336,9 @@ bool Port::alloc_shells(rte_mbuf** out, unsigned n) {
 uint16_t Port::receive(rte_mbuf** mbufs, wire::PacketView* views, uint16_t max, Nanos now) {
   if (removed()) return 0;
   if (max > kMaxRxBurst) max = kMaxRxBurst;
-  if (rx_intr_ring_ != nullptr && !rx_ring_has_frames()) return 0;
+  if (rx_intr_ring_ != nullptr) [[unlikely]] {
+    if (!rx_ring_has_frames()) return 0;
+  }
   const uint16_t n = rte_eth_rx_burst(port_id_, 0, mbufs, max);
   if (n == 0) return 0;
   tsan_acquire_all(mbufs, n);  // what the sending thread wrote (nic/base/tsan.h)

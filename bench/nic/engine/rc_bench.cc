@@ -5,8 +5,10 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
+#include <atomic>
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "nic/base/clock.h"
@@ -221,6 +223,84 @@ void BM_RcSendPingPong(benchmark::State& state) {
   state.SetItemsProcessed(int64_t(iters));
 }
 BENCHMARK(BM_RcSendPingPong)->Arg(8)->UseRealTime();
+
+// The engine lock between two application threads of one device: thread 1
+// posts 64-byte WRITEs on device A's QP and polls that QP's CQ (as verbs'
+// poll_cq does: progress() when empty, which runs the whole engine under a
+// try_lock), while thread 2 polls the CQ of another QP of A, which never gets
+// a completion (an application waiting on another connection). Arg 0: thread
+// 2 does not run (the baseline); arg 1: it does. Device B answers on thread 1.
+// Counters: WRITEs per second, and the share of thread 1's progress() calls
+// that found the lock taken (by thread 2's poll, which then did the work).
+void BM_DeviceLockPostAndPoll(benchmark::State& state) {
+  const bool second = state.range(0) != 0;
+  Rig rig(4096);
+  Rig::Side& a = rig.a_;
+  Rig::Side& b = rig.b_;
+  CompletionQueue* idle_cq = a.dev->create_cq(64).value();
+  QpInitAttr init;
+  init.type = QpType::kRc;
+  init.pd = a.pd;
+  init.send_cq = idle_cq;
+  init.recv_cq = idle_cq;
+  init.cap.max_send_wr = 64;
+  init.cap.max_recv_wr = 64;
+  Qp* idle_qp = a.dev->create_qp(init).value();
+  (void)idle_qp;
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> other_polls{0}, other_progress{0};
+  std::thread other;
+  if (second) {
+    other = std::thread([&] {
+      Cqe c;
+      uint64_t polls = 0, ran = 0;
+      while (!stop.load(std::memory_order_relaxed)) {
+        if (idle_cq->poll(&c, 1) == 0 && a.dev->progress()) ++ran;
+        ++polls;
+      }
+      other_polls = polls;
+      other_progress = ran;
+    });
+  }
+  Sge sge{Rig::addr(a), 64, a.key};
+  SendWqe w{};
+  w.opcode = WrOpcode::kRdmaWrite;
+  w.num_sge = 1;
+  w.length = 64;
+  w.remote_addr = Rig::addr(b);
+  w.rkey = b.key;
+  uint64_t posted = 0, completed = 0, progress_calls = 0, lock_busy = 0;
+  Cqe cqes[32];
+  for (auto _ : state) {
+    while (posted - completed < 64) {
+      w.wr_id = posted;
+      w.flags = (posted % 16 == 15) ? kSendSignaled : 0;
+      if (a.qp->post_send(w, &sge, nullptr) != 0) break;
+      ++posted;
+    }
+    int n = a.scq->poll(cqes, 32);
+    if (n == 0) {
+      ++progress_calls;
+      if (!a.dev->progress()) ++lock_busy;
+      {
+        auto l = b.dev->lock_engine();
+        b.dev->poll(monotonic_now());
+      }
+      n = a.scq->poll(cqes, 32);
+    }
+    for (int i = 0; i < n; ++i) completed = cqes[i].wr_id + 1;
+  }
+  stop = true;
+  if (other.joinable()) other.join();
+  state.SetItemsProcessed(int64_t(completed));
+  state.counters["lock_busy_share"] =
+      progress_calls ? double(lock_busy) / double(progress_calls) : 0.0;
+  state.counters["other_polls_per_s"] =
+      benchmark::Counter(double(other_polls.load()), benchmark::Counter::kIsRate);
+  state.counters["other_ran_engine_share"] =
+      other_polls ? double(other_progress.load()) / double(other_polls.load()) : 0.0;
+}
+BENCHMARK(BM_DeviceLockPostAndPoll)->Arg(0)->Arg(1)->UseRealTime();
 
 }  // namespace
 }  // namespace droce::nic
