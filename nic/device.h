@@ -312,7 +312,9 @@ class Device {
   // interrupt or a timer (max_ns; 0: engine.cc's default for the port),
   // then a poll. False when a last poll found work instead (then it did not
   // sleep).
-  bool sleep_until_work(Nanos max_ns = 0);
+  // arm_rx: sleep on the receive interrupt too (the engine loop does not
+  // yet, engine.cc kIdleSleepOnRxInterrupt says why).
+  bool sleep_until_work(Nanos max_ns = 0, bool arm_rx = false);
   // The engine thread while the application drives progress (engine.cc).
   void stand_aside();
   void tx_flush();

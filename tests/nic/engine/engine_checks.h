@@ -89,7 +89,9 @@ class DeviceTestPeer {
  public:
   // The engine thread's idle sleep, run by the caller (a device without an
   // engine thread): false when a last poll found work and it did not sleep.
-  static bool sleep_until_work(Device& dev, Nanos max_ns) { return dev.sleep_until_work(max_ns); }
+  static bool sleep_until_work(Device& dev, Nanos max_ns, bool arm_rx = true) {
+    return dev.sleep_until_work(max_ns, arm_rx);
+  }
   // The engine thread (Options::engine_thread), for its CPU affinity.
   static pthread_t engine_thread(Device& dev) { return dev.thread_.native_handle(); }
 };
