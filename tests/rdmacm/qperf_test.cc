@@ -26,7 +26,7 @@
 #include <map>
 #include <cstdlib>
 #include <ostream>
-#include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -50,12 +50,18 @@ void PrintTo(const QperfCase& c, std::ostream* os) { *os << c.test; }
 
 class RdmacmQperf : public ::testing::TestWithParam<QperfCase> {};
 
-// qperf prints "    bw  =  344 MB/sec"; the number, or -1 when absent.
+// qperf prints "    bw  =  344 MB/sec": the number after "name  =" on a
+// line of its own, or -1 when absent.
 double figure(const std::string& out, const std::string& name) {
-  std::smatch m;
-  const std::regex re("\\n\\s*" + name + "\\s+=\\s+([0-9.]+) ");
-  if (!std::regex_search(out, m, re)) return -1;
-  return std::strtod(m[1].str().c_str(), nullptr);
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream words(line);
+    std::string key, eq;
+    double value = 0;
+    if (words >> key >> eq >> value && key == name && eq == "=") return value;
+  }
+  return -1;
 }
 
 struct QperfRun {
