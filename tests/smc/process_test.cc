@@ -196,12 +196,18 @@ TEST(SmcProcess, StatShowsLinkGroupsLinksAndConnections) {
   // A long pingpong keeps a connection open while stat looks.
   std::string log, js;
   std::thread t([&] { js = p.client({"--mode", "pingpong", "--bytes", "20000", "--size", "1"}, 120000, &log); });
+  // Until stat shows the connection on an active link: the connection is
+  // listed from the CLC Accept on, and stat renders a group's links before
+  // its connections, so one snapshot can catch the link still in INIT.
   std::string st;
   bool seen = false;
   for (int i = 0; i < 100 && !seen; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     st = p.stat(true);
-    seen = st.find("\"connections\":[{") != std::string::npos;
+    if (st.find("\"connections\":[{") == std::string::npos) continue;
+    const auto g = parse_json(st).at("processes").arr.at(0).at("link_groups").arr.at(0);
+    seen = g.at("links").arr.at(0).at("state").str == "active" &&
+           g.at("connections").arr.at(0).at("state").str == "ACTIVE";
   }
   const std::string text = p.stat(false);
   t.join();
