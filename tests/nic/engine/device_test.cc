@@ -792,14 +792,8 @@ class ThreadedDeviceTest : public EngineTest {
   }
   void make_threaded(Port* port, Side* s, int engine_cpu = -1) {
     Device::Options opts;
-    opts.engine_thread = true;
     opts.engine_cpu = engine_cpu;
-    auto dev = Device::create(port, opts);
-    ASSERT_TRUE(dev.is_ok()) << dev.status().message();
-    s->dev = std::move(dev.value());
-    s->pd = s->dev->alloc_pd().value();
-    s->scq = s->dev->create_cq(4096).value();
-    s->rcq = s->dev->create_cq(4096).value();
+    make_threaded_side(port, s, 4096, opts);
   }
   // Waits for n CQEs without driving any engine (bounded: 10 s).
   static std::vector<Cqe> await(CompletionQueue* cq, size_t n) {

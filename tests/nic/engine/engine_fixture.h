@@ -57,6 +57,18 @@ class EngineTest : public ::testing::Test {
     opts.engine_thread = false;
     opts.coalesce_acks = coalesce_acks;
     opts.zero_copy_min = kTestZeroCopyMin;
+    make_device(port, s, opts, cqe);
+  }
+
+  // A side whose device runs its own engine thread (opts otherwise as
+  // given: the defaults a program gets), replacing the side's device.
+  void make_threaded_side(Port* port, Side* s, uint32_t cqe, Device::Options opts = {}) {
+    s->dev.reset();
+    opts.engine_thread = true;
+    make_device(port, s, opts, cqe);
+  }
+
+  void make_device(Port* port, Side* s, const Device::Options& opts, uint32_t cqe) {
     auto dev = Device::create(port, opts);
     ASSERT_TRUE(dev.is_ok()) << dev.status().message();
     s->dev = std::move(dev.value());

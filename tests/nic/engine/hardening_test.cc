@@ -248,15 +248,7 @@ class ResetRace : public EngineTest {
  protected:
   void SetUp() override {
     EngineTest::SetUp();
-    a_.dev.reset();
-    Device::Options opts;
-    opts.engine_thread = true;
-    auto dev = Device::create(&pair_->a(), opts);
-    ASSERT_TRUE(dev.is_ok()) << dev.status().message();
-    a_.dev = std::move(dev.value());
-    a_.pd = a_.dev->alloc_pd().value();
-    a_.scq = a_.dev->create_cq(4096).value();
-    a_.rcq = a_.dev->create_cq(4096).value();
+    make_threaded_side(&pair_->a(), &a_, 4096);
   }
 };
 

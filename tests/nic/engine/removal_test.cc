@@ -19,20 +19,9 @@ class Removal : public EngineTest {
  protected:
   void SetUp() override {
     EngineTest::SetUp();
-    a_.dev.reset();
-    b_.dev.reset();
-    make_threaded(&pair_->a(), &a_);
-    make_threaded(&pair_->b(), &b_);
-  }
-  void make_threaded(Port* port, Side* s) {
-    Device::Options opts;
-    opts.engine_thread = true;
-    auto dev = Device::create(port, opts);
-    ASSERT_TRUE(dev.is_ok()) << dev.status().message();
-    s->dev = std::move(dev.value());
-    s->pd = s->dev->alloc_pd().value();
-    s->scq = s->dev->create_cq(8192).value();
-    s->rcq = s->dev->create_cq(8192).value();
+    // The fixture's inline devices replaced by devices with an engine thread.
+    make_threaded_side(&pair_->a(), &a_, 8192);
+    make_threaded_side(&pair_->b(), &b_, 8192);
   }
 };
 

@@ -50,20 +50,8 @@ class EngineThreadsTest : public EngineTest {
   void SetUp() override {
     EngineTest::SetUp();
     // The fixture's inline devices replaced by devices with an engine thread.
-    a_.dev.reset();
-    b_.dev.reset();
-    make_threaded(&pair_->a(), &a_);
-    make_threaded(&pair_->b(), &b_);
-  }
-  void make_threaded(Port* port, Side* s) {
-    Device::Options opts;
-    opts.engine_thread = true;
-    auto dev = Device::create(port, opts);
-    ASSERT_TRUE(dev.is_ok()) << dev.status().message();
-    s->dev = std::move(dev.value());
-    s->pd = s->dev->alloc_pd().value();
-    s->scq = s->dev->create_cq(64).value();
-    s->rcq = s->dev->create_cq(64).value();
+    make_threaded_side(&pair_->a(), &a_, 64);
+    make_threaded_side(&pair_->b(), &b_, 64);
   }
   // An RC QP on s with CQs of its own.
   Qp* make_rc(Side& s, CompletionQueue* scq, CompletionQueue* rcq, uint32_t depth) {
