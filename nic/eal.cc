@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <ctime>
 #include <mutex>
+#include <string>
 
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -239,6 +241,50 @@ std::vector<std::string> eal_args() {
   return s.args;
 }
 
+// rte_eal_cleanup (DPDK 22.11) never stops the interrupt thread: it frees
+// the memory of the devices, alarms and interrupt sources while that thread
+// may still be handling an event of a port closed just before (net_memif
+// handles its peer's disconnect there) or rebuilding its wait list from the
+// sources it is about to free: a crash at exit, seen under load with both
+// memif ends in one process. The same thread handling a memif peer's
+// disconnect while the test closes that port crashed as well. So: wait,
+// bounded, until the thread sits in epoll_wait with nothing pending (twice
+// in a row, 2 ms apart), read from /proc/self/task/<tid>/syscall. Only tests
+// and benchmarks need this: a program's process just exits.
+void eal_wait_interrupt_thread_idle() {
+  DIR* d = opendir("/proc/self/task");
+  if (d == nullptr) return;
+  std::string tid;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    char comm[32] = {};
+    const std::string dir = std::string("/proc/self/task/") + e->d_name;
+    if (FILE* f = std::fopen((dir + "/comm").c_str(), "r")) {
+      if (std::fgets(comm, sizeof(comm), f) != nullptr && std::strncmp(comm, "eal-intr-thread", 15) == 0) tid = dir;
+      std::fclose(f);
+    }
+  }
+  closedir(d);
+  if (tid.empty()) return;
+  const auto in_epoll_wait = [&tid] {
+    long nr = -1;
+    if (FILE* f = std::fopen((tid + "/syscall").c_str(), "r")) {
+      if (std::fscanf(f, "%ld", &nr) != 1) nr = -1;  // "running"
+      std::fclose(f);
+    }
+#ifdef SYS_epoll_wait
+    if (nr == SYS_epoll_wait) return true;
+#endif
+    return nr == SYS_epoll_pwait;
+  };
+  int quiet = 0;
+  for (int i = 0; i < 500 && quiet < 2; ++i) {  // at most 1 s
+    quiet = in_epoll_wait() ? quiet + 1 : 0;
+    const timespec ts{0, 2 * 1000 * 1000};
+    nanosleep(&ts, nullptr);
+  }
+}
+
 void eal_cleanup() {
   EalState& s = state();
   std::lock_guard<std::mutex> lock(s.mu);
@@ -249,6 +295,7 @@ void eal_cleanup() {
   for (rte_eth_event_type ev : kRemovalEvents) {
     rte_eth_dev_callback_unregister(RTE_ETH_ALL, ev, on_port_removed, &s);
   }
+  eal_wait_interrupt_thread_idle();
   rte_eal_cleanup();
   remove_runtime_dir(s.owned_runtime_dir);
   s.owned_runtime_dir.clear();

@@ -39,6 +39,12 @@ std::vector<std::string> eal_args();
 // and every close). Any thread.
 uint32_t port_removals(uint16_t port_id);
 
+// Waits (at most about a second) until DPDK's interrupt thread is blocked
+// with nothing pending: the handlers of events already raised (a memif
+// peer's disconnect) have run. For tests that close both ends of a link in
+// one process, and for eal_cleanup. Any thread but the interrupt thread.
+void eal_wait_interrupt_thread_idle();
+
 // Releases EAL (rte_eal_cleanup) and removes the runtime directory of a file
 // prefix droce generated. Call at most once, at the end of the process, after
 // every Port is closed; eal_init() fails afterwards. Without it, the runtime

@@ -171,6 +171,9 @@ class Port {
   // only; a tap fd is level-triggered and always wakes the sleeper.
   void quiet_rx_interrupt();
   void open_rx_interrupt();
+  // Any thread: the engine thread has armed the memif interrupt (it stands
+  // aside, asleep or about to sleep) and not yet disarmed it.
+  bool rx_interrupt_armed() const { return rx_intr_gate_.load(std::memory_order_acquire) != nullptr; }
   // "memif", "tap" or "none": how this port's receive interrupt works.
   const char* rx_interrupt_kind() const;
 

@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "nic/eal.h"
 #include "tests/nic/engine/engine_checks.h"
 #include "tests/nic/engine/engine_fixture.h"
 
@@ -50,9 +51,18 @@ class RxInterruptTest : public EngineTest {
     port_a_ = std::move(a.value());
     port_b_ = std::move(b.value());
   }
+  // One end at a time: DPDK's interrupt thread handles the other end's
+  // side of the disconnect, and closing that end meanwhile crashed in the
+  // memif PMD under load.
   static void TearDownTestSuite() {
     port_a_.reset();
+    const Nanos end = monotonic_now() + 5 * kNanosPerSec;
+    while (port_b_->link_up() && monotonic_now() < end) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    eal_wait_interrupt_thread_idle();
     port_b_.reset();
+    eal_wait_interrupt_thread_idle();
   }
   void SetUp() override {
     ASSERT_TRUE(port_a_ && port_b_);
@@ -160,37 +170,31 @@ TEST_F(RxInterruptTest, SleepingEngineWakesOnTheFirstFrame) {
 TEST_F(RxInterruptTest, StandingAsideEngineTakesAFrameTheApplicationDoesNotPollFor) {
   make_side(port_a_.get(), &a_);
   Device::Options opts;
-  opts.engine_thread = true;
   opts.stand_aside_ns = 3600 * kNanosPerSec;
-  auto dev = Device::create(port_b_.get(), opts);
-  ASSERT_TRUE(dev.is_ok()) << dev.status().message();
-  b_.dev = std::move(dev.value());
-  b_.pd = b_.dev->alloc_pd().value();
-  b_.scq = b_.dev->create_cq(64).value();
-  b_.rcq = b_.dev->create_cq(64).value();
+  make_threaded_side(port_b_.get(), &b_, 64, opts);
   qa_ = make_qp(a_, QpType::kRc);
   qb_ = make_qp(b_, QpType::kRc);
   connect(a_, qa_, b_, qb_);
   connect(b_, qb_, a_, qa_);
   buf_a_ = make_buffer(a_, 4096, kAccessLocalWrite | kAccessRemoteWrite, 0x5A);
   buf_b_ = make_buffer(b_, 4096, kAccessLocalWrite | kAccessRemoteWrite, 0x00);
-  // B's application polls its CQ once (an empty poll_cq drives progress
-  // inline), then waits on memory: its engine thread stands aside from here
-  // on. The engine thread may hold the lock just now: try until the
-  // application's poll gets it.
+  // B's application polls its CQ (an empty poll_cq drives progress inline),
+  // its last poll_cq returns a completion and it goes on to wait on memory:
+  // its engine thread stands aside from here on. The engine thread may hold
+  // the lock just now: try until the application's poll gets it.
   const Nanos until = monotonic_now() + 10 * kNanosPerSec;
   while (!b_.dev->progress() && monotonic_now() < until) std::this_thread::yield();
-  // The frame is sent once B's engine thread sleeps with the interrupt
-  // armed (a frame already there when it arms is taken by the poll that
-  // follows the arm, without an interrupt). Reading the counters takes the
-  // lock, which the sleeping thread does not hold.
+  b_.dev->app_leaves_poll();
+  // The frame is sent once B's engine thread has armed the interrupt and
+  // polled once more (a frame already there then is taken by that poll,
+  // without an interrupt): it arms and polls under the engine lock, so
+  // reading the counters, which takes the lock, waits for that poll.
   const Nanos end = monotonic_now() + 20 * kNanosPerSec;
-  EngineCounters before = counters_of(*b_.dev);
-  const uint64_t armed = before.sleeps_rx_interrupt;
-  while (before.sleeps_rx_interrupt == armed && monotonic_now() < end) {
+  while (!port_b_->rx_interrupt_armed() && monotonic_now() < end) {
     std::this_thread::sleep_for(std::chrono::microseconds(100));
-    before = counters_of(*b_.dev);
   }
+  ASSERT_TRUE(port_b_->rx_interrupt_armed()) << "B's engine thread never stood aside";
+  const EngineCounters before = counters_of(*b_.dev);
   post_write(20);
   Cqe c{};
   bool done = false;
