@@ -44,13 +44,16 @@ void write_arp_frame(uint8_t* buf, uint16_t oper, const wire::MacAddr& eth_dst,
 // when the frame is too short or not an Ethernet/IPv4 request or reply.
 const ArpHdr* parse_arp_frame(const uint8_t* frame, size_t len);
 
-// The defaults are Linux's (net.ipv4.neigh.default: mcast_solicit 3,
-// retrans_time_ms 1000): a peer gets 3 s to answer, as from a kernel stack,
-// and a frame that waits for its answer (UD, QP1) is not lost to a peer that
-// is slow to come up.
+// A peer gets 3 s to answer, as from a kernel stack (Linux's
+// net.ipv4.neigh.default: mcast_solicit 3 x retrans_time_ms 1000), so a
+// frame that waits for its answer (UD, QP1) is not lost to a peer that is
+// slow to come up; but asked every 200 ms, so that an RC QP's first SEND,
+// whose retries are spent while the MAC is unknown (ibv_rc_pingpong: 7 x
+// 67 ms), still goes out when the peer's link joins its bridge a little
+// after the QP started: with Linux's 1 s the first retry came too late.
 struct ArpConfig {
-  uint8_t max_requests = 3;                   // requests per resolution attempt
-  Nanos retry_interval = 1000 * kNanosPerMs;  // between two requests
+  uint8_t max_requests = 15;                  // requests per resolution attempt
+  Nanos retry_interval = 200 * kNanosPerMs;   // between two requests
   Nanos failed_hold = 1 * kNanosPerSec;      // resolve() answers kFailed this long, then retries
 };
 
