@@ -36,6 +36,7 @@ inline constexpr CounterName<EngineCounters> kEngineCounterNames[] = {
     {"sleeps", &EngineCounters::sleeps},
     {"sleeps_rx_interrupt", &EngineCounters::sleeps_rx_interrupt},
     {"wakes_rx_interrupt", &EngineCounters::wakes_rx_interrupt},
+    {"wakes_rx_interrupt_needless", &EngineCounters::wakes_rx_interrupt_needless},
     {"wakes_doorbell", &EngineCounters::wakes_doorbell},
     {"wakes_timeout", &EngineCounters::wakes_timeout},
 };

@@ -111,6 +111,9 @@ struct EngineCounters {
   uint64_t sleeps = 0;              // the engine thread slept (idle or standing aside)
   uint64_t sleeps_rx_interrupt = 0;  // ... with the port's receive interrupt armed
   uint64_t wakes_rx_interrupt = 0;  // woken by a frame's receive interrupt
+  // ... for nothing: the application's own poll had taken the frames, or it
+  // polled its CQ while this thread woke (docs/engine.md "Progress").
+  uint64_t wakes_rx_interrupt_needless = 0;
   uint64_t wakes_doorbell = 0;      // woken by a doorbell (work posted)
   uint64_t wakes_timeout = 0;       // woken by the timer (nothing arrived)
 };
@@ -252,11 +255,17 @@ class Device {
   // Runs one poll if nobody else is polling; false if the lock was busy.
   // The application's empty poll_cq calls it.
   bool progress();
-  // The application leaves poll_cq with a completion, or arms its CQ for an
-  // event: it may now wait elsewhere (by polling memory, or asleep), so the
-  // next frame must wake the engine thread (docs/engine.md "Progress"). Any
-  // thread, no lock; cheap when the engine thread is not standing aside.
+  // The application leaves poll_cq with a completion: it may now wait
+  // elsewhere (by polling memory, as ib_write_lat), and then the next frame
+  // must wake the engine thread, if RDMA WRITEs (or atomics) came in lately:
+  // those complete nothing here. A program that waits for SENDs polls its CQ
+  // (ibv_rc_pingpong's loop), and a wake-up per frame would only preempt it
+  // or its peer (docs/engine.md "Progress"). Any thread, no lock; cheap
+  // when the engine thread is not standing aside.
   void app_leaves_poll();
+  // The application arms its CQ and will block for the event: every frame
+  // must wake the engine thread from here on.
+  void app_waits_for_event();
   std::unique_lock<std::mutex> lock_engine();
 
   // --- async events (any thread) ---
@@ -414,6 +423,14 @@ class Device {
   // The engine thread is (about to be) asleep in ppoll: written by it,
   // read by ring_doorbell; ordered by the fences on both sides (relaxed).
   std::atomic<bool> sleeping_{false};
+  // When a request that changes memory without a completion here (RDMA
+  // WRITE, atomics) last came (engine lock), and app_leaves_poll's guess
+  // made from it by progress() (relaxed: a hint).
+  Nanos silent_write_at_ = 0;
+  std::atomic<bool> app_needs_interrupt_{false};
+  // The application armed a CQ to block for its event and has not polled
+  // since: the stand-aside arms the interrupt open.
+  std::atomic<bool> app_blocks_{false};
   std::atomic<Nanos> app_progress_at_{0};  // last progress() by the application (relaxed: a hint)
   int wake_fd_ = -1;
   bool removed_ = false;

@@ -35,6 +35,12 @@ constexpr Nanos kSleepRxIntrNs = kNanosPerMs;
 // Debian's ibv_rc_pingpong over memif fell from 3 - 13 to 176 - 300
 // usec/iter (cause not found yet); the stand-aside keeps it.
 constexpr bool kIdleSleepOnRxInterrupt = false;
+// How long after the last RDMA WRITE (or atomic) into this device the
+// application's completions still open the receive interrupt: a program
+// that polls memory for WRITEs (ib_write_lat) gets one at least every round
+// trip; one that polls its CQ for SENDs (ibv_rc_pingpong) gets none, and
+// frames it takes from poll_cq need no wake-up.
+constexpr Nanos kSilentWriteRecentNs = kNanosPerSec;
 timespec to_timespec(Nanos ns) { return timespec{time_t(ns / kNanosPerSec), long(ns % kNanosPerSec)}; }
 
 }  // namespace
@@ -166,6 +172,13 @@ void Device::dispatch(const wire::PacketView& v, Nanos now) {
     ++counters_.rx_bad_pkey;
     return;
   }
+  // A request that changes memory without a completion on this side (RDMA
+  // WRITE without immediate, atomics): a program may be waiting for it by
+  // polling memory (app_leaves_poll).
+  if (request && !info.has(wire::kOpImm) &&
+      (info.has(wire::kOpWrite) || info.has(wire::kOpAtomic) || (v.bth().opcode & 0x1F) == wire::op::kAtomicWrite)) {
+    silent_write_at_ = now;
+  }
   const RxPacket pkt{&v, now};
   if (request) {
     qp->handle_request(pkt);
@@ -226,17 +239,35 @@ void Device::check_link(Nanos now) {
 bool Device::progress() {
   // A pinned engine polls without pause: the application leaves it the lock.
   if (engine_cpu_ >= 0) return false;
-  std::unique_lock<std::mutex> lock(engine_mu_, std::try_to_lock);
-  if (!lock.owns_lock()) return false;
+  // Stamped even when the engine thread holds the lock: the application
+  // polls (the stand-aside window and stand_aside's wake-ups go by this).
   const Nanos now = monotonic_now();
   app_progress_at_.store(now, std::memory_order_relaxed);
+  std::unique_lock<std::mutex> lock(engine_mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return false;
   port_->quiet_rx_interrupt();  // this thread takes the frames while it polls
+  if (app_blocks_.load(std::memory_order_relaxed)) app_blocks_.store(false, std::memory_order_relaxed);
   poll(now);
+  const bool writes = silent_write_at_ != 0 && now - silent_write_at_ < kSilentWriteRecentNs;
+  if (writes != app_needs_interrupt_.load(std::memory_order_relaxed)) {
+    app_needs_interrupt_.store(writes, std::memory_order_relaxed);
+  }
   return true;
 }
 
 void Device::app_leaves_poll() {
-  if (engine_cpu_ < 0) port_->open_rx_interrupt();
+  if (engine_cpu_ >= 0) return;
+  // Only where a program may be waiting on memory: frames that complete
+  // nothing on this side came lately (progress() looks). Any other frame
+  // the application takes from poll_cq, and a pause is covered by the
+  // stand-aside timer.
+  if (app_needs_interrupt_.load(std::memory_order_relaxed)) port_->open_rx_interrupt();
+}
+
+void Device::app_waits_for_event() {
+  if (engine_cpu_ >= 0) return;
+  app_blocks_.store(true, std::memory_order_relaxed);
+  port_->open_rx_interrupt();
 }
 
 void Device::engine_loop() {
@@ -278,7 +309,8 @@ void Device::stand_aside() {
   int fd;
   {
     std::lock_guard<std::mutex> lock(engine_mu_);
-    fd = port_->arm_rx_interrupt();
+    fd = port_->arm_rx_interrupt(app_blocks_.load(std::memory_order_relaxed) ||
+                                 app_needs_interrupt_.load(std::memory_order_relaxed));
     ++counters_.sleeps;
     if (fd >= 0) {
       ++counters_.sleeps_rx_interrupt;
@@ -308,13 +340,21 @@ void Device::stand_aside() {
     pollfd pfd[2] = {{fd, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
     const timespec ts = to_timespec(stand_aside_ns_ - aside);
     if (ppoll(pfd, 2, &ts, nullptr) <= 0 || (pfd[0].revents & POLLIN) == 0) continue;
+    const Nanos woke = monotonic_now();
     std::lock_guard<std::mutex> lock(engine_mu_);
     ++counters_.wakes_rx_interrupt;
-    port_->rx_interrupt_taken();
-    poll(monotonic_now());
     ++counters_.sleeps;
     ++counters_.sleeps_rx_interrupt;
     woken = true;
+    // Needless when the application's poll got there first, or polled its
+    // CQ while this thread was waking and polling: then the interrupt goes
+    // quiet (its next empty poll would quieten it too).
+    const bool frames = port_->rx_interrupt_taken();
+    if (frames) poll(monotonic_now());
+    if (!frames || app_progress_at_.load(std::memory_order_relaxed) >= woke) {
+      ++counters_.wakes_rx_interrupt_needless;
+      port_->quiet_rx_interrupt();
+    }
   }
   std::lock_guard<std::mutex> lock(engine_mu_);
   port_->disarm_rx_interrupt();
@@ -364,7 +404,7 @@ bool Device::sleep_until_work(Nanos max_ns, bool arm_rx) {
   int rx_fd;
   {
     std::lock_guard<std::mutex> lock(engine_mu_);
-    rx_fd = arm_rx ? port_->arm_rx_interrupt() : -1;
+    rx_fd = arm_rx ? port_->arm_rx_interrupt(true) : -1;
     if (poll_moved(monotonic_now())) {
       port_->disarm_rx_interrupt();
       sleeping_.store(false, std::memory_order_relaxed);

@@ -158,10 +158,14 @@ class Port {
   // become readable, so the first frame that arrives wakes it. -1: this PMD
   // has none now (not net_memif / net_tap, or the memif link is down); the
   // caller then sleeps on a timer. Engine thread only, like receive().
-  int arm_rx_interrupt();
-  // The armed interrupt fired and the caller is about to poll: its signal is
-  // consumed (memif: the eventfd read), so the next wait waits for a new frame.
-  void rx_interrupt_taken();
+  // open = false arms it quiet (memif: the peer does not signal) until
+  // open_rx_interrupt; a tap fd always signals.
+  int arm_rx_interrupt(bool open);
+  // The armed interrupt fired: true when frames wait in the ring (the caller
+  // polls, and the receive burst consumes the signal); false when someone
+  // has taken them already, and then the signal is consumed here (memif: the
+  // eventfd read), so the next wait waits for a new frame.
+  bool rx_interrupt_taken();
   // After the sleep: back to polling mode (memif: the peer stops signalling)
   // with the fd drained. Harmless when nothing is armed.
   void disarm_rx_interrupt();

@@ -154,7 +154,7 @@ const char* Port::rx_interrupt_kind() const {
   return "none";
 }
 
-int Port::arm_rx_interrupt() {
+int Port::arm_rx_interrupt(bool open) {
   if (removed()) return -1;
   switch (rx_intr_) {
     case RxIntr::kTap:
@@ -168,8 +168,13 @@ int Port::arm_rx_interrupt() {
       // Clear the mask bit; the caller then polls the queue once more before
       // it sleeps (the RMW is a full fence on x86 and seq_cst elsewhere), so
       // a frame the peer queued before it saw the bit clear is received by
-      // that poll instead of being waited for.
-      __atomic_fetch_and(&ring->flags, uint16_t(~memif2211::kMaskInt), __ATOMIC_SEQ_CST);
+      // that poll instead of being waited for. Armed quiet, the bit stays
+      // set until open_rx_interrupt.
+      if (open) {
+        __atomic_fetch_and(&ring->flags, uint16_t(~memif2211::kMaskInt), __ATOMIC_SEQ_CST);
+      } else {
+        __atomic_fetch_or(&ring->flags, memif2211::kMaskInt, __ATOMIC_SEQ_CST);
+      }
       rx_intr_ring_ = ring;
       rx_intr_queue_.store(q, std::memory_order_relaxed);  // the same for the port's life
       rx_intr_armed_fd_ = fd;
@@ -182,12 +187,14 @@ int Port::arm_rx_interrupt() {
   return -1;
 }
 
-void Port::rx_interrupt_taken() {
+bool Port::rx_interrupt_taken() {
   // With frames in the ring, the receive burst that follows reads the
   // eventfd itself (eth_memif_rx, while the bit is clear).
-  if (rx_intr_ring_ == nullptr || rx_ring_has_frames()) return;
+  if (rx_intr_ring_ == nullptr) return true;
+  if (rx_ring_has_frames()) return true;
   uint64_t n;
   [[maybe_unused]] ssize_t r = read(rx_intr_armed_fd_, &n, sizeof(n));  // nonblocking
+  return false;
 }
 
 void Port::disarm_rx_interrupt() {

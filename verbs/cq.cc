@@ -356,7 +356,7 @@ int op_req_notify_cq(ibv_cq* cq, int flags) noexcept {
   // REPORT_MISSED_EVENTS (4). Only SOLICITED alone asks for solicited events.
   const bool solicited = (flags & kCqSolicitedMask) == kCqSolicited;
   const bool pending = cq_of(cq)->ncq->arm(solicited);
-  cq_of(cq)->dev->app_leaves_poll();  // it will wait for the event, not poll
+  cq_of(cq)->dev->app_waits_for_event();
   return (flags & kCqReportMissedEvents) && pending ? 1 : 0;
 }
 

@@ -8,8 +8,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -130,6 +132,60 @@ class RxInterruptTest : public EngineTest {
     });
   }
 
+  // B's engine thread stands aside for an application that polls its CQ
+  // (here a window far longer than the test); RC QPs connected.
+  void set_up_stand_aside() {
+    make_side(port_a_.get(), &a_);
+    Device::Options opts;
+    opts.stand_aside_ns = 3600 * kNanosPerSec;
+    make_threaded_side(port_b_.get(), &b_, 64, opts);
+    qa_ = make_qp(a_, QpType::kRc);
+    qb_ = make_qp(b_, QpType::kRc);
+    connect(a_, qa_, b_, qb_);
+    connect(b_, qb_, a_, qa_);
+    buf_a_ = make_buffer(a_, 4096, kAccessLocalWrite | kAccessRemoteWrite, 0x5A);
+    buf_b_ = make_buffer(b_, 4096, kAccessLocalWrite | kAccessRemoteWrite, 0x00);
+  }
+
+  // B's application polls its CQ (an empty poll_cq drives progress inline;
+  // the engine thread may hold the lock just now: polls that do not get it
+  // do not count) until `done`, then leaves it with a completion, as
+  // ib_write_lat does before it waits on memory. Returns once B's engine
+  // thread has armed the receive interrupt and polled once more (a frame
+  // already there then is taken by that poll, without an interrupt): it
+  // arms and polls under the engine lock, so reading the counters, which
+  // takes the lock, waits for that poll.
+  void app_polls_then_leaves(const std::function<bool()>& done) {
+    const Nanos until = monotonic_now() + 10 * kNanosPerSec;
+    bool polled = false;
+    while ((!polled || !done()) && monotonic_now() < until) {
+      if (b_.dev->progress()) polled = true;
+      {
+        auto lock = a_.dev->lock_engine();
+        a_.dev->poll(monotonic_now());
+      }
+    }
+    ASSERT_TRUE(polled && done());
+    b_.dev->app_leaves_poll();
+    const Nanos end = monotonic_now() + 20 * kNanosPerSec;
+    while (!port_b_->rx_interrupt_armed() && monotonic_now() < end) {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    ASSERT_TRUE(port_b_->rx_interrupt_armed()) << "B's engine thread never stood aside";
+  }
+
+  // A's engine, inline, until A's send CQ has a completion (bounded).
+  bool a_completes(Nanos end, Cqe* c) {
+    while (monotonic_now() < end) {
+      {
+        auto lock = a_.dev->lock_engine();
+        a_.dev->poll(monotonic_now());
+      }
+      if (a_.scq->poll(c, 1) == 1) return true;
+    }
+    return false;
+  }
+
   static inline std::unique_ptr<Port> port_a_, port_b_;
   Qp* qa_ = nullptr;
   Qp* qb_ = nullptr;
@@ -163,54 +219,63 @@ TEST_F(RxInterruptTest, SleepingEngineWakesOnTheFirstFrame) {
   EXPECT_EQ(buf_b_.bytes, buf_a_.bytes);
 }
 
-// The engine thread standing aside for an application that polls its CQ
-// (here a window far longer than the test) still takes a frame that arrives
-// once the application has gone on to poll memory instead, as ib_write_lat
-// does: the receive interrupt wakes it, not the end of the window.
-TEST_F(RxInterruptTest, StandingAsideEngineTakesAFrameTheApplicationDoesNotPollFor) {
-  make_side(port_a_.get(), &a_);
-  Device::Options opts;
-  opts.stand_aside_ns = 3600 * kNanosPerSec;
-  make_threaded_side(port_b_.get(), &b_, 64, opts);
-  qa_ = make_qp(a_, QpType::kRc);
-  qb_ = make_qp(b_, QpType::kRc);
-  connect(a_, qa_, b_, qb_);
-  connect(b_, qb_, a_, qa_);
-  buf_a_ = make_buffer(a_, 4096, kAccessLocalWrite | kAccessRemoteWrite, 0x5A);
-  buf_b_ = make_buffer(b_, 4096, kAccessLocalWrite | kAccessRemoteWrite, 0x00);
-  // B's application polls its CQ (an empty poll_cq drives progress inline),
-  // its last poll_cq returns a completion and it goes on to wait on memory:
-  // its engine thread stands aside from here on. The engine thread may hold
-  // the lock just now: try until the application's poll gets it.
-  const Nanos until = monotonic_now() + 10 * kNanosPerSec;
-  while (!b_.dev->progress() && monotonic_now() < until) std::this_thread::yield();
-  b_.dev->app_leaves_poll();
-  // The frame is sent once B's engine thread has armed the interrupt and
-  // polled once more (a frame already there then is taken by that poll,
-  // without an interrupt): it arms and polls under the engine lock, so
-  // reading the counters, which takes the lock, waits for that poll.
-  const Nanos end = monotonic_now() + 20 * kNanosPerSec;
-  while (!port_b_->rx_interrupt_armed() && monotonic_now() < end) {
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
-  }
-  ASSERT_TRUE(port_b_->rx_interrupt_armed()) << "B's engine thread never stood aside";
+// Once WRITEs come in (a program waits for them by polling memory, as
+// ib_write_lat does), a frame that arrives after the application has left
+// poll_cq wakes the standing-aside engine thread through the receive
+// interrupt, not the end of the window.
+TEST_F(RxInterruptTest, StandingAsideEngineTakesAWriteTheApplicationDoesNotPollFor) {
+  set_up_stand_aside();
+  // A first WRITE lands while B's application polls: WRITEs come in.
+  post_write(19);
+  Cqe c{};
+  app_polls_then_leaves([&] { return buf_b_.bytes[0] == 0x5A; });
+  ASSERT_TRUE(a_completes(monotonic_now() + 20 * kNanosPerSec, &c));
+  std::fill(buf_a_.bytes.begin(), buf_a_.bytes.end(), 0x6B);
   const EngineCounters before = counters_of(*b_.dev);
   post_write(20);
-  Cqe c{};
-  bool done = false;
-  while (!done && monotonic_now() < end) {
-    {
-      auto lock = a_.dev->lock_engine();
-      a_.dev->poll(monotonic_now());
-    }
-    done = a_.scq->poll(&c, 1) == 1;
-  }
-  ASSERT_TRUE(done) << "the WRITE was never acknowledged: B's engine slept through it";
+  ASSERT_TRUE(a_completes(monotonic_now() + 20 * kNanosPerSec, &c))
+      << "the WRITE was never acknowledged: B's engine slept through it";
   EXPECT_EQ(c.status, WcStatus::kSuccess);
   EXPECT_EQ(buf_b_.bytes, buf_a_.bytes);
   const EngineCounters after = counters_of(*b_.dev);
   EXPECT_GT(after.wakes_rx_interrupt, before.wakes_rx_interrupt)
       << "the frame was taken without the receive interrupt";
+}
+
+// An application that has seen no WRITE waits for its SENDs in poll_cq
+// (ibv_rc_pingpong's loop), and leaving poll_cq with a completion does not
+// open the interrupt: a wake-up per frame would only preempt it (or its
+// peer) on a busy machine. The SEND waits for the application's next poll.
+TEST_F(RxInterruptTest, StandingAsideEngineIsNotWokenForSendsTheApplicationPollsFor) {
+  set_up_stand_aside();
+  Sge r{buf_b_.addr(), 64, buf_b_.key};
+  ASSERT_EQ(qb_->post_recv(1, &r, 1), 0);
+  app_polls_then_leaves([] { return true; });
+  const EngineCounters before = counters_of(*b_.dev);
+  SendWqe w = wqe(WrOpcode::kSend, 2);
+  Sge s{buf_a_.addr(), 8, buf_a_.key};
+  w.num_sge = 1;
+  ASSERT_EQ(qa_->post_send(w, &s, nullptr), 0);
+  // A sends it; B's engine thread sleeps on.
+  {
+    auto lock = a_.dev->lock_engine();
+    a_.dev->poll(monotonic_now());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const EngineCounters after = counters_of(*b_.dev);
+  EXPECT_EQ(after.wakes_rx_interrupt, before.wakes_rx_interrupt) << "woken for a SEND";
+  Cqe c{};
+  EXPECT_EQ(b_.rcq->poll(&c, 1), 0) << "the SEND landed without the application";
+  // The application's next poll takes it.
+  const Nanos end = monotonic_now() + 20 * kNanosPerSec;
+  bool got = false;
+  while (!got && monotonic_now() < end) {
+    b_.dev->progress();
+    got = b_.rcq->poll(&c, 1) == 1;
+  }
+  ASSERT_TRUE(got);
+  EXPECT_EQ(c.status, WcStatus::kSuccess);
+  EXPECT_TRUE(a_completes(end, &c));
 }
 
 // net_ring has no receive interrupt: the sleep is not armed, and nothing but
@@ -219,7 +284,7 @@ TEST(RxInterruptNone, RingPortSleepsOnTheTimer) {
   auto pair = make_port_pair(test_config("10.9.2.1"), test_config("10.9.2.2"));
   ASSERT_TRUE(pair.is_ok()) << pair.status().message();
   EXPECT_STREQ(pair.value().a().rx_interrupt_kind(), "none");
-  EXPECT_EQ(pair.value().a().arm_rx_interrupt(), -1);
+  EXPECT_EQ(pair.value().a().arm_rx_interrupt(true), -1);
   Device::Options opts;
   opts.engine_thread = false;
   auto dev = Device::create(&pair.value().a(), opts);
