@@ -111,6 +111,7 @@ Device::Device(Port* port, std::unique_ptr<Port> owned, const Options& opts)
   live_.reserve(opts.attr.max_qp);
   link_up_.store(port->link_up(), std::memory_order_relaxed);
   // next_link_check_ 0: the first poll checks the link, on the engine's clock.
+  if (port->next_qpn_hint() != 0) next_qpn_ = port->next_qpn_hint();
 }
 
 Device::~Device() {
@@ -127,6 +128,7 @@ Device::~Device() {
     tx_flush();
     live_.clear();
     qps_.clear();
+    port_->set_next_qpn_hint(next_qpn_);
     // Regions left registered: frames still out (a peer port's queue) free
     // their count with the last of them.
     for (uint32_t i = 1; i <= mrs_.capacity(); ++i) close_frame_count(mrs_.slot(i));

@@ -145,6 +145,11 @@ class Port {
   // the port was opened: receive() returns nothing and transmit() frees what
   // it is given from then on. Any thread.
   bool removed() const { return port_removals(port_id_) != removals_at_open_; }
+  // Where the next Device on this port starts handing out QP numbers: where
+  // the last one left off, so that late frames of a closed device's QPs do
+  // not land on a new device's QPs (0: kFirstQpn). Device only.
+  uint32_t next_qpn_hint() const { return next_qpn_hint_; }
+  void set_next_qpn_hint(uint32_t qpn) { next_qpn_hint_ = qpn; }
   // Removed, and the ethdev released (no longer ours to stop and close).
   bool released() const;
   rte_mempool* mempool() const { return pool_; }
@@ -224,6 +229,7 @@ class Port {
   // Receive interrupt (nic/port_rx_intr.cc).
   enum class RxIntr : uint8_t { kNone, kMemif, kTap };
   RxIntr rx_intr_ = RxIntr::kNone;
+  uint32_t next_qpn_hint_ = 0;
   int rx_intr_fd_ = -1;           // tap: the queue's fd (level-triggered, never read here)
   void* rx_intr_ring_ = nullptr;  // memif: the armed receive ring, nullptr when not armed
   std::atomic<const void*> rx_intr_queue_{nullptr};  // memif: the PMD's queue (set once)
