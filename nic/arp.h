@@ -46,11 +46,10 @@ const ArpHdr* parse_arp_frame(const uint8_t* frame, size_t len);
 
 // A peer gets 3 s to answer, as from a kernel stack (Linux's
 // net.ipv4.neigh.default: mcast_solicit 3 x retrans_time_ms 1000), so a
-// frame that waits for its answer (UD, QP1) is not lost to a peer that is
-// slow to come up; but asked every 200 ms, so that an RC QP's first SEND,
-// whose retries are spent while the MAC is unknown (ibv_rc_pingpong: 7 x
-// 67 ms), still goes out when the peer's link joins its bridge a little
-// after the QP started: with Linux's 1 s the first retry came too late.
+// frame that waits for its answer (UD, QP1, an RC or UC WQE) is not lost to
+// a peer that is slow to come up; but asked every 200 ms, so that a peer
+// whose link joins its bridge a little late is found within 200 ms of it,
+// not a second later.
 struct ArpConfig {
   uint8_t max_requests = 15;                  // requests per resolution attempt
   Nanos retry_interval = 200 * kNanosPerMs;   // between two requests
