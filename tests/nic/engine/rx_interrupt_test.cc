@@ -82,14 +82,19 @@ class RxInterruptTest : public EngineTest {
     b_.dev.reset();
   }
 
-  // Connected RC QPs, ARP done (one SEND each way, pumped inline).
-  void connect_rc() {
+  // Connected RC QPs and a 4 KiB buffer on each side (A's filled with a_fill).
+  void connect_qps(uint8_t a_fill) {
     qa_ = make_qp(a_, QpType::kRc);
     qb_ = make_qp(b_, QpType::kRc);
     connect(a_, qa_, b_, qb_);
     connect(b_, qb_, a_, qa_);
-    buf_a_ = make_buffer(a_, 4096, kAccessLocalWrite | kAccessRemoteWrite, 0xA5);
+    buf_a_ = make_buffer(a_, 4096, kAccessLocalWrite | kAccessRemoteWrite, a_fill);
     buf_b_ = make_buffer(b_, 4096, kAccessLocalWrite | kAccessRemoteWrite, 0x00);
+  }
+
+  // Connected RC QPs, ARP done (one SEND each way, pumped inline).
+  void connect_rc() {
+    connect_qps(0xA5);
     Sge r{buf_b_.addr(), 64, buf_b_.key};
     ASSERT_EQ(qb_->post_recv(1, &r, 1), 0);
     SendWqe w = wqe(WrOpcode::kSend, 2);
@@ -139,12 +144,7 @@ class RxInterruptTest : public EngineTest {
     Device::Options opts;
     opts.stand_aside_ns = 3600 * kNanosPerSec;
     make_threaded_side(port_b_.get(), &b_, 64, opts);
-    qa_ = make_qp(a_, QpType::kRc);
-    qb_ = make_qp(b_, QpType::kRc);
-    connect(a_, qa_, b_, qb_);
-    connect(b_, qb_, a_, qa_);
-    buf_a_ = make_buffer(a_, 4096, kAccessLocalWrite | kAccessRemoteWrite, 0x5A);
-    buf_b_ = make_buffer(b_, 4096, kAccessLocalWrite | kAccessRemoteWrite, 0x00);
+    connect_qps(0x5A);
   }
 
   // B's application polls its CQ (an empty poll_cq drives progress inline;
