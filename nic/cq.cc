@@ -100,6 +100,12 @@ void CompletionQueue::fire() {
 
 uint32_t CompletionQueue::free_slots() { return idx_.free_slots(); }
 
+namespace {
+thread_local uint64_t tls_taken = 0;
+}  // namespace
+
+uint64_t CompletionQueue::taken_by_this_thread() { return tls_taken; }
+
 int CompletionQueue::poll(Cqe* out, int max) { return poll_impl<false>(out, nullptr, max); }
 
 int CompletionQueue::poll_timestamped(Cqe* out, uint64_t* ts, int max) {
@@ -128,6 +134,7 @@ int CompletionQueue::poll_impl(Cqe* out, uint64_t* ts, int max) {
   if (n != 0) {
     idx_.set_tail(consumer + n);
     polled_.store(polled() + n, std::memory_order_relaxed);
+    tls_taken += n;
   }
   return static_cast<int>(n);
 }

@@ -95,6 +95,9 @@ class CompletionQueue {
   // Copies up to max of the oldest CQEs to out, in order, and removes them.
   // Returns how many (0 when empty or max <= 0).
   int poll(Cqe* out, int max);
+  // Completions the calling thread has taken from any CQ (Device::progress
+  // tells a thread that gets completions from one that polls an idle CQ).
+  static uint64_t taken_by_this_thread();
   // poll() that also copies each CQE's completion timestamp to ts[i] (0 on
   // a CQ without timestamps).
   int poll_timestamped(Cqe* out, uint64_t* ts, int max);

@@ -168,6 +168,12 @@ class Device {
     // How long after the application's last inline progress() (an empty
     // poll_cq) the engine thread stands aside (docs/engine.md "Progress").
     Nanos stand_aside_ns = 200 * kNanosPerUs;
+    // Application threads sharing the device (Device::progress, engine.cc):
+    // a thread that has taken no completion for progress_idle_ns leaves the
+    // engine to the thread that ran it while taking completions, for
+    // progress_defer_ns after that thread's last call.
+    Nanos progress_defer_ns = 20 * kNanosPerUs;
+    Nanos progress_idle_ns = 100 * kNanosPerUs;
   };
 
   // The device takes over the port.
@@ -292,7 +298,8 @@ class Device {
   // from host, inside mr: headers, payload, pad + ICRC in three mbufs of the
   // port's shells pool. nullptr (counted; the caller copies): no shells, or
   // mr is being deregistered.
-  rte_mbuf* build_chain(const wire::PacketSpec& s, const MrEntry& mr, uint8_t* host);
+  rte_mbuf* build_chain(const wire::PacketSpec& s, const MrEntry& mr, uint8_t* host,
+                        wire::HeaderTemplate* t);
   // Frames pointing into the region now (any thread may free them).
   static uint32_t frames_in(const MrEntry& e);
   // A QP holds an ACK for the end of the current receive burst
@@ -392,6 +399,8 @@ class Device {
   const int engine_cpu_;  // Options::engine_cpu
   const uint32_t zero_copy_min_;  // Options::zero_copy_min
   const Nanos stand_aside_ns_;  // Options::stand_aside_ns
+  const Nanos progress_defer_ns_;  // Options::progress_defer_ns
+  const Nanos progress_idle_ns_;   // Options::progress_idle_ns
   Qp* deferred_acks_[kRxBurst];
   uint16_t n_deferred_acks_ = 0;
 
@@ -432,6 +441,11 @@ class Device {
   // since: the stand-aside arms the interrupt open.
   std::atomic<bool> app_blocks_{false};
   std::atomic<Nanos> app_progress_at_{0};  // last progress() by the application (relaxed: a hint)
+  // The last engine run made by progress(): when it started and which
+  // application thread made it (relaxed: hints). Another thread's progress()
+  // within kDeferToDriverNs of it leaves the engine to that thread (engine.cc).
+  std::atomic<Nanos> driver_at_{0};
+  std::atomic<uintptr_t> driver_{0};
   int wake_fd_ = -1;
   bool removed_ = false;
   EngineCounters counters_;

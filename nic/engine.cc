@@ -236,13 +236,70 @@ void Device::check_link(Nanos now) {
   raise_event({up ? AsyncEventType::kPortActive : AsyncEventType::kPortErr});
 }
 
+namespace {
+// Tells application threads apart for Device::progress (the address of a
+// thread-local byte: unique among live threads, never 0).
+uintptr_t this_thread_token() {
+  static thread_local char token;
+  return reinterpret_cast<uintptr_t>(&token);
+}
+
+// The calling thread has taken no completion from any CQ in the last
+// idle_ns (as far as its calls here saw), or never took one.
+bool thread_idle(Nanos now, Nanos idle_ns) {
+  static thread_local uint64_t seen = 0;
+  static thread_local Nanos active_at = 0;
+  const uint64_t taken = CompletionQueue::taken_by_this_thread();
+  if (taken == 0) return true;
+  if (taken != seen) {
+    seen = taken;
+    active_at = now;
+  }
+  return now - active_at >= idle_ns;
+}
+}  // namespace
+
+// Application threads polling CQs of one device. A thread that has taken no
+// completion from any CQ for Options::progress_idle_ns (100 us: it waits on
+// an idle connection) leaves the engine to the driver, the last thread that
+// called here while taking completions, if that call was in the last
+// Options::progress_defer_ns (20 us): the driver's runs deliver every QP's
+// completions, the idle thread's too. A thread that takes completions
+// becomes the driver when it calls progress(), even when it finds the lock
+// taken (by an idle thread, which steps back at its next call); an idle
+// thread's own runs make it no driver. Without this, a thread busy-polling
+// an idle CQ ran the engine on nearly every poll, took the work of the
+// thread that posts and polls, and the device's state moved between the two
+// cores at each turn (BM_DeviceLockPostAndPoll, docs/benchmarks.md). A
+// driver that stops (blocks, works elsewhere) hands over within
+// progress_defer_ns; threads that take completions never wait for one
+// another beyond the try_lock, and a thread alone is never deferred.
 bool Device::progress() {
   // A pinned engine polls without pause: the application leaves it the lock.
   if (engine_cpu_ >= 0) return false;
   // Stamped even when the engine thread holds the lock: the application
   // polls (the stand-aside window and stand_aside's wake-ups go by this).
   const Nanos now = monotonic_now();
-  app_progress_at_.store(now, std::memory_order_relaxed);
+  // Stores only when the time moved on by a microsecond: the line is read
+  // by the other threads polling, and each store would take it from them.
+  if (now - app_progress_at_.load(std::memory_order_relaxed) >= kNanosPerUs) {
+    app_progress_at_.store(now, std::memory_order_relaxed);
+  }
+  const uintptr_t me = this_thread_token();
+  const uintptr_t driver = driver_.load(std::memory_order_relaxed);
+  const bool idle = thread_idle(now, progress_idle_ns_);
+  if (idle && driver != me && driver != 0) {
+    // The driver may have stamped a time later than this thread's now.
+    const Nanos at = driver_at_.load(std::memory_order_relaxed);
+    if (now < at + progress_defer_ns_) return false;
+  }
+  if (!idle) {  // stamped before the try_lock: an idle thread holding it steps back next time
+    if (driver != me) driver_.store(me, std::memory_order_relaxed);
+    const Nanos at = driver_at_.load(std::memory_order_relaxed);
+    if (driver != me || now < at || now - at >= kNanosPerUs) {
+      driver_at_.store(now, std::memory_order_relaxed);
+    }
+  }
   std::unique_lock<std::mutex> lock(engine_mu_, std::try_to_lock);
   if (!lock.owns_lock()) return false;
   port_->quiet_rx_interrupt();  // this thread takes the frames while it polls

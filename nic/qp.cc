@@ -596,7 +596,7 @@ void Qp::address_packet(wire::PacketSpec& s, const wire::MacAddr& dst_mac, uint3
 rte_mbuf* Qp::build_attached(wire::PacketSpec& s, const wire::MacAddr& dst_mac, uint32_t dst_ip,
                              const MrEntry& mr, uint8_t* host) {
   address_packet(s, dst_mac, dst_ip);
-  return dev_->build_chain(s, mr, host);
+  return dev_->build_chain(s, mr, host, header_template());
 }
 
 rte_mbuf* Qp::build_packet(wire::PacketSpec& s, const wire::MacAddr& dst_mac, uint32_t dst_ip,
@@ -605,7 +605,7 @@ rte_mbuf* Qp::build_packet(wire::PacketSpec& s, const wire::MacAddr& dst_mac, ui
   rte_mbuf* m = dev_->tx_alloc();
   if (m == nullptr) return nullptr;
   uint8_t* buf = rte_pktmbuf_mtod(m, uint8_t*);
-  const size_t off = wire::write_headers(buf, rte_pktmbuf_tailroom(m), s);
+  const size_t off = wire::write_headers(buf, rte_pktmbuf_tailroom(m), s, header_template());
   if (off == 0) {
     rte_pktmbuf_free(m);
     return nullptr;

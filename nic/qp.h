@@ -187,6 +187,9 @@ class Qp {
   Status modify(const QpAttrs& attrs, uint32_t mask);
   QpAttrs query() const;
   const QpCounters& counters() const { return counters_; }
+  // Times the per-QP header template was made (wire::HeaderTemplate): once
+  // per destination and attribute change, not per packet (tests look).
+  uint32_t header_template_rebuilds() const { return tx_template_.rebuilds; }
   // The IPv4 address of the connected peer (RC/UC; from the AV of RTR).
   uint32_t peer_ip() const { return attrs_.av.dst_ip; }
   // A packet dropped for reason (one of QpCounters' drop_* fields), counted
@@ -259,6 +262,11 @@ class Qp {
   rte_mbuf* build_attached(wire::PacketSpec& s, const wire::MacAddr& dst_mac, uint32_t dst_ip,
                            const MrEntry& mr, uint8_t* host);
   void address_packet(wire::PacketSpec& s, const wire::MacAddr& dst_mac, uint32_t dst_ip);
+  // RC and UC send every packet to one peer: their headers come from the
+  // QP's template. UD's destination changes per WQE: written field by field.
+  wire::HeaderTemplate* header_template() {
+    return type_ == QpType::kUd ? nullptr : &tx_template_;
+  }
   void finish_packet(rte_mbuf* m, const wire::PacketSpec& s);
   int check_send_wqe(const SendWqe& w, const Sge* sges) const;
   // Copies len bytes between buf and an SGE list, starting at byte `off` of
@@ -387,6 +395,7 @@ class Qp {
   QpAttrs attrs_;
   std::atomic<QpState> state_mirror_{QpState::kReset};  // written under the engine lock
   QpCounters counters_;
+  wire::HeaderTemplate tx_template_;  // header_template()
 
   // Requester (rxe_req.c).
   uint32_t sq_comp_ = 0;  // oldest WQE not yet retired

@@ -71,7 +71,8 @@ uint32_t Device::frames_in(const MrEntry& e) {
   return sh == nullptr ? 0 : uint32_t(__atomic_load_n(&sh->refcnt, __ATOMIC_ACQUIRE)) - 1;
 }
 
-rte_mbuf* Device::build_chain(const wire::PacketSpec& s, const MrEntry& mr, uint8_t* host) {
+rte_mbuf* Device::build_chain(const wire::PacketSpec& s, const MrEntry& mr, uint8_t* host,
+                              wire::HeaderTemplate* t) {
   rte_mbuf_ext_shared_info* sh = count_of(mr);
   rte_mbuf* seg[3];
   if (sh == nullptr || mr.draining || rte_mbuf_ext_refcnt_read(sh) >= kMaxRegionFrames ||
@@ -83,7 +84,7 @@ rte_mbuf* Device::build_chain(const wire::PacketSpec& s, const MrEntry& mr, uint
   rte_mbuf* payload = seg[1];
   rte_mbuf* trailer = seg[2];
   hdr->data_off = 0;
-  const size_t off = wire::write_headers_only(rte_pktmbuf_mtod(hdr, uint8_t*), hdr->buf_len, s);
+  const size_t off = wire::write_headers_only(rte_pktmbuf_mtod(hdr, uint8_t*), hdr->buf_len, s, t);
   if (off == 0) {
     rte_pktmbuf_free_bulk(seg, 3);
     ++counters_.tx_zero_copy_fallback;

@@ -57,6 +57,21 @@ uint8_t* write_l2(uint8_t* p, const PacketSpec& s) {
   return p;
 }
 
+// RFC 1071 sum of the IPv4 header's words that are the same for every
+// packet of one destination, taken from the values rather than read back
+// from the header (same result as ipv4_checksum).
+uint32_t ipv4_fixed_sum(const PacketSpec& s) {
+  return (uint32_t(0x45) << 8 | s.tos) + kIpv4FlagDf + (uint32_t(s.ttl) << 8 | kIpProtoUdp) +
+         (s.src_ip >> 16) + (s.src_ip & 0xFFFF) + (s.dst_ip >> 16) + (s.dst_ip & 0xFFFF);
+}
+
+// Folds a sum of 16-bit words (fewer than 2^16 of them) and complements it.
+uint16_t ipv4_sum_finish(uint32_t sum) {
+  sum = (sum & 0xFFFF) + (sum >> 16);
+  sum = (sum & 0xFFFF) + (sum >> 16);
+  return uint16_t(~sum);
+}
+
 // IPv4 (no options, DF) and UDP to port 4791 (RoCEv2 annex A17.4); total is
 // the IP total length. Returns the next byte.
 uint8_t* write_ipv4_udp(uint8_t* p, const PacketSpec& s, size_t total) {
@@ -72,12 +87,7 @@ uint8_t* write_ipv4_udp(uint8_t* p, const PacketSpec& s, size_t total) {
   ip.dst = Be32(s.dst_ip);
   // RFC 1071 sum of the ten 16-bit words, taken from the values rather than
   // read back from the header just stored (same result as ipv4_checksum).
-  uint32_t sum = (uint32_t(0x45) << 8 | s.tos) + uint32_t(total) + s.ip_id + kIpv4FlagDf +
-                 (uint32_t(s.ttl) << 8 | kIpProtoUdp) + (s.src_ip >> 16) + (s.src_ip & 0xFFFF) +
-                 (s.dst_ip >> 16) + (s.dst_ip & 0xFFFF);
-  sum = (sum & 0xFFFF) + (sum >> 16);
-  sum = (sum & 0xFFFF) + (sum >> 16);
-  ip.checksum = Be16(uint16_t(~sum));
+  ip.checksum = Be16(ipv4_sum_finish(ipv4_fixed_sum(s) + uint32_t(total) + s.ip_id));
   p += sizeof(Ipv4Hdr);
 
   auto& udp = at<UdpHdr>(p);
@@ -89,15 +99,31 @@ uint8_t* write_ipv4_udp(uint8_t* p, const PacketSpec& s, size_t total) {
 }
 
 // The BTH (IBTA 9.2) and the extended headers the opcode table lists for
-// the opcode, each at its offset; returns the next byte (the payload).
-uint8_t* write_transport(uint8_t* p, const PacketSpec& s, const OpcodeInfo& op, uint8_t pad) {
-  auto& bth = at<Bth>(p);
+// the opcode; returns the next byte (the payload).
+// The BTH fields that change per packet (a template holds the others).
+void write_bth_variant(Bth& bth, const PacketSpec& s, uint8_t pad) {
   bth.opcode = s.opcode;
   bth.set_flags(s.se, s.migreq, pad);  // TVer 0
+  bth.ackreq_psn = Be32((s.ackreq ? uint32_t(Bth::kAckReq) << 24 : 0) | (s.psn & kMask24));
+}
+
+void write_bth_fixed(Bth& bth, const PacketSpec& s) {
   bth.pkey = Be16(s.pkey);
   bth.fecn_dqpn = Be32(uint32_t(s.becn_fecn) << 24 | (s.dest_qp & kMask24));
-  bth.ackreq_psn = Be32((s.ackreq ? uint32_t(Bth::kAckReq) << 24 : 0) | (s.psn & kMask24));
-  uint8_t* ext = p + sizeof(Bth);
+}
+
+uint8_t* write_ext(uint8_t* ext, const PacketSpec& s, const OpcodeInfo& op);
+
+uint8_t* write_transport(uint8_t* p, const PacketSpec& s, const OpcodeInfo& op, uint8_t pad) {
+  auto& bth = at<Bth>(p);
+  write_bth_variant(bth, s, pad);
+  write_bth_fixed(bth, s);
+  return write_ext(p + sizeof(Bth), s, op);
+}
+
+// The extended headers the opcode table lists, each at its offset; returns
+// the next byte (the payload).
+uint8_t* write_ext(uint8_t* ext, const PacketSpec& s, const OpcodeInfo& op) {
   if (op.has(kOpDeth)) {
     auto& d = at<Deth>(ext + op.deth_off);
     d.qkey = Be32(s.deth_qkey);
@@ -129,12 +155,78 @@ uint8_t* write_transport(uint8_t* p, const PacketSpec& s, const OpcodeInfo& op, 
 }  // namespace
 
 namespace {
-size_t write_headers_within(uint8_t* buf, size_t cap, size_t need, const PacketSpec& s) {
+
+TemplateKey template_key(const PacketSpec& s) {
+  TemplateKey k;
+  k.src_mac = s.src_mac;
+  k.dst_mac = s.dst_mac;
+  k.src_ip = s.src_ip;
+  k.dst_ip = s.dst_ip;
+  k.dest_qp = s.dest_qp & kMask24;
+  k.vlan_tci = s.vlan ? s.vlan_tci : 0;
+  k.udp_src_port = s.udp_src_port;
+  k.pkey = s.pkey;
+  k.tos = s.tos;
+  k.ttl = s.ttl;
+  k.becn_fecn = s.becn_fecn;
+  k.vlan = s.vlan;
+  return k;
+}
+
+// The template's 64 bytes: the headers of a packet to s's destination with
+// the per-packet fields left zero (they are written over for every packet).
+void make_template(HeaderTemplate& t, const PacketSpec& s) {
+  std::memset(t.bytes, 0, sizeof(t.bytes));
+  uint8_t* p = write_l2(t.bytes, s);
+  auto& ip = at<Ipv4Hdr>(p);
+  ip.version_ihl = 0x45;
+  ip.tos = s.tos;
+  ip.frag = Be16(kIpv4FlagDf);
+  ip.ttl = s.ttl;
+  ip.protocol = kIpProtoUdp;
+  ip.src = Be32(s.src_ip);
+  ip.dst = Be32(s.dst_ip);
+  auto& udp = at<UdpHdr>(p + sizeof(Ipv4Hdr));
+  udp.src_port = Be16(s.udp_src_port);
+  udp.dst_port = Be16(kRoceV2Port);
+  write_bth_fixed(at<Bth>(p + sizeof(Ipv4Hdr) + sizeof(UdpHdr)), s);
+  t.key = template_key(s);
+  t.ip_sum = ipv4_fixed_sum(s);
+  t.valid = true;
+  ++t.rebuilds;
+}
+
+static_assert(sizeof(EthHdr) + sizeof(VlanTag) + sizeof(Ipv4Hdr) + sizeof(UdpHdr) + sizeof(Bth) <=
+              HeaderTemplate::kBytes);
+
+// The template's bytes, then the fields that change per packet.
+uint8_t* write_from_template(uint8_t* buf, HeaderTemplate& t, const PacketSpec& s,
+                             const OpcodeInfo& op, size_t total) {
+  const TemplateKey k = template_key(s);
+  if (!t.valid || !(k == t.key)) make_template(t, s);
+  std::memcpy(buf, t.bytes, HeaderTemplate::kBytes);
+  uint8_t* p = buf + l2_len(s);
+  auto& ip = at<Ipv4Hdr>(p);
+  ip.total_length = Be16(uint16_t(total));
+  ip.id = Be16(s.ip_id);
+  ip.checksum = Be16(ipv4_sum_finish(t.ip_sum + uint32_t(total) + s.ip_id));
+  p += sizeof(Ipv4Hdr);
+  at<UdpHdr>(p).length = Be16(uint16_t(total - sizeof(Ipv4Hdr)));
+  p += sizeof(UdpHdr);
+  write_bth_variant(at<Bth>(p), s, pad_for(s.payload_len));
+  return write_ext(p + sizeof(Bth), s, op);
+}
+
+size_t write_headers_within(uint8_t* buf, size_t cap, size_t need, const PacketSpec& s,
+                            HeaderTemplate* t) {
   const OpcodeInfo& op = opcode_info(s.opcode);
   if (!op.valid()) return 0;
   if (s.payload_len != 0 && !op.has(kOpPayload)) return 0;
   if (ip_total(s) > kMaxIpTotal || need > cap) return 0;
   const size_t total = ip_total(s);
+  if (t != nullptr && cap >= HeaderTemplate::kBytes) {
+    return size_t(write_from_template(buf, *t, s, op, total) - buf);
+  }
   uint8_t* p = write_l2(buf, s);
   p = write_ipv4_udp(p, s, total);
   p = write_transport(p, s, op, pad_for(s.payload_len));
@@ -143,11 +235,19 @@ size_t write_headers_within(uint8_t* buf, size_t cap, size_t need, const PacketS
 }  // namespace
 
 size_t write_headers(uint8_t* buf, size_t cap, const PacketSpec& s) {
-  return write_headers_within(buf, cap, frame_len(s), s);
+  return write_headers_within(buf, cap, frame_len(s), s, nullptr);
 }
 
 size_t write_headers_only(uint8_t* buf, size_t cap, const PacketSpec& s) {
-  return write_headers_within(buf, cap, header_len(s), s);
+  return write_headers_within(buf, cap, header_len(s), s, nullptr);
+}
+
+size_t write_headers(uint8_t* buf, size_t cap, const PacketSpec& s, HeaderTemplate* t) {
+  return write_headers_within(buf, cap, frame_len(s), s, t);
+}
+
+size_t write_headers_only(uint8_t* buf, size_t cap, const PacketSpec& s, HeaderTemplate* t) {
+  return write_headers_within(buf, cap, header_len(s), s, t);
 }
 
 void zero_pad(uint8_t* buf, const PacketSpec& s) {

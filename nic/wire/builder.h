@@ -73,6 +73,46 @@ size_t write_headers_only(uint8_t* buf, size_t cap, const PacketSpec& s);
 // Zeroes the pad bytes after the payload and writes the ICRC. `buf` holds the
 // headers written by write_headers and the payload.
 void finish_frame(uint8_t* buf, const PacketSpec& s);
+// A per-QP header template (issue 12 section 3): the first 64 bytes of a
+// frame (Ethernet [802.1Q], IPv4, UDP, BTH) as they are for every packet to
+// one destination, kept with the fields they were made from. write_headers
+// with a template copies those 64 bytes and writes only what changes per
+// packet: IPv4 total length, id and checksum (from a sum of the fixed words
+// kept beside), UDP length, BTH opcode, SE/MigReq/pad, AckReq and PSN, and the
+// extension headers. The output is byte for byte write_headers' own. When the
+// spec's fixed fields differ from the template's (a new peer MAC, modify_qp),
+// the template is made again from the spec first, so no invalidation is needed.
+struct TemplateKey {
+  MacAddr src_mac{};
+  MacAddr dst_mac{};
+  uint32_t src_ip = 0;
+  uint32_t dst_ip = 0;
+  uint32_t dest_qp = 0;
+  uint16_t vlan_tci = 0;
+  uint16_t udp_src_port = 0;
+  uint16_t pkey = 0;
+  uint8_t tos = 0;
+  uint8_t ttl = 0;
+  uint8_t becn_fecn = 0;
+  bool vlan = false;
+  bool operator==(const TemplateKey&) const = default;
+};
+
+struct HeaderTemplate {
+  static constexpr size_t kBytes = 64;
+  alignas(64) uint8_t bytes[kBytes]{};
+  TemplateKey key{};
+  uint32_t ip_sum = 0;  // RFC 1071 sum of the IPv4 words that do not change
+  bool valid = false;
+  uint32_t rebuilds = 0;  // times the template was made (a counter for tests)
+};
+
+// write_headers / write_headers_only through a template (nullptr: without).
+// Same results and refusals as the plain functions; a cap under 64 bytes is
+// written without the template.
+size_t write_headers(uint8_t* buf, size_t cap, const PacketSpec& s, HeaderTemplate* t);
+size_t write_headers_only(uint8_t* buf, size_t cap, const PacketSpec& s, HeaderTemplate* t);
+
 // finish_frame in two steps, for a sender that writes the ICRC later (the
 // engine's transmit batch): zero the pad, then, from the frame alone (its
 // length and whether it has an 802.1Q tag), write the ICRC.

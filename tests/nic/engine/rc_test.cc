@@ -166,6 +166,11 @@ TEST_F(EngineTest, ManySignaledAndUnsignaledWritesCompleteInOrder) {
     EXPECT_EQ(sc[k].wr_id, uint64_t(k * 10 + 9));
   }
   EXPECT_EQ(qa->counters().retransmits, 0u);
+  // Every request (copied and attached payloads) and every ACK came from
+  // the QPs' header templates, each made once for its one peer.
+  EXPECT_EQ(qa->header_template_rebuilds(), 1u);
+  EXPECT_EQ(qb->header_template_rebuilds(), 1u);
+  EXPECT_GE(qa->counters().tx_packets, 2000u);
 }
 
 }  // namespace

@@ -586,5 +586,103 @@ TEST_F(EngineThreadsTest, QpsAndCqsDestroyedWhileThePeerKeepsSending) {
   }
 }
 
+// Application threads sharing a device without an engine thread
+// (Device::progress): a thread that has taken no completion lately leaves
+// the engine to the thread that drives it while that one keeps calling, and
+// takes over once it has stopped. Without the rule the idle thread's call
+// runs the engine (the lock is free), as in BM_DeviceLockPostAndPoll where
+// it took the work of the posting thread on most of its polls.
+TEST_F(EngineTest, IdlePollerLeavesTheEngineToTheDriver) {
+  for (const Nanos defer : {Nanos(3600) * kNanosPerSec, Nanos(kNanosPerMs)}) {
+    SCOPED_TRACE("progress_defer_ns " + std::to_string(defer));
+    a_.dev.reset();
+    Device::Options opts;
+    opts.engine_thread = false;
+    opts.progress_defer_ns = defer;
+    opts.progress_idle_ns = 600 * kNanosPerSec;  // the driver stays "active" throughout
+    make_device(&pair_->a(), &a_, opts, 64);
+    Qp* qa = make_qp(a_, QpType::kRc);
+    Qp* qb = make_qp(b_, QpType::kRc);
+    ASSERT_NE(qa, nullptr);
+    ASSERT_NE(qb, nullptr);
+    connect(a_, qa, b_, qb);
+    connect(b_, qb, a_, qa);
+    Buffer src = make_buffer(a_, 64, kAccessLocalWrite, 0x5C);
+    Buffer dst = make_buffer(b_, 64, kAccessLocalWrite | kAccessRemoteWrite);
+
+    // A fresh thread has never taken a completion: idle. Nobody drives yet,
+    // so it runs the engine, and becomes no driver by that.
+    bool fresh_ran = false;
+    std::thread([&] { fresh_ran = a_.dev->progress(); }).join();
+    EXPECT_TRUE(fresh_ran) << "an idle thread alone is never deferred";
+
+    // The driver: posts a WRITE and polls its CQ, driving device a through
+    // progress() (device b by hand), until the completion; then calls once more.
+    std::string driver_error;
+    bool driver_ran_last = false;
+    std::atomic<bool> driver_done{false}, checked{false};
+    std::thread driver([&] {
+      Sge sge{src.addr(), 64, src.key};
+      SendWqe w = wqe(WrOpcode::kRdmaWrite, 1);
+      w.num_sge = 1;
+      w.length = 64;
+      w.remote_addr = dst.addr();
+      w.rkey = dst.key;
+      if (qa->post_send(w, &sge, nullptr) != 0) {
+        driver_error = "post_send failed";
+        driver_done = true;
+        return;
+      }
+      const Nanos end = monotonic_now() + 20 * kNanosPerSec;
+      Cqe c;
+      while (a_.scq->poll(&c, 1) == 0) {
+        if (monotonic_now() > end) {
+          driver_error = "no completion in 20 s";
+          driver_done = true;
+          return;
+        }
+        a_.dev->progress();
+        auto lb = b_.dev->lock_engine();
+        b_.dev->poll(monotonic_now());
+      }
+      if (c.status != WcStatus::kSuccess) driver_error = "completion error";
+      driver_ran_last = a_.dev->progress();
+      driver_done = true;
+      // Alive until the checks below are over: a thread started after this
+      // one ended may get its thread-local storage, and so its identity.
+      while (!checked.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    });
+    struct JoinAtExit {
+      std::thread& t;
+      std::atomic<bool>& flag;
+      ~JoinAtExit() {
+        flag = true;
+        t.join();
+      }
+    } join_at_exit{driver, checked};
+    while (!driver_done.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_EQ(driver_error, "");
+    EXPECT_TRUE(driver_ran_last) << "the driver's own call runs the engine";
+    EXPECT_EQ(dst.bytes[63], 0x5C);
+
+    // Another idle thread now: it steps back while the driver's last call is
+    // recent (one hour), and runs once that is past (1 ms).
+    if (defer > kNanosPerSec) {
+      bool idle_ran = true;
+      std::thread([&] { idle_ran = a_.dev->progress(); }).join();
+      EXPECT_FALSE(idle_ran) << "an idle thread took the engine from its driver";
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      bool idle_ran = false;
+      std::thread([&] { idle_ran = a_.dev->progress(); }).join();
+      EXPECT_TRUE(idle_ran) << "a driver that stopped did not hand the engine over";
+    }
+    ASSERT_TRUE(a_.dev->destroy_qp(qa).is_ok());
+    ASSERT_TRUE(b_.dev->destroy_qp(qb).is_ok());
+    EXPECT_TRUE(a_.dev->dereg_mr(src.key).is_ok());
+    EXPECT_TRUE(b_.dev->dereg_mr(dst.key).is_ok());
+  }
+}
+
 }  // namespace
 }  // namespace droce::nic::test

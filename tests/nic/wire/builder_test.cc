@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -189,6 +190,88 @@ TEST(WireBuilder, Refusals) {
   EXPECT_EQ(build_frame(f.data(), f.size(), s, nullptr), frame_len(s));
   s.payload_len += 1;
   EXPECT_EQ(build_frame(f.data(), f.size(), s, nullptr), 0u);
+}
+
+// The per-QP header template writes what write_headers writes, byte for
+// byte, for every opcode, payload size and VLAN choice, while the per-packet
+// fields change every time and the fixed ones (peer MAC, addresses, QPN,
+// TOS, TTL, UDP port, P_Key, FECN/BECN, VLAN) change now and then; the
+// template is made again exactly when a fixed field changed.
+TEST(WireBuilder, HeaderTemplateMatchesWriteHeaders) {
+  HeaderTemplate t;
+  uint32_t rng = 12345, packets = 0, changes = 0;
+  auto next = [&rng] { return rng = rng * 1103515245u + 12345u; };
+  PacketSpec fixed = test::sample_spec(op::kWriteOnly, 0, false);
+  for (int round = 0; round < 2000; ++round) {
+    if (round % 37 == 0 || round % 53 == 0) {  // a new destination or attribute
+      const uint32_t r = next();
+      switch (r % 8) {
+        case 0: fixed.dst_mac[5] = uint8_t(r >> 8); break;
+        case 1: fixed.dst_ip = r; break;
+        case 2: fixed.dest_qp = r >> 4; break;
+        case 3: fixed.tos = uint8_t(r >> 8); fixed.ttl = uint8_t(r >> 16); break;
+        case 4: fixed.udp_src_port = uint16_t(r >> 8); break;
+        case 5: fixed.pkey = uint16_t(r >> 8); fixed.becn_fecn = uint8_t(r >> 16) & 0xC0; break;
+        case 6: fixed.vlan = !fixed.vlan; fixed.vlan_tci = uint16_t(r >> 8); break;
+        default: fixed.src_mac[0] = uint8_t(r >> 8) & 0xFE; fixed.src_ip = r >> 1; break;
+      }
+      ++changes;
+    }
+    uint8_t code;
+    do code = uint8_t(next() >> 8); while (!opcode_info(code).valid());
+    const OpcodeInfo& o = opcode_info(code);
+    PacketSpec s = test::sample_spec(code, o.has(kOpPayload) ? next() % 1500 : 0, fixed.vlan);
+    s.src_mac = fixed.src_mac;
+    s.dst_mac = fixed.dst_mac;
+    s.vlan_tci = fixed.vlan_tci;
+    s.src_ip = fixed.src_ip;
+    s.dst_ip = fixed.dst_ip;
+    s.dest_qp = fixed.dest_qp;
+    s.tos = fixed.tos;
+    s.ttl = fixed.ttl;
+    s.udp_src_port = fixed.udp_src_port;
+    s.pkey = fixed.pkey;
+    s.becn_fecn = fixed.becn_fecn;
+    s.ip_id = uint16_t(next() >> 8);
+    s.psn = next();
+    s.se = next() & 0x100;
+    s.migreq = next() & 0x100;
+    s.ackreq = next() & 0x100;
+    SCOPED_TRACE(std::string(o.name) + " round " + std::to_string(round));
+    test::Frame want(frame_len(s), 0xEE), got(frame_len(s), 0xEE);
+    const size_t off = write_headers(want.data(), want.size(), s);
+    ASSERT_EQ(off, header_len(s));
+    ASSERT_EQ(write_headers(got.data(), got.size(), s, &t), off);
+    ASSERT_TRUE(std::equal(want.begin(), want.begin() + off, got.begin()))
+        << "the templated headers differ from write_headers'";
+    std::fill(got.begin(), got.end(), 0xEE);
+    ASSERT_EQ(write_headers_only(got.data(), off, s, &t), off) << "cap = header length";
+    ASSERT_TRUE(std::equal(want.begin(), want.begin() + off, got.begin()));
+    ++packets;
+  }
+  EXPECT_EQ(packets, 2000u);
+  // Made once at first and once per change that altered a fixed field (a
+  // few draws repeat a value): never per packet.
+  EXPECT_GE(t.rebuilds, 2u);
+  EXPECT_LE(t.rebuilds, changes + 1);
+}
+
+// A template never writes past cap: under 64 bytes it is not used, and the
+// refusals are write_headers' own.
+TEST(WireBuilder, HeaderTemplateKeepsWithinCapAndRefuses) {
+  HeaderTemplate t;
+  const PacketSpec s = test::sample_spec(op::kAck, 0, false);  // 58-byte frame
+  ASSERT_LT(frame_len(s), HeaderTemplate::kBytes);
+  std::unique_ptr<uint8_t[]> exact(new uint8_t[frame_len(s)]);  // ASan sees an overrun
+  ASSERT_EQ(write_headers(exact.get(), frame_len(s), s, &t), header_len(s));
+  EXPECT_EQ(t.rebuilds, 0u) << "a cap under 64 bytes is written without the template";
+  test::Frame f(70000);
+  PacketSpec bad = test::sample_spec(0x15, 0, false);  // reserved opcode
+  EXPECT_EQ(write_headers(f.data(), f.size(), bad, &t), 0u);
+  bad = test::sample_spec(op::kAck, 4, false);  // payload on an ACK
+  EXPECT_EQ(write_headers(f.data(), f.size(), bad, &t), 0u);
+  bad = test::sample_spec(op::kSendOnly, 100, false);
+  EXPECT_EQ(write_headers(f.data(), frame_len(bad) - 1, bad, &t), 0u);
 }
 
 TEST(WireBuilder, RxeStyleAckMatchesGoldenVector) {
