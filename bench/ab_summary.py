@@ -8,7 +8,7 @@ bandwidth as a share of BM_Memcpy/65536 of the same run.
 
 reads OLD_PREFIX<i>.json and NEW_PREFIX<i>.json (--benchmark_format=json),
 i = 1, 2, ...; the first PAIRS_TO_SKIP pairs (a warm-up) are left out.
-Bandwidth in GB/s, *Rate* in M operations/s, *PingPong* in us per round trip.
+Bandwidth in GB/s, *Rate* (and any benchmark without bytes) in M operations/s, *PingPong* in us per round trip.
 """
 import glob
 import json
@@ -24,7 +24,7 @@ def load(path):
         if "PingPong" in n:
             scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3}[b["time_unit"]]
             out[n] = ("us", b["real_time"] * scale)
-        elif "Rate" in n:
+        elif "Rate" in n or "bytes_per_second" not in b:
             out[n] = ("M/s", b["items_per_second"] / 1e6)
         else:
             out[n] = ("GB/s", b["bytes_per_second"] / 1e9)

@@ -156,21 +156,17 @@ uint8_t* write_ext(uint8_t* ext, const PacketSpec& s, const OpcodeInfo& op) {
 
 namespace {
 
-TemplateKey template_key(const PacketSpec& s) {
-  TemplateKey k;
-  k.src_mac = s.src_mac;
-  k.dst_mac = s.dst_mac;
-  k.src_ip = s.src_ip;
-  k.dst_ip = s.dst_ip;
-  k.dest_qp = s.dest_qp & kMask24;
-  k.vlan_tci = s.vlan ? s.vlan_tci : 0;
-  k.udp_src_port = s.udp_src_port;
-  k.pkey = s.pkey;
-  k.tos = s.tos;
-  k.ttl = s.ttl;
-  k.becn_fecn = s.becn_fecn;
-  k.vlan = s.vlan;
-  return k;
+// The spec's fixed fields equal the template's: 34 bytes in five loads.
+bool same_fixed(const HeaderTemplate& t, const PacketSpec& s) {
+  static_assert(PacketSpec::kFixedBytes == 34 && sizeof(t.key) >= 34);
+  const auto* p = reinterpret_cast<const uint8_t*>(&s);
+  uint64_t a[4], b[4];
+  uint16_t c, d;
+  std::memcpy(a, p, 32);
+  std::memcpy(b, t.key, 32);
+  std::memcpy(&c, p + 32, 2);
+  std::memcpy(&d, t.key + 32, 2);
+  return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | uint64_t(c ^ d)) == 0;
 }
 
 // The template's 64 bytes: the headers of a packet to s's destination with
@@ -190,7 +186,7 @@ void make_template(HeaderTemplate& t, const PacketSpec& s) {
   udp.src_port = Be16(s.udp_src_port);
   udp.dst_port = Be16(kRoceV2Port);
   write_bth_fixed(at<Bth>(p + sizeof(Ipv4Hdr) + sizeof(UdpHdr)), s);
-  t.key = template_key(s);
+  std::memcpy(t.key, &s, PacketSpec::kFixedBytes);
   t.ip_sum = ipv4_fixed_sum(s);
   t.valid = true;
   ++t.rebuilds;
@@ -202,8 +198,7 @@ static_assert(sizeof(EthHdr) + sizeof(VlanTag) + sizeof(Ipv4Hdr) + sizeof(UdpHdr
 // The template's bytes, then the fields that change per packet.
 uint8_t* write_from_template(uint8_t* buf, HeaderTemplate& t, const PacketSpec& s,
                              const OpcodeInfo& op, size_t total) {
-  const TemplateKey k = template_key(s);
-  if (!t.valid || !(k == t.key)) make_template(t, s);
+  if (!t.valid || !same_fixed(t, s)) make_template(t, s);
   std::memcpy(buf, t.bytes, HeaderTemplate::kBytes);
   uint8_t* p = buf + l2_len(s);
   auto& ip = at<Ipv4Hdr>(p);

@@ -13,26 +13,28 @@ namespace droce::wire {
 // Everything needed to write the headers of one packet. Only the extension
 // headers the opcode's table entry names are written.
 struct PacketSpec {
-  // L2
+  // The fields every packet of one QP to one peer shares come first, without
+  // padding: HeaderTemplate compares these kFixedBytes as a block.
   MacAddr src_mac{};
   MacAddr dst_mac{};
-  bool vlan = false;
   uint16_t vlan_tci = 0;
-  // L3/L4 (IPv4, host byte order)
-  uint32_t src_ip = 0;
+  uint16_t udp_src_port = 0xC000;
+  uint32_t src_ip = 0;  // IPv4, host byte order
   uint32_t dst_ip = 0;
+  uint32_t dest_qp = 0;
+  uint16_t pkey = 0xFFFF;
   uint8_t tos = 0;
   uint8_t ttl = 64;
+  uint8_t becn_fecn = 0;  // BTH byte 4 (FECN/BECN)
+  bool vlan = false;
+  static constexpr size_t kFixedBytes = 34;
+  // Per packet
   uint16_t ip_id = 0;
-  uint16_t udp_src_port = 0xC000;
   // BTH
   uint8_t opcode = 0;
   bool se = false;
   bool migreq = false;
   bool ackreq = false;
-  uint8_t becn_fecn = 0;  // BTH byte 4 (FECN/BECN)
-  uint16_t pkey = 0xFFFF;
-  uint32_t dest_qp = 0;
   uint32_t psn = 0;
   // Extension headers
   uint64_t reth_va = 0;
@@ -54,6 +56,9 @@ struct PacketSpec {
   // Payload
   uint32_t payload_len = 0;
 };
+static_assert(offsetof(PacketSpec, vlan) + 1 == PacketSpec::kFixedBytes &&
+                  offsetof(PacketSpec, ip_id) == PacketSpec::kFixedBytes,
+              "PacketSpec's fixed fields are one block without padding");
 
 // Bytes from the start of the frame to the first payload byte.
 size_t header_len(const PacketSpec& s);
@@ -80,28 +85,13 @@ void finish_frame(uint8_t* buf, const PacketSpec& s);
 // packet: IPv4 total length, id and checksum (from a sum of the fixed words
 // kept beside), UDP length, BTH opcode, SE/MigReq/pad, AckReq and PSN, and the
 // extension headers. The output is byte for byte write_headers' own. When the
-// spec's fixed fields differ from the template's (a new peer MAC, modify_qp),
-// the template is made again from the spec first, so no invalidation is needed.
-struct TemplateKey {
-  MacAddr src_mac{};
-  MacAddr dst_mac{};
-  uint32_t src_ip = 0;
-  uint32_t dst_ip = 0;
-  uint32_t dest_qp = 0;
-  uint16_t vlan_tci = 0;
-  uint16_t udp_src_port = 0;
-  uint16_t pkey = 0;
-  uint8_t tos = 0;
-  uint8_t ttl = 0;
-  uint8_t becn_fecn = 0;
-  bool vlan = false;
-  bool operator==(const TemplateKey&) const = default;
-};
-
+// spec's fixed fields (PacketSpec's first kFixedBytes) differ from the
+// template's (a new peer MAC, modify_qp), the template is made again from the
+// spec first, so no invalidation is needed.
 struct HeaderTemplate {
   static constexpr size_t kBytes = 64;
   alignas(64) uint8_t bytes[kBytes]{};
-  TemplateKey key{};
+  alignas(8) uint8_t key[40]{};  // PacketSpec's first kFixedBytes when made
   uint32_t ip_sum = 0;  // RFC 1071 sum of the IPv4 words that do not change
   bool valid = false;
   uint32_t rebuilds = 0;  // times the template was made (a counter for tests)
