@@ -1,6 +1,7 @@
 // ARP (RFC 826) frames and the neighbor table: bounded retries, then failed.
 #include "nic/arp.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace droce::nic {
@@ -125,6 +126,7 @@ ArpResult NeighborTable::resolve(uint32_t ip, wire::MacAddr* mac, Nanos now,
   e->requests = 1;
   e->next_at = now + cfg_.retry_interval;
   e->updated_at = now;
+  next_due_ = std::min(next_due_, e->next_at);
   *send_request = true;
   return ArpResult::kPending;
 }
@@ -143,9 +145,15 @@ void NeighborTable::learn(uint32_t ip, const wire::MacAddr& mac, Nanos now, bool
 }
 
 size_t NeighborTable::poll(Nanos now, uint32_t* ips, size_t max) {
+  if (now < next_due_) return 0;
   size_t n = 0;
+  next_due_ = kNever;
   for (auto& e : entries_) {
-    if (e.state != Neighbor::State::kPending || now < e.next_at) continue;
+    if (e.state != Neighbor::State::kPending) continue;
+    if (now < e.next_at) {
+      next_due_ = std::min(next_due_, e.next_at);
+      continue;
+    }
     if (e.requests >= cfg_.max_requests) {
       ++failures_;
       e.state = Neighbor::State::kFailed;
@@ -153,10 +161,14 @@ size_t NeighborTable::poll(Nanos now, uint32_t* ips, size_t max) {
       e.updated_at = now;
       continue;
     }
-    if (n == max) continue;  // due; picked up by the next poll
+    if (n == max) {  // due; picked up by the next poll
+      next_due_ = now;
+      continue;
+    }
     ips[n++] = e.ip;
     ++e.requests;
     e.next_at = now + cfg_.retry_interval;
+    next_due_ = std::min(next_due_, e.next_at);
   }
   return n;
 }

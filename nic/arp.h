@@ -113,6 +113,12 @@ class NeighborTable {
   std::array<Neighbor, kCapacity> entries_{};
   uint64_t evictions_ = 0;
   uint64_t failures_ = 0;
+  // No pending entry is due before this (a lower bound: poll() scans the
+  // table only from then on, and sets it again). Every engine poll calls
+  // poll(); the scan of 128 entries took 13 % of an idle busy-polling
+  // ibv_rc_pingpong's time.
+  Nanos next_due_ = kNever;
+  static constexpr Nanos kNever = ~Nanos(0);
 };
 
 }  // namespace droce::nic

@@ -111,6 +111,35 @@ TEST(PortArpTableTest, PollReportsAtMostMaxAndKeepsTheRest) {
   EXPECT_EQ(t.poll(100, ips, 2), 0u);
 }
 
+// poll() skips its scan until the earliest pending deadline; a request
+// started after a poll that found nothing pending is still polled on time,
+// and every entry's retries come at their own deadlines.
+TEST(PortArpTableTest, PollKeepsEachDeadlineWhenEntriesComeLater) {
+  NeighborTable t(fast_config());  // retry every 100
+  wire::MacAddr mac{};
+  bool send = false;
+  uint32_t ips[4];
+  EXPECT_EQ(t.poll(0, ips, 4), 0u) << "nothing pending";
+  const uint32_t a = 0x0A000101, b = 0x0A000102;
+  t.resolve(a, &mac, 10, &send);  // due at 110
+  EXPECT_EQ(t.poll(50, ips, 4), 0u);
+  t.resolve(b, &mac, 60, &send);  // due at 160
+  EXPECT_EQ(t.poll(109, ips, 4), 0u);
+  ASSERT_EQ(t.poll(110, ips, 4), 1u);
+  EXPECT_EQ(ips[0], a);  // next at 210
+  EXPECT_EQ(t.poll(159, ips, 4), 0u);
+  ASSERT_EQ(t.poll(160, ips, 4), 1u);
+  EXPECT_EQ(ips[0], b);  // next at 260
+  ASSERT_EQ(t.poll(210, ips, 4), 1u);
+  EXPECT_EQ(ips[0], a);
+  // An entry resolved after a poll that left nothing pending.
+  NeighborTable u(fast_config());
+  EXPECT_EQ(u.poll(1000, ips, 4), 0u);
+  u.resolve(a, &mac, 1000, &send);
+  EXPECT_EQ(u.poll(1099, ips, 4), 0u);
+  EXPECT_EQ(u.poll(1100, ips, 4), 1u);
+}
+
 TEST(PortArpTableTest, FrameRoundTrip) {
   uint8_t buf[kArpFrameLen];
   const wire::MacAddr me = {0x02, 0, 0, 0, 0, 1};
