@@ -441,9 +441,10 @@ class Device {
   // since: the stand-aside arms the interrupt open.
   std::atomic<bool> app_blocks_{false};
   std::atomic<Nanos> app_progress_at_{0};  // last progress() by the application (relaxed: a hint)
-  // The last engine run made by progress(): when it started and which
-  // application thread made it (relaxed: hints). Another thread's progress()
-  // within kDeferToDriverNs of it leaves the engine to that thread (engine.cc).
+  // The driver (Device::progress, engine.cc): the application thread that
+  // last called progress() while taking completions, and when (relaxed:
+  // hints). An idle thread's progress() within Options::progress_defer_ns of
+  // it leaves the engine to that thread.
   std::atomic<Nanos> driver_at_{0};
   std::atomic<uintptr_t> driver_{0};
   int wake_fd_ = -1;

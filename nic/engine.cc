@@ -408,6 +408,8 @@ void Device::stand_aside() {
     // quiet (its next empty poll would quieten it too).
     const bool frames = port_->rx_interrupt_taken();
     if (frames) poll(monotonic_now());
+    // (app_progress_at_ moves in steps of at least 1 us: a poll within 1 us
+    // of an earlier one is not seen here, and the wake-up counts as needed.)
     if (!frames || app_progress_at_.load(std::memory_order_relaxed) >= woke) {
       ++counters_.wakes_rx_interrupt_needless;
       port_->quiet_rx_interrupt();

@@ -98,8 +98,6 @@ uint8_t* write_ipv4_udp(uint8_t* p, const PacketSpec& s, size_t total) {
   return p + sizeof(UdpHdr);
 }
 
-// The BTH (IBTA 9.2) and the extended headers the opcode table lists for
-// the opcode; returns the next byte (the payload).
 // The BTH fields that change per packet (a template holds the others).
 void write_bth_variant(Bth& bth, const PacketSpec& s, uint8_t pad) {
   bth.opcode = s.opcode;
@@ -114,6 +112,8 @@ void write_bth_fixed(Bth& bth, const PacketSpec& s) {
 
 uint8_t* write_ext(uint8_t* ext, const PacketSpec& s, const OpcodeInfo& op);
 
+// The BTH (IBTA 9.2) and the extended headers the opcode table lists for
+// the opcode; returns the next byte (the payload).
 uint8_t* write_transport(uint8_t* p, const PacketSpec& s, const OpcodeInfo& op, uint8_t pad) {
   auto& bth = at<Bth>(p);
   write_bth_variant(bth, s, pad);

@@ -78,6 +78,7 @@ size_t write_headers_only(uint8_t* buf, size_t cap, const PacketSpec& s);
 // Zeroes the pad bytes after the payload and writes the ICRC. `buf` holds the
 // headers written by write_headers and the payload.
 void finish_frame(uint8_t* buf, const PacketSpec& s);
+
 // A per-QP header template (issue 12 section 3): the first 64 bytes of a
 // frame (Ethernet [802.1Q], IPv4, UDP, BTH) as they are for every packet to
 // one destination, kept with the fields they were made from. write_headers
