@@ -176,7 +176,7 @@ void Device::dispatch(const wire::PacketView& v, Nanos now) {
   // WRITE without immediate, atomics): a program may be waiting for it by
   // polling memory (app_leaves_poll).
   if (request && !info.has(wire::kOpImm) &&
-      (info.has(wire::kOpWrite) || info.has(wire::kOpAtomic) || (v.bth().opcode & 0x1F) == wire::op::kAtomicWrite)) {
+      (info.has(wire::kOpWrite) || info.has(wire::kOpAtomic) || info.has(wire::kOpAtomicWrite))) {
     silent_write_at_ = now;
   }
   const RxPacket pkt{&v, now};

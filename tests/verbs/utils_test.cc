@@ -451,9 +451,10 @@ TEST_P(PingPongTap, ThroughAKernelBridge) {
   // Known flaky start, cause not found (docs/status.md "PingPongTap"): now
   // and then, under a full ctest -j2, an RC pair's first SEND never crosses
   // the bridge (ARP unanswered, or no ACK) and both programs end with
-  // "transport retry counter exceeded" before their first iteration. Such a
-  // start is run again once, with new taps, as a user would; any other
-  // failure, or a second one, fails the test.
+  // "transport retry counter exceeded" before their first iteration. The
+  // programs' output cannot tell at which iteration that happened, so any RC
+  // run ending so is run again once, with new taps, as a user would; any
+  // other failure, or a second one, fails the test.
   bool client_done = false, server_done = false;
   std::string server, client;
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -500,7 +501,7 @@ TEST_P(PingPongTap, ThroughAKernelBridge) {
     const bool ok = client_done && server_done && procs[0].exit_code == 0 && procs[1].exit_code == 0;
     const std::string kRetryExceeded = "transport retry counter exceeded";
     if (ok || attempt == 1 || c.ud || client.find(kRetryExceeded) == std::string::npos) break;
-    std::printf("PingPongTap: the pair failed at start (%s); running it again once:\n"
+    std::printf("PingPongTap: the pair ended with %s; running it again once:\n"
                 "server:\n%s\nclient:\n%s\n", kRetryExceeded.c_str(), server.c_str(), client.c_str());
     kill_and_reap(&procs[0]);
     kill_and_reap(&procs[1]);
