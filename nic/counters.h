@@ -39,6 +39,8 @@ inline constexpr CounterName<EngineCounters> kEngineCounterNames[] = {
     {"wakes_rx_interrupt_needless", &EngineCounters::wakes_rx_interrupt_needless},
     {"wakes_doorbell", &EngineCounters::wakes_doorbell},
     {"wakes_timeout", &EngineCounters::wakes_timeout},
+    {"lingers_caught", &EngineCounters::lingers_caught},
+    {"lingers_missed", &EngineCounters::lingers_missed},
 };
 static_assert(std::size(kEngineCounterNames) * sizeof(uint64_t) == sizeof(EngineCounters),
               "every EngineCounters field needs a name");

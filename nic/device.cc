@@ -107,7 +107,8 @@ Device::Device(Port* port, std::unique_ptr<Port> owned, const Options& opts)
       zero_copy_min_(opts.zero_copy_min),
       stand_aside_ns_(opts.stand_aside_ns),
       progress_defer_ns_(opts.progress_defer_ns),
-      progress_idle_ns_(opts.progress_idle_ns) {
+      progress_idle_ns_(opts.progress_idle_ns),
+      linger_ns_(opts.linger_ns) {
   async_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   live_.reserve(opts.attr.max_qp);

@@ -116,6 +116,12 @@ struct EngineCounters {
   uint64_t wakes_rx_interrupt_needless = 0;
   uint64_t wakes_doorbell = 0;      // woken by a doorbell (work posted)
   uint64_t wakes_timeout = 0;       // woken by the timer (nothing arrived)
+  // Device::app_took_completions: an application thread kept polling after
+  // taking completions and saw the next RDMA WRITE (or atomic) land
+  // (caught), or saw none within Options::linger_ns (missed). Kept apart
+  // from the engine lock; stats() fills them in.
+  uint64_t lingers_caught = 0;
+  uint64_t lingers_missed = 0;
 };
 
 // What tools read of a device (nic/telemetry.h), copied under the engine lock.
@@ -174,6 +180,13 @@ class Device {
     // progress_defer_ns after that thread's last call.
     Nanos progress_defer_ns = 20 * kNanosPerUs;
     Nanos progress_idle_ns = 100 * kNanosPerUs;
+    // An application thread that leaves poll_cq with completions of its own
+    // requests while RDMA WRITEs (or atomics) come in keeps polling the
+    // engine for up to linger_ns, until the next such request lands
+    // (app_took_completions, docs/engine.md "Progress"); 0: never. As long
+    // as the stand-aside window: a peer that needed a wake-up, or lost its
+    // CPU for a moment, still answers within it.
+    Nanos linger_ns = 200 * kNanosPerUs;
   };
 
   // The device takes over the port.
@@ -269,6 +282,20 @@ class Device {
   // or its peer (docs/engine.md "Progress"). Any thread, no lock; cheap
   // when the engine thread is not standing aside.
   void app_leaves_poll();
+  // The same, once per ibv_poll_cq (or ibv_end_poll) that returned
+  // completions. A program that waits by polling memory for its peer's
+  // WRITE (ib_write_lat) starts right after taking its own WRITE's
+  // completion, and the peer's WRITE is often a few microseconds away. So
+  // when the program took only completions of its own requests, all
+  // successful (own_requests_only: no receive, no failure, which would be
+  // news to act on first), and such requests came in lately, this thread
+  // keeps running the engine until the next one lands or Options::linger_ns
+  // passes: the WRITE then needs no wake-up of the engine thread, and the
+  // receive interrupt stays quiet (the program comes back to poll_cq for
+  // its next completion). Four misses in a row start a backoff: each further
+  // miss skips the next 1, 2, 4 .. 1024 calls; a catch ends it. Without a
+  // catch, app_leaves_poll().
+  void app_took_completions(bool own_requests_only);
   // The application arms its CQ and will block for the event: every frame
   // must wake the engine thread from here on.
   void app_waits_for_event();
@@ -333,6 +360,7 @@ class Device {
   bool sleep_until_work(Nanos max_ns = 0, bool arm_rx = false);
   // The engine thread while the application drives progress (engine.cc).
   void stand_aside();
+  bool linger();  // app_took_completions: true when it saw the WRITE land
   void tx_flush();
   // The ICRC of a frame built for transmit; of a chained one build_chain built.
   static void icrc_of(rte_mbuf* m);
@@ -401,6 +429,7 @@ class Device {
   const Nanos stand_aside_ns_;  // Options::stand_aside_ns
   const Nanos progress_defer_ns_;  // Options::progress_defer_ns
   const Nanos progress_idle_ns_;   // Options::progress_idle_ns
+  const Nanos linger_ns_;          // Options::linger_ns
   Qp* deferred_acks_[kRxBurst];
   uint16_t n_deferred_acks_ = 0;
 
@@ -437,6 +466,14 @@ class Device {
   // made from it by progress() (relaxed: a hint).
   Nanos silent_write_at_ = 0;
   std::atomic<bool> app_needs_interrupt_{false};
+  // Such requests received so far (written by the lock holder, read by a
+  // lingering thread), and the linger's state and outcomes (relaxed: hints;
+  // app_took_completions). stats() adds the outcomes to EngineCounters.
+  std::atomic<uint64_t> silent_writes_{0};
+  std::atomic<uint32_t> linger_skip_{0};
+  std::atomic<uint32_t> linger_misses_{0};  // in a row
+  std::atomic<uint64_t> lingers_caught_{0};
+  std::atomic<uint64_t> lingers_missed_{0};
   // The application armed a CQ to block for its event and has not polled
   // since: the stand-aside arms the interrupt open.
   std::atomic<bool> app_blocks_{false};

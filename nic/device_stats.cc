@@ -17,6 +17,8 @@ DeviceStats Device::stats() {
   s.removed = removed_;
   s.qps = uint32_t(live_.size());
   s.engine = counters_;
+  s.engine.lingers_caught = lingers_caught_.load(std::memory_order_relaxed);
+  s.engine.lingers_missed = lingers_missed_.load(std::memory_order_relaxed);
   s.port = port_->counters();
   s.faults = faults_ != nullptr;
   if (faults_) s.fault_counters = faults_->counters();

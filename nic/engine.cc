@@ -41,6 +41,10 @@ constexpr bool kIdleSleepOnRxInterrupt = false;
 // trip; one that polls its CQ for SENDs (ibv_rc_pingpong) gets none, and
 // frames it takes from poll_cq need no wake-up.
 constexpr Nanos kSilentWriteRecentNs = kNanosPerSec;
+// Device::linger: after this many misses in a row, each further miss skips
+// the next 1, 2, 4 .. 2^kLingerBackoffMaxShift calls.
+constexpr uint32_t kLingerMissesBeforeBackoff = 4;
+constexpr uint32_t kLingerBackoffMaxShift = 10;
 timespec to_timespec(Nanos ns) { return timespec{time_t(ns / kNanosPerSec), long(ns % kNanosPerSec)}; }
 
 }  // namespace
@@ -178,6 +182,8 @@ void Device::dispatch(const wire::PacketView& v, Nanos now) {
   if (request && !info.has(wire::kOpImm) &&
       (info.has(wire::kOpWrite) || info.has(wire::kOpAtomic) || info.has(wire::kOpAtomicWrite))) {
     silent_write_at_ = now;
+    silent_writes_.store(silent_writes_.load(std::memory_order_relaxed) + 1,
+                         std::memory_order_relaxed);
   }
   const RxPacket pkt{&v, now};
   if (request) {
@@ -319,6 +325,56 @@ void Device::app_leaves_poll() {
   // the application takes from poll_cq, and a pause is covered by the
   // stand-aside timer.
   if (app_needs_interrupt_.load(std::memory_order_relaxed)) port_->open_rx_interrupt();
+}
+
+void Device::app_took_completions(bool own_requests_only) {
+  if (engine_cpu_ >= 0) return;
+  if (own_requests_only && linger_ns_ > 0 && app_needs_interrupt_.load(std::memory_order_relaxed) &&
+      linger()) {
+    // The program has what it waited for and comes back to poll_cq for its
+    // next request's completion: no interrupt meanwhile (a frame then would
+    // wake the engine thread for nothing and preempt a program on a busy
+    // machine). A pause is covered by the stand-aside window's timer.
+    return;
+  }
+  app_leaves_poll();
+}
+
+// A program that waits on memory for its peer's WRITE (ib_write_lat) takes
+// its own WRITE's completion first, and the peer's WRITE follows within a few
+// microseconds once the peer saw ours (or a wake-up later, when the peer's
+// own engine thread had to take ours). Polling for it here costs this thread
+// nothing it would not spend spinning on memory, and saves the engine
+// thread's wake-up (docs/engine.md "Progress"). A few misses in a row (a
+// program whose WRITEs come at other moments) start a backoff, so such a
+// program loses linger_ns in about a thousand calls; scattered misses do not,
+// since two programs that both linger would otherwise fall out of step.
+bool Device::linger() {
+  const uint32_t skip = linger_skip_.load(std::memory_order_relaxed);
+  if (skip > 0) {
+    linger_skip_.store(skip - 1, std::memory_order_relaxed);
+    return false;
+  }
+  const uint64_t seen = silent_writes_.load(std::memory_order_relaxed);
+  const Nanos until = monotonic_now() + linger_ns_;
+  for (;;) {
+    progress();
+    if (silent_writes_.load(std::memory_order_relaxed) != seen) {
+      lingers_caught_.fetch_add(1, std::memory_order_relaxed);
+      linger_misses_.store(0, std::memory_order_relaxed);
+      return true;
+    }
+    if (monotonic_now() >= until) break;
+    __builtin_ia32_pause();
+  }
+  lingers_missed_.fetch_add(1, std::memory_order_relaxed);
+  const uint32_t misses = linger_misses_.load(std::memory_order_relaxed) + 1;
+  linger_misses_.store(misses, std::memory_order_relaxed);
+  if (misses >= kLingerMissesBeforeBackoff) {
+    const uint32_t shift = std::min<uint32_t>(misses - kLingerMissesBeforeBackoff, kLingerBackoffMaxShift);
+    linger_skip_.store(1u << shift, std::memory_order_relaxed);
+  }
+  return false;
 }
 
 void Device::app_waits_for_event() {

@@ -62,11 +62,18 @@ void to_wc(const nic::Cqe& e, ibv_wc* wc) {
   wc->dlid_path_bits = 0;
 }
 
+// A completion of the program's own request that went well: it brings no
+// news from the peer (a receive does, and a failure is news of its own), so
+// a program that took only these may wait for the peer next
+// (Device::app_took_completions).
+bool own_request_done(const nic::Cqe& e) {
+  return e.status == nic::WcStatus::kSuccess && (uint8_t(e.opcode) & uint8_t(nic::WcOpcode::kRecv)) == 0;
+}
+
 // One CQE into cq->cur; drives the engine once when the ring is empty.
 int poll_one(Cq* c) {
   if (c->ncq->poll(&c->cur, 1) == 1 || (c->dev->progress(), c->ncq->poll(&c->cur, 1) == 1)) {
-    c->dev->app_leaves_poll();
-    return 0;
+    return 0;  // ex_end_poll tells the device
   }
   return ENOENT;
 }
@@ -76,6 +83,8 @@ int ex_start_poll(ibv_cq_ex* cq, ibv_poll_cq_attr* attr) noexcept {
   Cq* c = cq_of(cq);
   const int rc = poll_one(c);
   if (rc == 0) {
+    if (attr != nullptr) c->cur_news = false;  // start_poll, not next_poll
+    c->cur_news |= !own_request_done(c->cur);
     cq->wr_id = c->cur.wr_id;
     cq->status = static_cast<ibv_wc_status>(c->cur.status);
   }
@@ -87,8 +96,7 @@ int ex_next_poll(ibv_cq_ex* cq) noexcept { return ex_start_poll(cq, nullptr); }
 int poll_one_timestamped(Cq* c) {
   if (c->ncq->poll_timestamped(&c->cur, &c->cur_ts, 1) == 1 ||
       (c->dev->progress(), c->ncq->poll_timestamped(&c->cur, &c->cur_ts, 1) == 1)) {
-    c->dev->app_leaves_poll();
-    return 0;
+    return 0;  // ex_end_poll tells the device
   }
   return ENOENT;
 }
@@ -97,6 +105,8 @@ int ex_start_poll_timestamped(ibv_cq_ex* cq, ibv_poll_cq_attr* attr) noexcept {
   Cq* c = cq_of(cq);
   const int rc = poll_one_timestamped(c);
   if (rc == 0) {
+    if (attr != nullptr) c->cur_news = false;  // start_poll, not next_poll
+    c->cur_news |= !own_request_done(c->cur);
     cq->wr_id = c->cur.wr_id;
     cq->status = static_cast<ibv_wc_status>(c->cur.status);
   }
@@ -116,7 +126,12 @@ uint64_t ex_read_completion_wallclock_ns(ibv_cq_ex* cq) noexcept {
                          (int64_t(real.tv_nsec) - int64_t(mono.tv_nsec));
   return cq_of(cq)->cur_ts + uint64_t(offset);
 }
-void ex_end_poll(ibv_cq_ex*) noexcept {}
+// Only after a start_poll that returned a completion (the verbs contract):
+// the program leaves with completions.
+void ex_end_poll(ibv_cq_ex* cq) noexcept {
+  Cq* c = cq_of(cq);
+  c->dev->app_took_completions(!c->cur_news);
+}
 ibv_wc_opcode ex_read_opcode(ibv_cq_ex* cq) noexcept {
   return static_cast<ibv_wc_opcode>(cq_of(cq)->cur.opcode);
 }
@@ -331,11 +346,15 @@ int op_poll_cq(ibv_cq* cq, int num_entries, ibv_wc* wc) noexcept {
   Cq* q = cq_of(cq);
   int total = 0;
   bool progressed = false;
+  bool news = false;
   nic::Cqe buf[kPollBatch];
   while (total < num_entries) {
     const int want = std::min(num_entries - total, kPollBatch);
     const int got = q->ncq->poll(buf, want);
-    for (int i = 0; i < got; ++i) to_wc(buf[i], &wc[total + i]);
+    for (int i = 0; i < got; ++i) {
+      to_wc(buf[i], &wc[total + i]);
+      news |= !own_request_done(buf[i]);
+    }
     total += got;
     if (got == want) continue;
     if (total > 0 || progressed) break;
@@ -345,8 +364,9 @@ int op_poll_cq(ibv_cq* cq, int num_entries, ibv_wc* wc) noexcept {
     progressed = true;
   }
   // Leaving with completions, the program may wait by polling memory next
-  // (ib_write_lat): a frame arriving then must wake the engine thread.
-  if (total > 0) q->dev->app_leaves_poll();
+  // (ib_write_lat): the peer's next WRITE is looked for a little longer here,
+  // and one arriving later must wake the engine thread.
+  if (total > 0) q->dev->app_took_completions(!news);
   return total;
 }
 

@@ -135,6 +135,7 @@ struct Cq {
   uint64_t wc_flags = 0;      // ibv_create_cq_ex: fields the program reads
   nic::Cqe cur{};             // the CQE ibv_start_poll / ibv_next_poll hold
   uint64_t cur_ts = 0;        // its completion timestamp (CQs created with one)
+  bool cur_news = false;      // since ibv_start_poll: a receive or a failure taken (cq.cc)
   uint32_t extra_events = 0;  // events read from the fd but not yet returned (channel mu)
 };
 inline Cq* cq_of(ibv_cq* c) { return reinterpret_cast<Cq*>(c); }
