@@ -354,10 +354,10 @@ class Device {
   // The idle engine thread's sleep, until a doorbell, the port's receive
   // interrupt or a timer (max_ns; 0: engine.cc's default for the port),
   // then a poll. False when a last poll found work instead (then it did not
-  // sleep).
+  // sleep). woke_to_work: whether the poll after the sleep moved frames.
   // arm_rx: sleep on the receive interrupt too (the engine loop does not
   // yet, engine.cc kIdleSleepOnRxInterrupt says why).
-  bool sleep_until_work(Nanos max_ns = 0, bool arm_rx = false);
+  bool sleep_until_work(Nanos max_ns = 0, bool arm_rx = false, bool* woke_to_work = nullptr);
   // The engine thread while the application drives progress (engine.cc).
   void stand_aside();
   bool linger();  // app_took_completions: true when it saw the WRITE land

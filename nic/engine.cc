@@ -405,7 +405,13 @@ void Device::engine_loop() {
       std::this_thread::yield();
       continue;
     }
-    if (!sleep_until_work(0, kIdleSleepOnRxInterrupt)) idle = 0;
+    // A sleep that woke to work starts the backoff over, as work found by
+    // poll_busy does: a request/response peer (ib_read_lat's READs, which
+    // this thread alone serves) sends its next request a round trip later,
+    // and a thread that went straight back to sleep took each one a timer
+    // late (about 125 us a READ over memif instead of 3).
+    bool woke_to_work = false;
+    if (!sleep_until_work(0, kIdleSleepOnRxInterrupt, &woke_to_work) || woke_to_work) idle = 0;
   }
 }
 
@@ -513,7 +519,7 @@ bool Device::poll_moved(Nanos now) {
 // arrived before the arm raised no interrupt, so their work is done here
 // instead of after the sleep. Then sleep until a doorbell, a frame or the
 // timer, and poll for what woke the thread.
-bool Device::sleep_until_work(Nanos max_ns, bool arm_rx) {
+bool Device::sleep_until_work(Nanos max_ns, bool arm_rx, bool* woke_to_work) {
   sleeping_.store(true, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   int rx_fd;
@@ -543,7 +549,8 @@ bool Device::sleep_until_work(Nanos max_ns, bool arm_rx) {
     ++counters_.wakes_timeout;  // or a signal (net_tap's SIGIO may land on this thread)
   }
   port_->disarm_rx_interrupt();
-  poll(monotonic_now());
+  const bool moved = poll_moved(monotonic_now());
+  if (woke_to_work != nullptr) *woke_to_work = moved;
   return true;
 }
 
