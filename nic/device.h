@@ -355,8 +355,8 @@ class Device {
   // interrupt or a timer (max_ns; 0: engine.cc's default for the port),
   // then a poll. False when a last poll found work instead (then it did not
   // sleep). woke_to_work: whether the poll after the sleep moved frames.
-  // arm_rx: sleep on the receive interrupt too (the engine loop does not
-  // yet, engine.cc kIdleSleepOnRxInterrupt says why).
+  // arm_rx: sleep on the receive interrupt too (engine.cc
+  // kIdleSleepOnRxInterrupt).
   bool sleep_until_work(Nanos max_ns = 0, bool arm_rx = false, bool* woke_to_work = nullptr);
   // The engine thread while the application drives progress (engine.cc).
   void stand_aside();

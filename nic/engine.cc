@@ -31,10 +31,12 @@ constexpr Nanos kSleepNs = 50 * kNanosPerUs;
 // stores its ring index and then loads the bit without a fence between; see
 // nic/port_rx_intr.cc).
 constexpr Nanos kSleepRxIntrNs = kNanosPerMs;
-// The engine thread's idle sleep does not arm the receive interrupt: with it,
-// Debian's ibv_rc_pingpong over memif fell from 3 - 13 to 176 - 300
-// usec/iter (cause not found yet); the stand-aside keeps it.
-constexpr bool kIdleSleepOnRxInterrupt = false;
+// The engine thread's idle sleep arms the receive interrupt where the port
+// has one: the first frame ends it, not the 50 us timer. (Off until c7ec85b:
+// with it Debian's ibv_rc_pingpong over memif had fallen from 3 - 13 to
+// 176 - 300 usec/iter, and the cause was the thread's going back to sleep
+// right after each wake-up, one wake-up a frame, which c7ec85b fixed.)
+constexpr bool kIdleSleepOnRxInterrupt = true;
 // How long after the last RDMA WRITE (or atomic) into this device the
 // application's completions still open the receive interrupt: a program
 // that polls memory for WRITEs (ib_write_lat) gets one at least every round
@@ -184,6 +186,13 @@ void Device::dispatch(const wire::PacketView& v, Nanos now) {
     silent_write_at_ = now;
     silent_writes_.store(silent_writes_.load(std::memory_order_relaxed) + 1,
                          std::memory_order_relaxed);
+    // At once, whoever polls: when the engine thread took the WRITE, the
+    // application's last progress() may have come before it, and a
+    // stand-aside armed from that stale hint would stay quiet for the next
+    // WRITE (progress() clears it again once WRITEs stop).
+    if (!app_needs_interrupt_.load(std::memory_order_relaxed)) {
+      app_needs_interrupt_.store(true, std::memory_order_relaxed);
+    }
   }
   const RxPacket pkt{&v, now};
   if (request) {

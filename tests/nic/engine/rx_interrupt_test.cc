@@ -278,6 +278,29 @@ TEST_F(RxInterruptTest, StandingAsideEngineIsNotWokenForSendsTheApplicationPolls
   EXPECT_TRUE(a_completes(end, &c));
 }
 
+// The engine thread's own idle sleep (no application polls B) is armed on
+// the receive interrupt, so a frame wakes it at once rather than a timer.
+TEST_F(RxInterruptTest, IdleEngineThreadSleepsOnTheReceiveInterrupt) {
+  make_side(port_a_.get(), &a_);
+  make_threaded_side(port_b_.get(), &b_, 64);
+  connect_rc();
+  // B idle: its thread spins, yields, then sleeps on the interrupt.
+  const Nanos end = monotonic_now() + 20 * kNanosPerSec;
+  while (counters_of(*b_.dev).sleeps_rx_interrupt == 0 && monotonic_now() < end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  const EngineCounters before = counters_of(*b_.dev);
+  ASSERT_GT(before.sleeps_rx_interrupt, 0u) << "the idle engine thread never armed the interrupt";
+  std::fill(buf_a_.bytes.begin(), buf_a_.bytes.end(), 0x4D);
+  post_write(30);
+  Cqe c{};
+  ASSERT_TRUE(a_completes(monotonic_now() + 20 * kNanosPerSec, &c));
+  EXPECT_EQ(c.status, WcStatus::kSuccess);
+  EXPECT_EQ(buf_b_.bytes, buf_a_.bytes);
+  const EngineCounters after = counters_of(*b_.dev);
+  EXPECT_GT(after.wakes_rx_interrupt, before.wakes_rx_interrupt) << "B's engine was not woken by the frame";
+}
+
 // net_ring has no receive interrupt: the sleep is not armed, and nothing but
 // its timer (or a doorbell) ends it.
 TEST(RxInterruptNone, RingPortSleepsOnTheTimer) {
