@@ -264,6 +264,17 @@ void cleanup() {
   rmdir(dir.c_str());
 }
 
+// A frame as it is sent: IPv4 without options, from another address than
+// the peer's, to the responder's RC or UC QP.
+bool still_spoofed(const uint8_t* buf, size_t n) {
+  constexpr size_t kSrcIp = 14 + 12, kDestQpn = 14 + 20 + 8 + 5;
+  if (n < kDestQpn + 3 || buf[12] != 0x08 || buf[13] != 0x00 || buf[14] != 0x45) return false;
+  const uint32_t src = uint32_t(buf[kSrcIp]) << 24 | uint32_t(buf[kSrcIp + 1]) << 16 |
+                       uint32_t(buf[kSrcIp + 2]) << 8 | buf[kSrcIp + 3];
+  const uint32_t qpn = uint32_t(buf[kDestQpn]) << 16 | uint32_t(buf[kDestQpn + 1]) << 8 | buf[kDestQpn + 2];
+  return src != g->pair->a().ipv4() && (qpn == g->resp.qp[0]->qpn() || qpn == g->resp.qp[1]->qpn());
+}
+
 // One frame from a record; returns its length in buf (0: nothing to send).
 // *spoofed: a built frame for an RC or UC QP from another IPv4 than its peer's.
 size_t make_frame(Input& in, uint8_t* buf, size_t cap, bool* spoofed) {
@@ -355,6 +366,11 @@ size_t make_frame(Input& in, uint8_t* buf, size_t cap, bool* spoofed) {
     const uint32_t l3_len = uint32_t(n - 14 - 4);
     wire::icrc_write(buf + 14, l3_len, false);
     if (dmg & 2) n -= in.u8() % 8;  // truncate too
+    // The damage may have made the frame come from the peer after all (a
+    // byte of the source IPv4), or go to the UD QP, which takes any source:
+    // spoofed is what the frame says as sent. Where the damage moved the
+    // headers themselves (EtherType, IPv4 header length), nothing is claimed.
+    *spoofed = *spoofed && still_spoofed(buf, n);
   }
   return n;
 }
