@@ -41,6 +41,7 @@ inline constexpr CounterName<EngineCounters> kEngineCounterNames[] = {
     {"wakes_timeout", &EngineCounters::wakes_timeout},
     {"lingers_caught", &EngineCounters::lingers_caught},
     {"lingers_missed", &EngineCounters::lingers_missed},
+    {"lingers_cut", &EngineCounters::lingers_cut},
 };
 static_assert(std::size(kEngineCounterNames) * sizeof(uint64_t) == sizeof(EngineCounters),
               "every EngineCounters field needs a name");

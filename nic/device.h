@@ -122,6 +122,9 @@ struct EngineCounters {
   // from the engine lock; stats() fills them in.
   uint64_t lingers_caught = 0;
   uint64_t lingers_missed = 0;
+  // ... or stopped early for a receive or a failed completion: news the
+  // program acts on first (neither a catch nor a miss).
+  uint64_t lingers_cut = 0;
 };
 
 // What tools read of a device (nic/telemetry.h), copied under the engine lock.
@@ -290,9 +293,10 @@ class Device {
   // successful (own_requests_only: no receive, no failure, which would be
   // news to act on first), and such requests came in lately, this thread
   // keeps running the engine until the next one lands or Options::linger_ns
-  // passes: the WRITE then needs no wake-up of the engine thread, and the
-  // receive interrupt stays quiet (the program comes back to poll_cq for
-  // its next completion). Four misses in a row start a backoff: each further
+  // passes, or a receive or a failure completes on any of the device's CQs
+  // (news: it stops at once): the WRITE then needs no wake-up of the engine
+  // thread, and the receive interrupt stays quiet (the program comes back to
+  // poll_cq for its next completion). Four misses in a row start a backoff: each further
   // miss skips the next 1, 2, 4 .. 1024 calls; a catch ends it. Without a
   // catch, app_leaves_poll().
   void app_took_completions(bool own_requests_only);
@@ -312,6 +316,13 @@ class Device {
 
   // --- used by QPs (engine lock held unless said otherwise) ---
   void ring_doorbell();  // any thread: wakes the engine thread if it sleeps
+  // A completion goes to a CQ: a receive or a failure is news a lingering
+  // application thread stops for (app_took_completions).
+  void note_completion(const Cqe& cqe) {
+    if ((uint8_t(cqe.opcode) & uint8_t(WcOpcode::kRecv)) != 0 || cqe.status != WcStatus::kSuccess) {
+      news_.store(news_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+  }
   MrTable& mrs() { return mrs_; }
   // The AV of a live AH handle; nullptr for a destroyed one, even when its
   // slot holds a newer AH (the handle's generation differs).
@@ -474,6 +485,8 @@ class Device {
   std::atomic<uint32_t> linger_misses_{0};  // in a row
   std::atomic<uint64_t> lingers_caught_{0};
   std::atomic<uint64_t> lingers_missed_{0};
+  std::atomic<uint64_t> lingers_cut_{0};
+  std::atomic<uint64_t> news_{0};  // receives and failures completed (note_completion)
   // The application armed a CQ to block for its event and has not polled
   // since: the stand-aside arms the interrupt open.
   std::atomic<bool> app_blocks_{false};

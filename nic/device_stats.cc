@@ -19,6 +19,7 @@ DeviceStats Device::stats() {
   s.engine = counters_;
   s.engine.lingers_caught = lingers_caught_.load(std::memory_order_relaxed);
   s.engine.lingers_missed = lingers_missed_.load(std::memory_order_relaxed);
+  s.engine.lingers_cut = lingers_cut_.load(std::memory_order_relaxed);
   s.port = port_->counters();
   s.faults = faults_ != nullptr;
   if (faults_) s.fault_counters = faults_->counters();

@@ -371,6 +371,7 @@ bool Device::linger() {
     return false;
   }
   const uint64_t seen = silent_writes_.load(std::memory_order_relaxed);
+  const uint64_t news = news_.load(std::memory_order_relaxed);
   const Nanos until = monotonic_now() + linger_ns_;
   for (;;) {
     progress();
@@ -378,6 +379,13 @@ bool Device::linger() {
       lingers_caught_.fetch_add(1, std::memory_order_relaxed);
       linger_misses_.store(0, std::memory_order_relaxed);
       return true;
+    }
+    // A receive (on any CQ of the device: a program that serves several
+    // peers from one thread, SMC-R's link) or a failure: the program has
+    // something to act on now. No backoff: the linger did not go wrong.
+    if (news_.load(std::memory_order_relaxed) != news) {
+      lingers_cut_.fetch_add(1, std::memory_order_relaxed);
+      return false;
     }
     if (monotonic_now() >= until) break;
     __builtin_ia32_pause();

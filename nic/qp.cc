@@ -338,6 +338,7 @@ void Qp::reset_queues() {
 // ---- completions ----
 
 bool Qp::push_cqe(CompletionQueue* cq, const Cqe& cqe, bool solicited) {
+  dev_->note_completion(cqe);
   const bool was_overflowed = cq->overflowed();
   if (cq->push(cqe, solicited)) return true;
   // CQ overrun (IBTA 11.4.2.1 class G): CQ error event, the QP to ERR. The
@@ -355,6 +356,7 @@ bool Qp::push_cqe(CompletionQueue* cq, const Cqe& cqe, bool solicited) {
 
 bool Qp::push_owed(CompletionQueue* cq, const Cqe& cqe, bool solicited) {
   // The engine is the CQ's only producer, so room seen here is room for the push.
+  dev_->note_completion(cqe);
   return cq->free_slots() != 0 && cq->push(cqe, solicited);
 }
 

@@ -105,6 +105,33 @@ TEST_F(LingerTest, ThreadThatTookItsOwnCompletionLandsThePeersNextWrite) {
   EXPECT_EQ(c.lingers_missed, 0u);
 }
 
+// A receive that completes while the thread lingers (a SEND from the peer,
+// on another CQ of the device: one thread serving several peers) is news:
+// the linger stops for it at once, without a backoff.
+TEST_F(LingerTest, AReceiveCutsTheLingerShort) {
+  set_up(30 * kNanosPerSec);
+  writes_come_in();
+  b_write_completes();
+  Sge r{buf_b_.addr(), 64, buf_b_.key};
+  ASSERT_EQ(qb_->post_recv(9, &r, 1), 0);
+  std::thread peer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    SendWqe w = wqe(WrOpcode::kSend, 4, 0);
+    w.num_sge = 1;
+    Sge s{buf_a_.addr(), 8, buf_a_.key};
+    EXPECT_EQ(qa_->post_send(w, &s, nullptr), 0);
+  });
+  b_.dev->app_took_completions(true);
+  peer.join();
+  Cqe c{};
+  EXPECT_EQ(b_.rcq->poll(&c, 1), 1) << "returned before the receive completed";
+  EXPECT_EQ(c.wr_id, 9u);
+  const EngineCounters n = b_.dev->stats().engine;
+  EXPECT_EQ(n.lingers_cut, 1u);
+  EXPECT_EQ(n.lingers_caught, 0u);
+  EXPECT_EQ(n.lingers_missed, 0u);
+}
+
 // A program that took a receive (or a failure) has news to act on first:
 // no linger, even with WRITEs coming in and a long linger_ns.
 TEST_F(LingerTest, NewsFromThePeerIsReturnedAtOnce) {
