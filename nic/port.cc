@@ -546,11 +546,15 @@ uint16_t Port::send(rte_mbuf** mbufs, uint16_t n) {
     counters_.drops[size_t(PortDrop::kPortRemoved)] += n;
     return 0;
   }
-  tsan_release_all(mbufs, n);  // to the thread that receives them (nic/base/tsan.h)
   uint16_t sent = 0;
   uint64_t bytes = 0;
   if (!capture_) {
     for (uint16_t i = 0; i < n; ++i) bytes += mbufs[i]->pkt_len;
+    // To the thread that receives them (nic/base/tsan.h): after this
+    // thread's last read of them, or TSan sees that read unordered with the
+    // pool's next owner (an ARP reply's length, read here after the release,
+    // was reported against its reuse by the other port's thread).
+    tsan_release_all(mbufs, n);
     while (sent < n) {
       const uint16_t k = rte_eth_tx_burst(port_id_, 0, mbufs + sent, uint16_t(n - sent));
       if (k == 0) break;
@@ -569,6 +573,7 @@ uint16_t Port::send(rte_mbuf** mbufs, uint16_t n) {
       capture_->copy(port_id_, mbufs + sent, k, Capture::Direction::kOut, copies);
       uint64_t chunk_bytes = 0;
       for (uint16_t i = 0; i < k; ++i) chunk_bytes += mbufs[sent + i]->pkt_len;
+      tsan_release_all(mbufs + sent, k);  // as above: after the last reads
       uint16_t done = 0;
       while (done < k) {
         const uint16_t t = rte_eth_tx_burst(port_id_, 0, mbufs + sent + done, uint16_t(k - done));
