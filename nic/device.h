@@ -296,9 +296,9 @@ class Device {
   // passes, or a receive or a failure completes on any of the device's CQs
   // (news: it stops at once): the WRITE then needs no wake-up of the engine
   // thread, and the receive interrupt stays quiet (the program comes back to
-  // poll_cq for its next completion). Four misses in a row start a backoff: each further
-  // miss skips the next 1, 2, 4 .. 1024 calls; a catch ends it. Without a
-  // catch, app_leaves_poll().
+  // poll_cq for its next completion). Four misses in a row start a backoff:
+  // each further miss skips the next 1, 2, 4 .. 1024 calls; a catch ends
+  // it. Without a catch, app_leaves_poll().
   void app_took_completions(bool own_requests_only);
   // The application arms its CQ and will block for the event: every frame
   // must wake the engine thread from here on.
