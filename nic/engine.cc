@@ -43,6 +43,8 @@ constexpr Nanos kSleepRxIntrNs = kNanosPerMs;
 // writes that shared state) is reported as a race; for the same reason
 // rx_interrupt_test is not under TSan. The TSan build sleeps on the timer.
 constexpr bool kIdleSleepOnRxInterrupt = !kTsan;
+// The longest one arm of the receive interrupt lasts while standing aside.
+constexpr Nanos kStandAsideRearmNs = 50 * kNanosPerMs;
 // How long after the last RDMA WRITE (or atomic) into this device the
 // application's completions still open the receive interrupt: a program
 // that polls memory for WRITEs (ib_write_lat) gets one at least every round
@@ -462,10 +464,12 @@ void Device::stand_aside() {
   }
   if (fd < 0) {
     // Sleep out the rest of the window in one go: a wake-up every few
-    // microseconds would preempt the application's own polling thread.
+    // microseconds would preempt the application's own polling thread. At
+    // most kSleepRxIntrNs, though: a memif port whose link just came up has
+    // its interrupt a moment later (nic/port_rx_intr.cc).
     const Nanos aside = monotonic_now() - app_progress_at_.load(std::memory_order_relaxed);
     if (aside < stand_aside_ns_) {
-      const timespec ts = to_timespec(stand_aside_ns_ - aside);
+      const timespec ts = to_timespec(std::min(stand_aside_ns_ - aside, kSleepRxIntrNs));
       nanosleep(&ts, nullptr);
     }
     std::lock_guard<std::mutex> lock(engine_mu_);
@@ -473,10 +477,15 @@ void Device::stand_aside() {
     return;
   }
   bool woken = false;
+  // Re-armed now and then, so the port checks that the memif ring it armed
+  // is still the PMD's (a peer that reconnected has a new one) while an
+  // application keeps this thread aside for long.
+  const Nanos rearm_at = monotonic_now() + kStandAsideRearmNs;
   while (!stop_.load(std::memory_order_relaxed) &&
          commands_waiting_.load(std::memory_order_relaxed) == 0) {
-    const Nanos aside = monotonic_now() - app_progress_at_.load(std::memory_order_relaxed);
-    if (aside >= stand_aside_ns_) break;
+    const Nanos now = monotonic_now();
+    const Nanos aside = now - app_progress_at_.load(std::memory_order_relaxed);
+    if (aside >= stand_aside_ns_ || now >= rearm_at) break;
     // wake_fd_: doorbells write it only to an idle sleeper (sleeping_), so
     // here it is the destructor's stop.
     pollfd pfd[2] = {{fd, POLLIN, 0}, {wake_fd_, POLLIN, 0}};

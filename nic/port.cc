@@ -293,6 +293,7 @@ Port::~Port() {
   // whose device was unplugged (INTR_RMV) still is, and is closed as DPDK
   // asks of the application.
   const bool gone = released();
+  teardown_rx_interrupt();
   if (started_ && !gone) rte_eth_dev_stop(port_id_);
   if (configured_ && !gone) rte_eth_dev_close(port_id_);  // releases queues and their mbufs
   capture_.reset();

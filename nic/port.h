@@ -197,6 +197,7 @@ class Port {
   Status create_shells();
   Status configure_queues(uint16_t ethdev_mtu);
   void setup_rx_interrupt();  // after start (nic/port_rx_intr.cc)
+  void teardown_rx_interrupt();  // before stop: no alarm left, the view unmapped
   void set_mac();  // the PMD's address, or a random local one
   // One received frame: true when it is delivered (view filled).
   // *m may be replaced (a chained frame copied into one buffer).
@@ -231,12 +232,29 @@ class Port {
   RxIntr rx_intr_ = RxIntr::kNone;
   uint32_t next_qpn_hint_ = 0;
   int rx_intr_fd_ = -1;           // tap: the queue's fd (level-triggered, never read here)
-  void* rx_intr_ring_ = nullptr;  // memif: the armed receive ring, nullptr when not armed
-  std::atomic<const void*> rx_intr_queue_{nullptr};  // memif: the PMD's queue (set once)
-  // memif: the armed ring while armed (any thread reads it: quiet/open).
+  // memif: this port's own view of the PMD's receive ring (its own mapping
+  // of the ring's page and its own dup of the eventfd), taken on DPDK's
+  // interrupt thread, where the PMD connects and disconnects, so nothing
+  // here ever touches memory or an fd number the PMD has given up.
+  struct MemifView;
+  static void memif_view_alarm(void* port);  // DPDK's interrupt thread
+  static MemifView* memif_no_view();
+  MemifView* memif_view_make();              // DPDK's interrupt thread
+  bool memif_view_ask(Nanos now);            // engine lock; true: asked now
+  bool memif_view_take();                    // engine lock, not armed: false = no view
+  void memif_view_retire(MemifView* v);      // engine lock, not armed
+  void open_rx_interrupt_counted();
+  MemifView* rx_view_ = nullptr;                   // engine lock: the view armed with
+  std::atomic<MemifView*> rx_view_next_{nullptr};  // from the interrupt thread
+  std::atomic<bool> rx_view_asked_{false};         // an alarm is set and has not run
+  std::atomic<uint64_t> rx_view_ino_{0};           // rx_view_'s region inode (0: none)
+  Nanos rx_view_asked_at_ = 0;                     // engine lock
+  std::atomic<uint32_t> rx_intr_openers_{0};       // threads inside open_rx_interrupt
+  void* rx_intr_ring_ = nullptr;  // memif: the armed ring (rx_view_'s), nullptr when not armed
+  // memif: the armed view (a MemifView) while armed (any thread reads it: quiet/open).
   std::atomic<void*> rx_intr_gate_{nullptr};
   bool rx_ring_has_frames() const;  // memif, armed: the peer queued a frame
-  int rx_intr_armed_fd_ = -1;     // memif: the eventfd armed with it
+  int rx_intr_armed_fd_ = -1;     // memif: the eventfd armed with it (rx_view_'s)
 };
 
 // Two ports joined back to back by a pair of rte_rings in this process

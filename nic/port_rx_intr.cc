@@ -23,9 +23,27 @@
 // the link up, the ring's MEMIF_COOKIE); any other DPDK version, or a check that fails,
 // leaves the port without an interrupt: the engine then sleeps on its timer,
 // as for PMDs without one (net_ring).
+//
+// The PMD connects and disconnects on DPDK's interrupt thread, and a
+// disconnect (the peer process exits) closes the eventfd and unmaps the
+// ring's region at any moment. So the port reads the PMD's structures only
+// there (an EAL alarm, which runs on that thread, between the PMD's own
+// callbacks) and keeps a view of its own: a mapping of the ring's page from
+// the region's memfd and a dup of the eventfd. A thread that touches the
+// view after the PMD let go writes to memory nobody reads any more and reads
+// an eventfd nobody writes, instead of unmapped memory (iperf3 under the
+// SMC-R shim died so, at exit, in quiet_rx_interrupt) or an fd number reused
+// for one of the program's sockets. The engine replaces the view when the
+// link goes down or the region changes (a reconnect), checked at most every
+// kViewCheckNs.
+#include <fcntl.h>
+#include <rte_alarm.h>
 #include <rte_ethdev.h>
 #include <rte_interrupts.h>
+#include <rte_pause.h>
 #include <rte_version.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -96,8 +114,9 @@ struct EthDevPrefix {
 }  // namespace memif2211
 
 // The rx queue's ring and eventfd, or nullptr when anything does not check out.
+// DPDK's interrupt thread only (the PMD changes all of it there).
 memif2211::Ring* memif_ring(uint16_t port_id, const std::string& name, rte_mempool* pool,
-                            int* fd, const memif2211::Queue** queue = nullptr) {
+                            int* fd, const memif2211::Queue** queue, int* region_fd) {
   using namespace memif2211;
   if (!kMemifLayoutKnown) return nullptr;
   // The queue pointer the inline rte_eth_rx_burst uses (rte_ethdev_core.h).
@@ -123,11 +142,135 @@ memif2211::Ring* memif_ring(uint16_t port_id, const std::string& name, rte_mempo
   const int efd = q->intr_handle != nullptr ? rte_intr_fd_get(q->intr_handle) : -1;
   if (efd < 0) return nullptr;
   *fd = efd;
-  if (queue != nullptr) *queue = q;
+  *queue = q;
+  *region_fd = r->fd;
   return ring;
 }
 
+// How often the engine has the interrupt thread check that its view is
+// still the PMD's ring (a reconnect maps a new region), and how soon it asks
+// again while it has none.
+constexpr Nanos kViewCheckNs = 50 * kNanosPerMs;
+constexpr Nanos kNoViewRetryNs = 5 * kNanosPerMs;
+
 }  // namespace
+
+struct Port::MemifView {
+  void* map = nullptr;  // this port's own mapping of the ring's pages
+  size_t map_len = 0;
+  memif2211::Ring* ring = nullptr;  // in map
+  int efd = -1;                     // this port's own dup of the queue's eventfd
+  const memif2211::Queue* queue = nullptr;  // the PMD's, allocated for the port's life
+  uint64_t ino = 0;                 // the region memfd's inode
+};
+
+// The interrupt thread's answer "no ring now" (link down, a check failed).
+Port::MemifView* Port::memif_no_view() {
+  static MemifView none;
+  return &none;
+}
+
+Port::MemifView* Port::memif_view_make() {
+  using namespace memif2211;
+  if (removed()) return memif_no_view();
+  int efd = -1, region_fd = -1;
+  const Queue* q = nullptr;
+  Ring* pmd_ring = memif_ring(port_id_, name_, pool_, &efd, &q, &region_fd);
+  struct stat st {};
+  if (pmd_ring == nullptr || region_fd < 0 || fstat(region_fd, &st) != 0) return memif_no_view();
+  if (uint64_t(st.st_ino) == rx_view_ino_.load(std::memory_order_acquire)) return nullptr;  // unchanged
+  const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  const size_t off = q->ring_offset & ~(page - 1);
+  const size_t len = (q->ring_offset - off + 2 * 64 + page - 1) & ~(page - 1);  // head and tail lines
+  void* map = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, region_fd, off_t(off));
+  if (map == MAP_FAILED) return memif_no_view();
+  auto* ring = reinterpret_cast<Ring*>(static_cast<uint8_t*>(map) + (q->ring_offset - off));
+  const int dup_fd = ring->cookie == kCookie ? fcntl(efd, F_DUPFD_CLOEXEC, 0) : -1;
+  if (dup_fd < 0) {
+    munmap(map, len);
+    return memif_no_view();
+  }
+  auto* v = new MemifView;
+  v->map = map;
+  v->map_len = len;
+  v->ring = ring;
+  v->efd = dup_fd;  // shares the PMD's O_NONBLOCK
+  v->queue = q;
+  v->ino = uint64_t(st.st_ino);
+  return v;
+}
+
+void Port::memif_view_alarm(void* arg) {
+  auto* p = static_cast<Port*>(arg);
+  if (MemifView* v = p->memif_view_make()) {
+    // A view made earlier and not taken yet is replaced (nobody touched it).
+    MemifView* old = p->rx_view_next_.exchange(v, std::memory_order_acq_rel);
+    if (old != nullptr && old != memif_no_view()) {
+      munmap(old->map, old->map_len);
+      close(old->efd);
+      delete old;
+    }
+  }
+  p->rx_view_asked_.store(false, std::memory_order_release);
+}
+
+bool Port::memif_view_ask(Nanos now) {
+  if (rx_view_asked_.load(std::memory_order_acquire)) return false;
+  if (rx_view_asked_at_ != 0 &&
+      now - rx_view_asked_at_ < (rx_view_ != nullptr ? kViewCheckNs : kNoViewRetryNs)) {
+    return false;
+  }
+  rx_view_asked_at_ = now;
+  rx_view_asked_.store(true, std::memory_order_relaxed);
+  if (rte_eal_alarm_set(1, &Port::memif_view_alarm, this) != 0) {
+    rx_view_asked_.store(false, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
+bool Port::memif_view_take() {
+  MemifView* next = rx_view_next_.exchange(nullptr, std::memory_order_acq_rel);
+  if (next != nullptr) {
+    if (rx_view_ != nullptr) memif_view_retire(rx_view_);
+    rx_view_ = next == memif_no_view() ? nullptr : next;
+    rx_view_ino_.store(rx_view_ != nullptr ? rx_view_->ino : 0, std::memory_order_release);
+  }
+  if (rx_view_ != nullptr) {
+    rte_eth_link link{};
+    if (rte_eth_link_get_nowait(port_id_, &link) != 0 || link.link_status != RTE_ETH_LINK_UP) {
+      memif_view_retire(rx_view_);  // the peer went away: a new connection maps a new region
+      rx_view_ = nullptr;
+      rx_view_ino_.store(0, std::memory_order_release);
+    }
+  }
+  // Without a view (the link just came up) the answer comes from the
+  // interrupt thread, on a loaded machine milliseconds later: this arm fails
+  // and the caller sleeps on a timer of at most kSleepRxIntrNs meanwhile.
+  memif_view_ask(monotonic_now());
+  return rx_view_ != nullptr;
+}
+
+// Not armed, so the gate is null: a thread that enters open_rx_interrupt
+// from now on sees it null; one inside is waited for.
+void Port::memif_view_retire(MemifView* v) {
+  while (rx_intr_openers_.load(std::memory_order_seq_cst) != 0) rte_pause();
+  munmap(v->map, v->map_len);
+  close(v->efd);
+  delete v;
+}
+
+void Port::teardown_rx_interrupt() {
+  if (rx_intr_ != RxIntr::kMemif) return;
+  rte_eal_alarm_cancel(&Port::memif_view_alarm, this);  // waits for one that runs
+  rx_intr_gate_.store(nullptr, std::memory_order_seq_cst);
+  rx_intr_ring_ = nullptr;
+  if (MemifView* next = rx_view_next_.exchange(nullptr); next != nullptr && next != memif_no_view()) {
+    memif_view_retire(next);
+  }
+  if (rx_view_ != nullptr) memif_view_retire(rx_view_);
+  rx_view_ = nullptr;
+}
 
 void Port::setup_rx_interrupt() {
   if (driver_ == "net_tap" && kTapRxInterrupt) {
@@ -161,10 +304,9 @@ int Port::arm_rx_interrupt(bool open) {
       return rx_intr_fd_;
     case RxIntr::kMemif: {
       if (rx_intr_ring_ != nullptr) return rx_intr_armed_fd_;
-      int fd = -1;
-      const memif2211::Queue* q = nullptr;
-      auto* ring = memif_ring(port_id_, name_, pool_, &fd, &q);
-      if (ring == nullptr) return -1;
+      if (!memif_view_take()) return -1;
+      auto* ring = rx_view_->ring;
+      const int fd = rx_view_->efd;
       // Clear the mask bit; the caller then polls the queue once more before
       // it sleeps (the RMW is a full fence on x86 and seq_cst elsewhere), so
       // a frame the peer queued before it saw the bit clear is received by
@@ -176,9 +318,8 @@ int Port::arm_rx_interrupt(bool open) {
         __atomic_fetch_or(&ring->flags, memif2211::kMaskInt, __ATOMIC_SEQ_CST);
       }
       rx_intr_ring_ = ring;
-      rx_intr_queue_.store(q, std::memory_order_relaxed);  // the same for the port's life
       rx_intr_armed_fd_ = fd;
-      rx_intr_gate_.store(ring, std::memory_order_seq_cst);
+      rx_intr_gate_.store(rx_view_, std::memory_order_seq_cst);
       return fd;
     }
     case RxIntr::kNone:
@@ -202,14 +343,11 @@ void Port::disarm_rx_interrupt() {
   auto* ring = static_cast<memif2211::Ring*>(rx_intr_ring_);
   rx_intr_gate_.store(nullptr, std::memory_order_seq_cst);  // before the bit (open_rx_interrupt)
   rx_intr_ring_ = nullptr;
-  // The link may have gone down and its ring and eventfd with it while we
-  // slept: touch them only if they are still the ones armed.
-  int fd = -1;
-  if (memif_ring(port_id_, name_, pool_, &fd) == ring && fd == rx_intr_armed_fd_) {
-    __atomic_fetch_or(&ring->flags, memif2211::kMaskInt, __ATOMIC_SEQ_CST);
-    uint64_t n;
-    [[maybe_unused]] ssize_t r = read(fd, &n, sizeof(n));  // the PMD made it nonblocking
-  }
+  // The view is this port's own: still mapped and open even when the PMD
+  // has let go of the ring (then the bit and the fd are nobody's).
+  __atomic_fetch_or(&ring->flags, memif2211::kMaskInt, __ATOMIC_SEQ_CST);
+  uint64_t n;
+  [[maybe_unused]] ssize_t r = read(rx_intr_armed_fd_, &n, sizeof(n));  // nonblocking (the PMD's flag)
   rx_intr_armed_fd_ = -1;
 }
 
@@ -221,41 +359,50 @@ void Port::disarm_rx_interrupt() {
 // needs the interrupt. The bit is written only when it changes: a store to
 // the ring's first cache line, which the sender reads on every burst.
 void Port::quiet_rx_interrupt() {
-  auto* ring = static_cast<memif2211::Ring*>(rx_intr_gate_.load(std::memory_order_acquire));
-  if (ring == nullptr) return;
+  // Under the engine lock, which the view is retired under.
+  const auto* v = static_cast<const MemifView*>(rx_intr_gate_.load(std::memory_order_acquire));
+  if (v == nullptr) return;
+  memif2211::Ring* ring = v->ring;
   if ((__atomic_load_n(&ring->flags, __ATOMIC_RELAXED) & memif2211::kMaskInt) == 0) {
     __atomic_fetch_or(&ring->flags, memif2211::kMaskInt, __ATOMIC_RELAXED);
   }
 }
 
 void Port::open_rx_interrupt() {
-  auto* ring = static_cast<memif2211::Ring*>(rx_intr_gate_.load(std::memory_order_seq_cst));
-  if (ring == nullptr) return;
+  // No engine lock here: the count keeps the view from being retired while
+  // this thread uses it (memif_view_retire waits for it to drop to zero).
+  rx_intr_openers_.fetch_add(1, std::memory_order_seq_cst);
+  open_rx_interrupt_counted();
+  rx_intr_openers_.fetch_sub(1, std::memory_order_release);
+}
+
+void Port::open_rx_interrupt_counted() {
+  const auto* v = static_cast<const MemifView*>(rx_intr_gate_.load(std::memory_order_seq_cst));
+  if (v == nullptr) return;
+  memif2211::Ring* ring = v->ring;
   if ((__atomic_load_n(&ring->flags, __ATOMIC_RELAXED) & memif2211::kMaskInt) == 0) return;
   __atomic_fetch_and(&ring->flags, uint16_t(~memif2211::kMaskInt), __ATOMIC_SEQ_CST);
   // The engine thread may have disarmed meanwhile (gate first, then the
   // bit): if so, the bit goes back, so a disarmed ring never stays open.
-  if (rx_intr_gate_.load(std::memory_order_seq_cst) != ring) {
+  if (rx_intr_gate_.load(std::memory_order_seq_cst) != v) {
     __atomic_fetch_or(&ring->flags, memif2211::kMaskInt, __ATOMIC_SEQ_CST);
     return;
   }
   // A frame that came while the bit was set raised no interrupt, and this
   // thread is leaving: the engine thread is woken for it as the PMD would
-  // wake it (the queue's eventfd). The queue's indices are read without the
-  // engine lock; a stale one costs one spurious wake-up or, rarely, a frame
-  // left to the end of the stand-aside window.
-  const auto* q = static_cast<const memif2211::Queue*>(rx_intr_queue_.load(std::memory_order_relaxed));
+  // wake it (the queue's eventfd, through the view's dup). The queue's
+  // indices are read without the engine lock; a stale one costs one
+  // spurious wake-up or, rarely, a frame left to the end of the stand-aside
+  // window.
+  const memif2211::Queue* q = v->queue;
   const bool pending =
       q->type == 0
           ? __atomic_load_n(&ring->head, __ATOMIC_ACQUIRE) != q->last_head
           : __atomic_load_n(reinterpret_cast<const uint16_t*>(reinterpret_cast<const uint8_t*>(ring) + 64),
                             __ATOMIC_ACQUIRE) != q->last_tail;
   if (pending) {
-    const int fd = rte_intr_fd_get(q->intr_handle);
     const uint64_t one = 1;
-    if (fd >= 0) {
-      [[maybe_unused]] ssize_t n = write(fd, &one, sizeof(one));
-    }
+    [[maybe_unused]] ssize_t n = write(v->efd, &one, sizeof(one));
   }
 }
 
@@ -266,7 +413,7 @@ void Port::open_rx_interrupt() {
 // head, written by the client; S2C: the tail, written by the server), as the
 // PMD itself reads it.
 bool Port::rx_ring_has_frames() const {
-  const auto* q = static_cast<const memif2211::Queue*>(rx_intr_queue_.load(std::memory_order_relaxed));
+  const memif2211::Queue* q = rx_view_->queue;  // armed: the engine lock is held
   const auto* ring = static_cast<const memif2211::Ring*>(rx_intr_ring_);
   if (q->type == 0) {  // MEMIF_RING_C2S: we are the server
     return __atomic_load_n(&ring->head, __ATOMIC_ACQUIRE) != q->last_head;

@@ -30,7 +30,9 @@ namespace {
   const std::string args = "--no-huge --no-pci -m 256 --no-telemetry --log-level=*:warning"
                            " --file-prefix droce-rxintr-" + std::to_string(getpid()) +
                            " --vdev=net_memif0,role=server,id=0,socket=" + sock +
-                           " --vdev=net_memif1,role=client,id=0,socket=" + sock;
+                           " --vdev=net_memif1,role=client,id=0,socket=" + sock +
+                           " --vdev=net_memif2,role=server,id=1,socket=" + sock +
+                           " --vdev=net_memif3,role=client,id=1,socket=" + sock;
   return setenv("DROCE_EAL_ARGS", args.c_str(), 1) == 0;
 }();
 
@@ -39,6 +41,24 @@ constexpr Nanos kLongSleep = 30 * kNanosPerSec;  // only a wake-up ends a sleep 
 EngineCounters counters_of(Device& d) {
   auto lock = d.lock_engine();
   return d.counters();
+}
+
+// The port's own view of the memif ring comes from DPDK's interrupt thread a
+// moment after the link is up (nic/port_rx_intr.cc); until then an arm fails
+// and the engine sleeps on its timer. Waits (bounded) until the port of d
+// can arm.
+bool rx_interrupt_ready(Device& d, Port& p) {
+  const Nanos end = monotonic_now() + 10 * kNanosPerSec;
+  while (monotonic_now() < end) {
+    {
+      auto lock = d.lock_engine();
+      const int fd = p.arm_rx_interrupt(false);
+      p.disarm_rx_interrupt();
+      if (fd >= 0) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
 }
 
 class RxInterruptTest : public EngineTest {
@@ -199,6 +219,7 @@ TEST_F(RxInterruptTest, SleepingEngineWakesOnTheFirstFrame) {
   make_side(port_a_.get(), &a_);
   make_side(port_b_.get(), &b_);
   connect_rc();
+  ASSERT_TRUE(rx_interrupt_ready(*b_.dev, *port_b_)) << "B's port never had its receive interrupt";
   const EngineCounters before = counters_of(*b_.dev);
   std::atomic<bool> acked{false};
   std::thread t = sender(before.sleeps, &acked);
@@ -299,6 +320,72 @@ TEST_F(RxInterruptTest, IdleEngineThreadSleepsOnTheReceiveInterrupt) {
   EXPECT_EQ(buf_b_.bytes, buf_a_.bytes);
   const EngineCounters after = counters_of(*b_.dev);
   EXPECT_GT(after.wakes_rx_interrupt, before.wakes_rx_interrupt) << "B's engine was not woken by the frame";
+}
+
+// The peer goes away while B's receive interrupt is armed: the memif PMD
+// closes the eventfd and unmaps the ring's region on DPDK's interrupt thread
+// at that moment. B's application thread then polls (which quietens the
+// interrupt and reads the ring's index) and leaves to block (which opens
+// it), and the engine disarms and arms again: all of it on B's own view of
+// the ring. Before that view, iperf3 under the SMC-R shim died here at exit
+// (SIGSEGV in quiet_rx_interrupt on the unmapped ring). Its own link (memif
+// id 1), since the suite's link must outlive every test.
+class RxInterruptPeerGone : public EngineTest {
+ protected:
+  void SetUp() override {}
+  void TearDown() override {
+    a_.dev.reset();
+    b_.dev.reset();
+  }
+};
+
+TEST_F(RxInterruptPeerGone, ArmedViewOutlivesThePmdsRing) {
+  auto b = Port::open_by_name("net_memif2", test_config("10.9.2.1"));
+  ASSERT_TRUE(b.is_ok()) << b.status().message();
+  auto a = Port::open_by_name("net_memif3", test_config("10.9.2.2"));
+  ASSERT_TRUE(a.is_ok()) << a.status().message();
+  std::unique_ptr<Port> port_b = std::move(b.value());
+  std::unique_ptr<Port> port_a = std::move(a.value());
+  const Nanos up_end = monotonic_now() + 10 * kNanosPerSec;
+  while ((!port_a->link_up() || !port_b->link_up()) && monotonic_now() < up_end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(port_a->link_up() && port_b->link_up()) << "memif link did not come up";
+  make_side(port_b.get(), &b_);
+  ASSERT_TRUE(rx_interrupt_ready(*b_.dev, *port_b));
+  {
+    auto lock = b_.dev->lock_engine();
+    ASSERT_GE(port_b->arm_rx_interrupt(true), 0);
+  }
+  ASSERT_TRUE(port_b->rx_interrupt_armed());
+  // The peer closes; B's PMD handles the disconnect on the interrupt thread.
+  port_a.reset();
+  const Nanos down_end = monotonic_now() + 10 * kNanosPerSec;
+  while (port_b->link_up() && monotonic_now() < down_end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_FALSE(port_b->link_up()) << "B never saw the peer go";
+  eal_wait_interrupt_thread_idle();
+  ASSERT_TRUE(port_b->rx_interrupt_armed());
+  // B's application: polls (quiet, and the receive path's look at the ring),
+  // then blocks (open), as after any completion.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(b_.dev->progress());
+    b_.dev->app_waits_for_event();
+  }
+  {
+    auto lock = b_.dev->lock_engine();
+    EXPECT_FALSE(port_b->rx_interrupt_taken()) << "nothing can have arrived";
+    port_b->disarm_rx_interrupt();
+    EXPECT_FALSE(port_b->rx_interrupt_armed());
+    // The link is down: no interrupt to arm, the engine sleeps on its timer.
+    EXPECT_EQ(port_b->arm_rx_interrupt(true), -1);
+    EXPECT_FALSE(port_b->rx_interrupt_armed());
+  }
+  b_.dev.reset();
+  eal_wait_interrupt_thread_idle();
+  port_b.reset();
+  eal_wait_interrupt_thread_idle();
 }
 
 // net_ring has no receive interrupt: the sleep is not armed, and nothing but
