@@ -37,12 +37,11 @@ constexpr Nanos kSleepRxIntrNs = kNanosPerMs;
 // with it Debian's ibv_rc_pingpong over memif had fallen from 3 - 13 to
 // 176 - 300 usec/iter, and the cause was the thread's going back to sleep
 // right after each wake-up, one wake-up a frame, which c7ec85b fixed.)
-// Not in the ThreadSanitizer build: the memif PMD maps its regions and hands
-// over its eventfds on DPDK's interrupt thread, in uninstrumented code whose
-// ordering TSan cannot see, so arming there (port_rx_intr.cc reads and
-// writes that shared state) is reported as a race; for the same reason
-// rx_interrupt_test is not under TSan. The TSan build sleeps on the timer.
-constexpr bool kIdleSleepOnRxInterrupt = !kTsan;
+// Also in the ThreadSanitizer build since the port reads the memif PMD's
+// state only on DPDK's interrupt thread (nic/port_rx_intr.cc); before, that
+// build slept on the timer, as TSan reported the engine thread's reads of
+// state the interrupt thread set up.
+constexpr bool kIdleSleepOnRxInterrupt = true;
 // The longest one arm of the receive interrupt lasts while standing aside.
 constexpr Nanos kStandAsideRearmNs = 50 * kNanosPerMs;
 // How long after the last RDMA WRITE (or atomic) into this device the

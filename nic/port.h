@@ -237,7 +237,8 @@ class Port {
   // interrupt thread, where the PMD connects and disconnects, so nothing
   // here ever touches memory or an fd number the PMD has given up.
   struct MemifView;
-  static void memif_view_alarm(void* port);  // DPDK's interrupt thread
+  static void memif_view_callback(void*);  // DPDK's interrupt thread
+  void memif_view_answer();                 // DPDK's interrupt thread
   static MemifView* memif_no_view();
   MemifView* memif_view_make();              // DPDK's interrupt thread
   bool memif_view_ask(Nanos now);            // engine lock; true: asked now
@@ -246,7 +247,8 @@ class Port {
   void open_rx_interrupt_counted();
   MemifView* rx_view_ = nullptr;                   // engine lock: the view armed with
   std::atomic<MemifView*> rx_view_next_{nullptr};  // from the interrupt thread
-  std::atomic<bool> rx_view_asked_{false};         // an alarm is set and has not run
+  int rx_view_ask_fd_ = -1;                        // eventfd: asks the interrupt thread for a view
+  std::atomic<bool> rx_view_asked_{false};         // asked, and the callback has not run
   std::atomic<uint64_t> rx_view_ino_{0};           // rx_view_'s region inode (0: none)
   Nanos rx_view_asked_at_ = 0;                     // engine lock
   std::atomic<uint32_t> rx_intr_openers_{0};       // threads inside open_rx_interrupt

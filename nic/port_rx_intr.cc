@@ -37,7 +37,7 @@
 // link goes down or the region changes (a reconnect), checked at most every
 // kViewCheckNs.
 #include <fcntl.h>
-#include <rte_alarm.h>
+#include <sys/eventfd.h>
 #include <rte_ethdev.h>
 #include <rte_interrupts.h>
 #include <rte_pause.h>
@@ -46,10 +46,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstddef>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "nic/base/log.h"
 #include "nic/port.h"
@@ -200,29 +203,59 @@ Port::MemifView* Port::memif_view_make() {
   return v;
 }
 
-void Port::memif_view_alarm(void* arg) {
-  auto* p = static_cast<Port*>(arg);
-  if (MemifView* v = p->memif_view_make()) {
+namespace {
+// The memif ports of this process that keep a view, and the eventfd through
+// which their engines ask DPDK's interrupt thread for one (registered once,
+// as an EXT handle: DPDK reads nothing, the callback drains it). The mutex
+// keeps a closing port away from a callback that runs now, and orders for
+// ThreadSanitizer what the port set up before it joined; the eventfd's write
+// and read order what an engine did before asking (DPDK's alarms order such
+// hand-overs with spinlocks TSan cannot see). Never destroyed: the interrupt
+// thread may run past the exit handlers.
+struct ViewAsks {
+  std::mutex mu;
+  std::vector<Port*> ports;
+  int fd = -1;
+};
+ViewAsks& view_asks() {
+  static ViewAsks* v = new ViewAsks;
+  return *v;
+}
+}  // namespace
+
+void Port::memif_view_callback(void*) {
+  ViewAsks& va = view_asks();
+  std::lock_guard<std::mutex> lock(va.mu);
+  uint64_t n;
+  [[maybe_unused]] ssize_t r = read(va.fd, &n, sizeof(n));
+  for (Port* p : va.ports) {
+    if (p->rx_view_asked_.load(std::memory_order_acquire)) p->memif_view_answer();
+  }
+}
+
+void Port::memif_view_answer() {
+  if (MemifView* v = memif_view_make()) {
     // A view made earlier and not taken yet is replaced (nobody touched it).
-    MemifView* old = p->rx_view_next_.exchange(v, std::memory_order_acq_rel);
+    MemifView* old = rx_view_next_.exchange(v, std::memory_order_acq_rel);
     if (old != nullptr && old != memif_no_view()) {
       munmap(old->map, old->map_len);
       close(old->efd);
       delete old;
     }
   }
-  p->rx_view_asked_.store(false, std::memory_order_release);
+  rx_view_asked_.store(false, std::memory_order_release);
 }
 
 bool Port::memif_view_ask(Nanos now) {
-  if (rx_view_asked_.load(std::memory_order_acquire)) return false;
+  if (rx_view_ask_fd_ < 0 || rx_view_asked_.load(std::memory_order_acquire)) return false;
   if (rx_view_asked_at_ != 0 &&
       now - rx_view_asked_at_ < (rx_view_ != nullptr ? kViewCheckNs : kNoViewRetryNs)) {
     return false;
   }
   rx_view_asked_at_ = now;
   rx_view_asked_.store(true, std::memory_order_relaxed);
-  if (rte_eal_alarm_set(1, &Port::memif_view_alarm, this) != 0) {
+  const uint64_t one = 1;
+  if (write(rx_view_ask_fd_, &one, sizeof(one)) != ssize_t(sizeof(one))) {
     rx_view_asked_.store(false, std::memory_order_relaxed);
     return false;
   }
@@ -262,7 +295,12 @@ void Port::memif_view_retire(MemifView* v) {
 
 void Port::teardown_rx_interrupt() {
   if (rx_intr_ != RxIntr::kMemif) return;
-  rte_eal_alarm_cancel(&Port::memif_view_alarm, this);  // waits for one that runs
+  {
+    ViewAsks& va = view_asks();
+    std::lock_guard<std::mutex> lock(va.mu);  // a callback that runs now is done with this port
+    va.ports.erase(std::remove(va.ports.begin(), va.ports.end(), this), va.ports.end());
+  }
+  rx_view_ask_fd_ = -1;
   rx_intr_gate_.store(nullptr, std::memory_order_seq_cst);
   rx_intr_ring_ = nullptr;
   if (MemifView* next = rx_view_next_.exchange(nullptr); next != nullptr && next != memif_no_view()) {
@@ -280,7 +318,28 @@ void Port::setup_rx_interrupt() {
       rx_intr_fd_ = fd;
     }
   } else if (driver_ == "net_memif" && kMemifLayoutKnown) {
-    rx_intr_ = RxIntr::kMemif;
+    // The interrupt thread makes the port's view of the ring when asked
+    // (memif_view_callback).
+    ViewAsks& va = view_asks();
+    std::lock_guard<std::mutex> lock(va.mu);
+    if (va.fd < 0) {
+      const int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+      rte_intr_handle* h = fd >= 0 ? rte_intr_instance_alloc(RTE_INTR_INSTANCE_F_PRIVATE) : nullptr;
+      if (h != nullptr && rte_intr_fd_set(h, fd) == 0 && rte_intr_type_set(h, RTE_INTR_HANDLE_EXT) == 0 &&
+          rte_intr_callback_register(h, &Port::memif_view_callback, nullptr) == 0) {
+        va.fd = fd;  // h and fd stay for the process's life
+      } else {
+        if (h != nullptr) rte_intr_instance_free(h);
+        if (fd >= 0) close(fd);
+        DROCE_ERROR("port %s: no receive interrupt (could not register with DPDK's interrupt thread)",
+                    name_.c_str());
+      }
+    }
+    if (va.fd >= 0) {
+      va.ports.push_back(this);
+      rx_view_ask_fd_ = va.fd;
+      rx_intr_ = RxIntr::kMemif;
+    }
   }
   if (rx_intr_ == RxIntr::kNone) {
     DROCE_DEBUG("port %s (%s): no receive interrupt, the idle engine sleeps on a timer",
