@@ -585,7 +585,11 @@ void Connection::on_cdc(const wire::CdcMsg& m, Link* via) {
 void Connection::on_link_down(int err) {
   {
     std::lock_guard<std::mutex> lk(mu_);
-    fail_locked(err);
+    // A connection closed both ways has nothing left to lose: the link
+    // group that ends under it (the peer's program ended right after both
+    // closes: its DELETE LINK can come before the close timer releases the
+    // connection) does not turn that orderly close into a reset.
+    if (!(closed_sent_ && (peer_closed_ || peer_abort_))) fail_locked(err);
   }
   notify_ready();
 }
