@@ -27,8 +27,8 @@
 // The PMD connects and disconnects on DPDK's interrupt thread, and a
 // disconnect (the peer process exits) closes the eventfd and unmaps the
 // ring's region at any moment. So the port reads the PMD's structures only
-// there (an EAL alarm, which runs on that thread, between the PMD's own
-// callbacks) and keeps a view of its own: a mapping of the ring's page from
+// there (memif_view_callback, which runs on that thread between the PMD's
+// own callbacks) and keeps a view of its own: a mapping of the ring's page from
 // the region's memfd and a dup of the eventfd. A thread that touches the
 // view after the PMD let go writes to memory nobody reads any more and reads
 // an eventfd nobody writes, instead of unmapped memory (iperf3 under the
@@ -37,11 +37,11 @@
 // link goes down or the region changes (a reconnect), checked at most every
 // kViewCheckNs.
 #include <fcntl.h>
-#include <sys/eventfd.h>
 #include <rte_ethdev.h>
 #include <rte_interrupts.h>
 #include <rte_pause.h>
 #include <rte_version.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -216,6 +216,7 @@ struct ViewAsks {
   std::mutex mu;
   std::vector<Port*> ports;
   int fd = -1;
+  rte_intr_handle* handle = nullptr;  // fd's, registered (DPDK keeps a copy)
 };
 ViewAsks& view_asks() {
   static ViewAsks* v = new ViewAsks;
@@ -328,6 +329,7 @@ void Port::setup_rx_interrupt() {
       if (h != nullptr && rte_intr_fd_set(h, fd) == 0 && rte_intr_type_set(h, RTE_INTR_HANDLE_EXT) == 0 &&
           rte_intr_callback_register(h, &Port::memif_view_callback, nullptr) == 0) {
         va.fd = fd;  // h and fd stay for the process's life
+        va.handle = h;
       } else {
         if (h != nullptr) rte_intr_instance_free(h);
         if (fd >= 0) close(fd);
@@ -428,6 +430,7 @@ void Port::quiet_rx_interrupt() {
 }
 
 void Port::open_rx_interrupt() {
+  if (rx_intr_ != RxIntr::kMemif) return;  // set before the port is used
   // No engine lock here: the count keeps the view from being retired while
   // this thread uses it (memif_view_retire waits for it to drop to zero).
   rx_intr_openers_.fetch_add(1, std::memory_order_seq_cst);

@@ -6,6 +6,8 @@
 // never from a clock. A net_ring port has no receive interrupt: its sleep
 // ends on the timer.
 #include <gtest/gtest.h>
+#include <rte_dev.h>
+#include <rte_ethdev.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,7 +34,9 @@ namespace {
                            " --vdev=net_memif0,role=server,id=0,socket=" + sock +
                            " --vdev=net_memif1,role=client,id=0,socket=" + sock +
                            " --vdev=net_memif2,role=server,id=1,socket=" + sock +
-                           " --vdev=net_memif3,role=client,id=1,socket=" + sock;
+                           " --vdev=net_memif3,role=client,id=1,socket=" + sock +
+                           " --vdev=net_memif4,role=server,id=2,socket=" + sock +
+                           " --vdev=net_memif5,role=client,id=2,socket=" + sock;
   return setenv("DROCE_EAL_ARGS", args.c_str(), 1) == 0;
 }();
 
@@ -333,6 +337,20 @@ TEST_F(RxInterruptTest, IdleEngineThreadSleepsOnTheReceiveInterrupt) {
 class RxInterruptPeerGone : public EngineTest {
  protected:
   void SetUp() override {}
+  // One end of a memif link of its own (id; each test has one). A client
+  // port closed earlier in this process released its ethdev but left its
+  // vdev on the bus: that one is plugged in again.
+  static std::unique_ptr<Port> open_end(const char* name, const char* role, int link, const char* ip) {
+    uint16_t id;
+    if (rte_eth_dev_get_port_by_name(name, &id) != 0) {
+      const std::string args = std::string("role=") + role + ",id=" + std::to_string(link) +
+                               ",socket=/droce-rxintr-" + std::to_string(getpid()) + ".sock";
+      rte_eal_hotplug_remove("vdev", name);
+      if (rte_eal_hotplug_add("vdev", name, args.c_str()) != 0) return nullptr;
+    }
+    auto p = Port::open_by_name(name, test_config(ip));
+    return p.is_ok() ? std::move(p.value()) : nullptr;
+  }
   void TearDown() override {
     a_.dev.reset();
     b_.dev.reset();
@@ -340,12 +358,9 @@ class RxInterruptPeerGone : public EngineTest {
 };
 
 TEST_F(RxInterruptPeerGone, ArmedViewOutlivesThePmdsRing) {
-  auto b = Port::open_by_name("net_memif2", test_config("10.9.2.1"));
-  ASSERT_TRUE(b.is_ok()) << b.status().message();
-  auto a = Port::open_by_name("net_memif3", test_config("10.9.2.2"));
-  ASSERT_TRUE(a.is_ok()) << a.status().message();
-  std::unique_ptr<Port> port_b = std::move(b.value());
-  std::unique_ptr<Port> port_a = std::move(a.value());
+  std::unique_ptr<Port> port_b = open_end("net_memif2", "server", 1, "10.9.2.1");
+  std::unique_ptr<Port> port_a = open_end("net_memif3", "client", 1, "10.9.2.2");
+  ASSERT_TRUE(port_a && port_b);
   const Nanos up_end = monotonic_now() + 10 * kNanosPerSec;
   while ((!port_a->link_up() || !port_b->link_up()) && monotonic_now() < up_end) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -383,6 +398,102 @@ TEST_F(RxInterruptPeerGone, ArmedViewOutlivesThePmdsRing) {
     EXPECT_FALSE(port_b->rx_interrupt_armed());
   }
   b_.dev.reset();
+  eal_wait_interrupt_thread_idle();
+  port_b.reset();
+  eal_wait_interrupt_thread_idle();
+}
+
+// The peer goes away and a new one connects on the same socket (a program
+// started again): it brings a new region and eventfd. B's port drops or
+// replaces its view (the link was down at an arm, or the interrupt thread's
+// check every 50 ms finds a new region), and the new peer's WRITEs wake B's
+// sleeping engine through the receive interrupt again, not the timer (memif
+// id 2: a link of its own). B
+// sleeps as its engine thread would (at most 1 ms a sleep); A sends a WRITE
+// every few milliseconds and waits for each to be acknowledged.
+TEST_F(RxInterruptPeerGone, ReconnectedPeerWakesTheEngineThroughItsNewRing) {
+  std::unique_ptr<Port> port_b = open_end("net_memif4", "server", 2, "10.9.3.1");
+  std::unique_ptr<Port> port_a = open_end("net_memif5", "client", 2, "10.9.3.2");
+  ASSERT_TRUE(port_a && port_b);
+  const auto both_up = [&] {
+    const Nanos end = monotonic_now() + 10 * kNanosPerSec;
+    while ((!port_a->link_up() || !port_b->link_up()) && monotonic_now() < end) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return port_a->link_up() && port_b->link_up();
+  };
+  ASSERT_TRUE(both_up()) << "memif link did not come up";
+  make_side(port_b.get(), &b_);
+  ASSERT_TRUE(rx_interrupt_ready(*b_.dev, *port_b));
+  // The first peer ends; a second one connects.
+  port_a.reset();
+  const Nanos down_end = monotonic_now() + 10 * kNanosPerSec;
+  while (port_b->link_up() && monotonic_now() < down_end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_FALSE(port_b->link_up()) << "B never saw the peer go";
+  eal_wait_interrupt_thread_idle();
+  port_a = open_end("net_memif5", "client", 2, "10.9.3.2");
+  ASSERT_TRUE(port_a) << "the second peer did not open";
+  ASSERT_TRUE(both_up()) << "the second peer's link did not come up";
+  make_side(port_a.get(), &a_);
+  Qp* qa = make_qp(a_, QpType::kRc);
+  Qp* qb = make_qp(b_, QpType::kRc);
+  connect(a_, qa, b_, qb);
+  connect(b_, qb, a_, qa);
+  Buffer buf_a = make_buffer(a_, 4096, kAccessLocalWrite | kAccessRemoteWrite, 0x3C);
+  Buffer buf_b = make_buffer(b_, 4096, kAccessLocalWrite | kAccessRemoteWrite, 0x00);
+  const EngineCounters before = counters_of(*b_.dev);
+  constexpr int kWrites = 40;
+  std::atomic<int> acked{0};
+  std::atomic<bool> failed{false};
+  std::thread sender([&] {
+    for (int i = 0; i < kWrites && !failed.load(); ++i) {
+      SendWqe w = wqe(WrOpcode::kRdmaWrite, uint64_t(i));
+      Sge sg{buf_a.addr(), 4096, buf_a.key};
+      w.num_sge = 1;
+      w.remote_addr = buf_b.addr();
+      w.rkey = buf_b.key;
+      if (qa->post_send(w, &sg, nullptr) != 0) {
+        failed.store(true);
+        break;
+      }
+      const Nanos end = monotonic_now() + 5 * kNanosPerSec;
+      Cqe c{};
+      bool done = false;
+      while (!done && monotonic_now() < end) {
+        {
+          auto lock = a_.dev->lock_engine();
+          a_.dev->poll(monotonic_now());
+        }
+        done = a_.scq->poll(&c, 1) == 1;
+      }
+      if (!done || c.status != WcStatus::kSuccess) {
+        failed.store(true);
+        break;
+      }
+      acked.fetch_add(1);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  // B: its engine's idle sleep, over and over, until the sender is done.
+  const Nanos end = monotonic_now() + 60 * kNanosPerSec;
+  while (acked.load() < kWrites && !failed.load() && monotonic_now() < end) {
+    DeviceTestPeer::sleep_until_work(*b_.dev, kNanosPerMs);
+  }
+  sender.join();
+  ASSERT_FALSE(failed.load()) << "a WRITE was not acknowledged";
+  EXPECT_EQ(acked.load(), kWrites);
+  EXPECT_EQ(buf_b.bytes, buf_a.bytes);
+  const EngineCounters after = counters_of(*b_.dev);
+  EXPECT_GT(after.sleeps_rx_interrupt, before.sleeps_rx_interrupt) << "B never armed the new ring";
+  // Most WRITEs (the first may meet the old view, up to the 50 ms check)
+  // end a sleep through the interrupt.
+  EXPECT_GE(after.wakes_rx_interrupt - before.wakes_rx_interrupt, uint64_t(kWrites / 2))
+      << "the new peer's frames did not raise B's interrupt";
+  a_.dev.reset();
+  b_.dev.reset();
+  port_a.reset();
   eal_wait_interrupt_thread_idle();
   port_b.reset();
   eal_wait_interrupt_thread_idle();
