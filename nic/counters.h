@@ -160,6 +160,8 @@ constexpr const char* parse_drop_key(wire::ParseError e) {
       return "payload_not_allowed";
     case ParseError::kBadIcrc:
       return "bad_icrc";
+    case ParseError::kBadIpChecksum:
+      return "bad_ip_checksum";
     case ParseError::kCount:
       break;
   }

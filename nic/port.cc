@@ -419,7 +419,13 @@ bool Port::check_roce(rte_mbuf* m, wire::PacketView* view, wire::ParseError e) {
       const uint32_t head = std::min<uint32_t>(m->data_len, view->icrc_off) - view->l3_off;
       good = wire::icrc_compute_chain(l3, head, pieces, n, view->ipv6) == want;
     }
-    if (!good) e = wire::ParseError::kBadIcrc;
+    if (!good) {
+      e = wire::ParseError::kBadIcrc;
+    } else if (!view->ipv6 && !wire::ipv4_header_valid(l3, size_t(view->ipv4().ihl_bytes()))) {
+      // Outside the ICRC (as TTL and TOS): a NIC drops a frame whose
+      // header checksum is wrong. In the first segment (classify_chain).
+      e = wire::ParseError::kBadIpChecksum;
+    }
   }
   if (e != wire::ParseError::kOk) {
     ++counters_.parse_drops[size_t(e)];

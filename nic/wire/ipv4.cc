@@ -13,4 +13,11 @@ uint16_t ipv4_checksum(const Ipv4Hdr& h) {
   return uint16_t(~sum);
 }
 
+bool ipv4_header_valid(const uint8_t* h, size_t ihl) {
+  uint32_t sum = 0;
+  for (size_t i = 0; i + 1 < ihl; i += 2) sum += uint32_t(h[i]) << 8 | h[i + 1];
+  while (sum >> 16) sum = (sum & 0xFFFF) + (sum >> 16);
+  return sum == 0xFFFF;
+}
+
 }  // namespace droce::wire

@@ -42,5 +42,8 @@ static_assert(sizeof(Ipv6Hdr) == 40);
 
 // RFC 1071 checksum of an IPv4 header (checksum field included as stored).
 uint16_t ipv4_checksum(const Ipv4Hdr& h);
+// True when the header of ihl bytes (options included) sums to 0xFFFF, its
+// checksum field as received.
+bool ipv4_header_valid(const uint8_t* h, size_t ihl);
 
 }  // namespace droce::wire

@@ -39,6 +39,7 @@ enum class ParseError : uint8_t {
   kPadBeyondPayload,// pad count larger than the payload
   kPayloadNotAllowed,// payload on an opcode that carries none
   kBadIcrc,         // ICRC mismatch
+  kBadIpChecksum,   // IPv4 header checksum mismatch (checked with the ICRC)
   kCount
 };
 
@@ -91,7 +92,9 @@ struct PacketView {
 };
 
 struct ParseOptions {
-  bool verify_icrc = true;  // checking the ICRC masks fields in place and restores them
+  // Checking the ICRC masks fields in place and restores them; with it the
+  // IPv4 header checksum, which the ICRC does not cover, is checked too.
+  bool verify_icrc = true;
 };
 
 // Parses `frame[0..len)`. On success fills *out and returns kOk. With

@@ -45,6 +45,8 @@ const char* parse_error_name(ParseError e) {
       return "pad count beyond payload";
     case ParseError::kPayloadNotAllowed:
       return "payload on opcode without payload";
+    case ParseError::kBadIpChecksum:
+      return "bad IPv4 header checksum";
     case ParseError::kBadIcrc:
       return "bad ICRC";
     case ParseError::kCount:
@@ -150,6 +152,11 @@ ParseError parse_frame(uint8_t* frame, size_t len, PacketView* out, ParseOptions
   const size_t icrc_off = bth_off + roce_len - kIcrcLen;
   if (opts.verify_icrc && !icrc_verify(frame + l3, icrc_off - l3, ipv6)) {
     return ParseError::kBadIcrc;
+  }
+  // The ICRC leaves out the IPv4 checksum (and TTL, TOS), so a frame whose
+  // header a router or a peer got wrong passes it: a NIC drops it here.
+  if (opts.verify_icrc && !ipv6 && !ipv4_header_valid(frame + l3, l4 - l3)) {
+    return ParseError::kBadIpChecksum;
   }
 
   out->frame = frame;

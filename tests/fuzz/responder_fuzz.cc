@@ -363,6 +363,14 @@ size_t make_frame(Input& in, uint8_t* buf, size_t cap, bool* spoofed) {
   if (dmg & 1) {
     const size_t off = 14 + in.u16() % (n - 14 - 4);
     buf[off] = in.u8();
+    // A hostile sender computes the IPv4 header checksum too (else the
+    // damage to the header only meets the port's checksum check).
+    if ((dmg & 4) && (buf[14] & 0x0F) == 5) {
+      buf[14 + 10] = buf[14 + 11] = 0;
+      const uint16_t sum = wire::ipv4_checksum(*reinterpret_cast<const wire::Ipv4Hdr*>(buf + 14));
+      buf[14 + 10] = uint8_t(sum >> 8);
+      buf[14 + 11] = uint8_t(sum);
+    }
     const uint32_t l3_len = uint32_t(n - 14 - 4);
     wire::icrc_write(buf + 14, l3_len, false);
     if (dmg & 2) n -= in.u8() % 8;  // truncate too

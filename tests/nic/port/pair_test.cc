@@ -179,6 +179,13 @@ TEST(PortPairTest, JunkIsCountedByReasonAndNotDelivered) {
     other[14 + 20 + 3] = 0xB8;  // 4792
     add(other);
   }
+  // TTL changed and the IPv4 checksum not (both outside the ICRC, which
+  // stays right): the header checksum drops it.
+  {
+    auto ttl = g;
+    ttl[14 + 8] ^= 0x01;
+    add(ttl);
+  }
   // ARP request for another address, and a broken ARP frame.
   {
     std::vector<uint8_t> arp(kArpFrameLen);
@@ -249,6 +256,7 @@ TEST(PortPairTest, JunkIsCountedByReasonAndNotDelivered) {
   EXPECT_EQ(c.parse_drop(ParseError::kTooShortIp), 1u);
   EXPECT_EQ(c.parse_drop(ParseError::kBadIpLength), 1u);
   EXPECT_EQ(c.parse_drop(ParseError::kBadIcrc), 2u);
+  EXPECT_EQ(c.parse_drop(ParseError::kBadIpChecksum), 1u);
   EXPECT_EQ(c.parse_drop(ParseError::kNotRocePort), 1u);
   EXPECT_EQ(c.drop(PortDrop::kNotOurMac), 1u);
   EXPECT_EQ(c.drop(PortDrop::kNotOurIp), 1u);

@@ -70,7 +70,8 @@ enum class Region {
   kL2Data,     // MACs, VLAN TCI: outside the ICRC, no effect
   kL2Type,     // EtherTypes: the frame stops being IP
   kStructure,  // length / version / protocol / port / opcode / flags: any rejection
-  kVariant,    // masked: TOS, TTL, IP checksum (IPv6 TC/flow/hop), UDP checksum, BTH byte 4
+  kVariant,    // masked: IPv6 TC/flow/hop, UDP checksum, BTH byte 4
+  kIpVariant,  // masked too, IPv4 TOS, TTL, checksum: the header checksum catches a flip
   kCovered,    // everything else up to the ICRC and the ICRC itself: must be kBadIcrc
   kTrailer,    // Ethernet padding after the IP packet: ignored
 };
@@ -91,7 +92,7 @@ Region region(const PacketView& v, size_t i) {
     if (r < 4 || r == 7) return Region::kVariant;  // TC + flow label, hop limit
     if (r < 7) return Region::kStructure;          // payload length, next header
   } else {
-    if (r == 1 || r == 8 || r == 10 || r == 11) return Region::kVariant;
+    if (r == 1 || r == 8 || r == 10 || r == 11) return Region::kIpVariant;
     if (r == 0 || r == 2 || r == 3 || r == 6 || r == 7 || r == 9) return Region::kStructure;
   }
   if (i == udp + 6 || i == udp + 7) return Region::kVariant;
@@ -128,6 +129,9 @@ TEST(WireIcrcFlip, EverySingleBitFlip) {
           case Region::kVariant:
           case Region::kTrailer:
             EXPECT_EQ(r, ParseError::kOk) << where << ": " << parse_error_name(r);
+            break;
+          case Region::kIpVariant:
+            EXPECT_EQ(r, ParseError::kBadIpChecksum) << where << ": " << parse_error_name(r);
             break;
           case Region::kL2Type:
           case Region::kStructure:
@@ -186,6 +190,14 @@ TEST(WireIcrcFlip, VariantFieldsAnyValueKeepIcrcValid) {
       test::Frame g = f;
       for (size_t i : variant) g[i] = val;
       if (v.ipv6) g[l3] = uint8_t((g[l3] & 0xF0) | (val & 0x0F));
+      if (!v.ipv6) {
+        // A sender that rewrites TOS or TTL writes the header checksum again
+        // (ipv4_checksum sums the field as stored: zero it first).
+        g[l3 + 10] = g[l3 + 11] = 0;
+        const uint16_t sum = ipv4_checksum(*reinterpret_cast<const Ipv4Hdr*>(g.data() + l3));
+        g[l3 + 10] = uint8_t(sum >> 8);
+        g[l3 + 11] = uint8_t(sum);
+      }
       const test::Frame mutated = g;
       EXPECT_EQ(parse_frame(g.data(), g.size(), &v), ParseError::kOk) << int(val);
       EXPECT_EQ(g, mutated) << "variant fields not restored";

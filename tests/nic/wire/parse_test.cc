@@ -147,6 +147,12 @@ const Case kCases[] = {
     {"ICRC bit flipped", ParseError::kBadIcrc, op::kSendOnly, 0,
      [](test::Frame& f) { f.back() ^= 0x80; }},
     {"PSN changed", ParseError::kBadIcrc, op::kAck, 0, [](test::Frame& f) { f[kBth + 11] ^= 1; }},
+    // The checksum (like TTL and TOS) is outside the ICRC: only the header
+    // checksum catches it.
+    {"IPv4 checksum wrong", ParseError::kBadIpChecksum, op::kSendOnly, 0,
+     [](test::Frame& f) { f[kL3 + 10] ^= 0x01; }},
+    {"TTL changed, checksum not", ParseError::kBadIpChecksum, op::kSendOnly, 0,
+     [](test::Frame& f) { f[kL3 + 8] ^= 0x40; }},
 };
 
 TEST(WireParse, EachReasonFromACraftedFrame) {
