@@ -26,6 +26,20 @@ class SmcLinuxPeer : public ::testing::Test {
     client_.reset();
     server_.reset();
   }
+  // A client socket connected over SMC-R to listener (on server_), and the
+  // server's end of it.
+  void connect_smc(const std::shared_ptr<Socket>& listener, int port, std::shared_ptr<Socket>* c,
+                   std::shared_ptr<Socket>* s) {
+    int err = 0;
+    *c = Socket::create(client_.get(), 0, 0, &err);
+    ASSERT_NE(*c, nullptr) << err;
+    std::thread t([&] { *s = listener->accept(nullptr, nullptr, 0, &err); });
+    const sockaddr_in sa = loopback(port);
+    ASSERT_EQ((*c)->connect(reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)), 0);
+    t.join();
+    ASSERT_TRUE((*c)->uses_smc());
+    ASSERT_NE(*s, nullptr);
+  }
   std::unique_ptr<Runtime> client_, server_;
 };
 
@@ -39,15 +53,8 @@ class SmcLinuxPeer : public ::testing::Test {
 TEST_F(SmcLinuxPeer, ProgramEndLetsAPendingCloseFinishBeforeDeleteLink) {
   int port = 0;
   auto listener = listen_on(server_.get(), &port);
-  int err = 0;
-  auto c = Socket::create(client_.get(), 0, 0, &err);
-  std::shared_ptr<Socket> s;
-  std::thread t([&] { s = listener->accept(nullptr, nullptr, 0, &err); });
-  const sockaddr_in sa = loopback(port);
-  ASSERT_EQ(c->connect(reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)), 0);
-  t.join();
-  ASSERT_TRUE(c->uses_smc());
-  ASSERT_NE(s, nullptr);
+  std::shared_ptr<Socket> c, s;
+  ASSERT_NO_FATAL_FAILURE(connect_smc(listener, port, &c, &s));
   Connection* sc = s->connection();
   sc->hold();
   c->close();  // the client's close waits for the server's
@@ -75,15 +82,8 @@ TEST_F(SmcLinuxPeer, ProgramEndLetsAPendingCloseFinishBeforeDeleteLink) {
 TEST_F(SmcLinuxPeer, LinkGroupEndingAfterBothClosesLeavesTheConnectionUnharmed) {
   int port = 0;
   auto listener = listen_on(server_.get(), &port);
-  int err = 0;
-  auto c = Socket::create(client_.get(), 0, 0, &err);
-  std::shared_ptr<Socket> s;
-  std::thread t([&] { s = listener->accept(nullptr, nullptr, 0, &err); });
-  const sockaddr_in sa = loopback(port);
-  ASSERT_EQ(c->connect(reinterpret_cast<const sockaddr*>(&sa), sizeof(sa)), 0);
-  t.join();
-  ASSERT_TRUE(c->uses_smc());
-  ASSERT_NE(s, nullptr);
+  std::shared_ptr<Socket> c, s;
+  ASSERT_NO_FATAL_FAILURE(connect_smc(listener, port, &c, &s));
   Connection* sc = s->connection();
   sc->hold();
   LinkGroup* lgr = sc->lgr();

@@ -344,6 +344,17 @@ TEST_F(RxInterruptTest, IdleEngineThreadSleepsOnTheReceiveInterrupt) {
 class RxInterruptPeerGone : public EngineTest {
  protected:
   void SetUp() override {}
+  // Closing one end: true once the other has seen its link go down and the
+  // interrupt thread is done with the disconnect (bounded).
+  static bool peer_gone(const Port& p) {
+    const Nanos end = monotonic_now() + 10 * kNanosPerSec;
+    while (p.link_up() && monotonic_now() < end) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (p.link_up()) return false;
+    eal_wait_interrupt_thread_idle();
+    return true;
+  }
   // One end of a memif link of its own (id; each test has one). A client
   // port closed earlier in this process released its ethdev but left its
   // vdev on the bus: that one is plugged in again.
@@ -382,12 +393,7 @@ TEST_F(RxInterruptPeerGone, ArmedViewOutlivesThePmdsRing) {
   ASSERT_TRUE(port_b->rx_interrupt_armed());
   // The peer closes; B's PMD handles the disconnect on the interrupt thread.
   port_a.reset();
-  const Nanos down_end = monotonic_now() + 10 * kNanosPerSec;
-  while (port_b->link_up() && monotonic_now() < down_end) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ASSERT_FALSE(port_b->link_up()) << "B never saw the peer go";
-  eal_wait_interrupt_thread_idle();
+  ASSERT_TRUE(peer_gone(*port_b)) << "B never saw the peer go";
   ASSERT_TRUE(port_b->rx_interrupt_armed());
   // B's application: polls (quiet, and the receive path's look at the ring),
   // then blocks (open), as after any completion.
@@ -434,12 +440,7 @@ TEST_F(RxInterruptPeerGone, ReconnectedPeerWakesTheEngineThroughItsNewRing) {
   ASSERT_TRUE(rx_interrupt_ready(*b_.dev, *port_b));
   // The first peer ends; a second one connects.
   port_a.reset();
-  const Nanos down_end = monotonic_now() + 10 * kNanosPerSec;
-  while (port_b->link_up() && monotonic_now() < down_end) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ASSERT_FALSE(port_b->link_up()) << "B never saw the peer go";
-  eal_wait_interrupt_thread_idle();
+  ASSERT_TRUE(peer_gone(*port_b)) << "B never saw the peer go";
   port_a = open_end("net_memif5", "client", 2, "10.9.3.2");
   ASSERT_TRUE(port_a) << "the second peer did not open";
   ASSERT_TRUE(both_up()) << "the second peer's link did not come up";
