@@ -197,7 +197,7 @@ class Port {
   Status create_shells();
   Status configure_queues(uint16_t ethdev_mtu);
   void setup_rx_interrupt();  // after start (nic/port_rx_intr.cc)
-  void teardown_rx_interrupt();  // before stop: no alarm left, the view unmapped
+  void teardown_rx_interrupt();  // before stop: off the interrupt thread's list, views unmapped
   void set_mac();  // the PMD's address, or a random local one
   // One received frame: true when it is delivered (view filled).
   // *m may be replaced (a chained frame copied into one buffer).
