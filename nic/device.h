@@ -137,6 +137,10 @@ struct DeviceStats {
   bool link_up = false;
   bool removed = false;
   uint32_t qps = 0;    // live QPs
+  // The DPDK lcore id the engine thread registered as (its mempool caches
+  // go with it), -1 while it has none: no engine thread, or none left
+  // (RTE_MAX_LCORE) or not allowed (a secondary process attached).
+  int engine_lcore = -1;
   EngineCounters engine;
   PortCounters port;
   bool faults = false;  // a fault shim is on transmit (DROCE_FAULTS)
@@ -436,6 +440,7 @@ class Device {
   static constexpr uint16_t kRxBurst = 32;
   const bool coalesce_acks_;
   const int engine_cpu_;  // Options::engine_cpu
+  std::atomic<int> engine_lcore_{-1};  // DeviceStats::engine_lcore
   const uint32_t zero_copy_min_;  // Options::zero_copy_min
   const Nanos stand_aside_ns_;  // Options::stand_aside_ns
   const Nanos progress_defer_ns_;  // Options::progress_defer_ns

@@ -16,6 +16,7 @@ DeviceStats Device::stats() {
   s.link_up = link_up_.load(std::memory_order_relaxed);
   s.removed = removed_;
   s.qps = uint32_t(live_.size());
+  s.engine_lcore = engine_lcore_.load(std::memory_order_relaxed);
   s.engine = counters_;
   s.engine.lingers_caught = lingers_caught_.load(std::memory_order_relaxed);
   s.engine.lingers_missed = lingers_missed_.load(std::memory_order_relaxed);

@@ -21,6 +21,8 @@
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mempool.h>
 
 #include "nic/base/log.h"
 #include "nic/telemetry.h"
@@ -283,6 +285,45 @@ void eal_wait_interrupt_thread_idle() {
     const timespec ts{0, 2 * 1000 * 1000};
     nanosleep(&ts, nullptr);
   }
+}
+
+namespace {
+
+thread_local bool t_lcore_tried = false;
+
+// Runs at the exit of a thread eal_register_thread registered. Under the
+// state's lock, so eal_cleanup cannot run meanwhile; after it, DPDK's lcore
+// table is gone and nothing is given back.
+struct LcoreRelease {
+  ~LcoreRelease() {
+    EalState& s = state();
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (!s.ready || rte_lcore_id() == LCORE_ID_ANY) return;
+    // Under the mempool list's read lock: no pool is freed meanwhile.
+    rte_mempool_walk(
+        [](rte_mempool* mp, void*) {
+          if (rte_mempool_cache* c = rte_mempool_default_cache(mp, rte_lcore_id())) {
+            rte_mempool_cache_flush(c, mp);
+          }
+        },
+        nullptr);
+    rte_thread_unregister();
+  }
+};
+
+}  // namespace
+
+int eal_register_thread() {
+  if (!t_lcore_tried) {
+    t_lcore_tried = true;
+    if (rte_lcore_id() == LCORE_ID_ANY && eal_ready() && rte_thread_register() == 0 &&
+        rte_lcore_id() != LCORE_ID_ANY) {
+      static thread_local LcoreRelease release;  // constructed here: destroyed at thread exit
+      (void)release;
+    }
+  }
+  const unsigned id = rte_lcore_id();
+  return id == LCORE_ID_ANY ? -1 : int(id);
 }
 
 void eal_cleanup() {

@@ -45,6 +45,17 @@ uint32_t port_removals(uint16_t port_id);
 // one process, and for eal_cleanup. Any thread but the interrupt thread.
 void eal_wait_interrupt_thread_idle();
 
+// Gives the calling thread a DPDK lcore id (rte_thread_register) once, if
+// it has none: only a thread with one has mempool caches, and without them
+// each mbuf the thread allocates or frees is an atomic operation on the
+// pool's shared ring (docs/benchmarks.md "mbuf caches"). At the thread's
+// exit its caches are emptied into their pools and the id given back (not
+// after eal_cleanup). Returns the thread's lcore id, or -1 when it has none:
+// EAL not ready, no id left (RTE_MAX_LCORE), or a secondary DPDK process
+// attached (DPDK then refuses). The first call does the work; later calls
+// read a thread-local flag. Any thread but DPDK's own.
+int eal_register_thread();
+
 // Releases EAL (rte_eal_cleanup) and removes the runtime directory of a file
 // prefix droce generated. Call at most once, at the end of the process, after
 // every Port is closed; eal_init() fails afterwards. Without it, the runtime

@@ -324,6 +324,13 @@ bool Device::progress() {
   }
   std::unique_lock<std::mutex> lock(engine_mu_, std::try_to_lock);
   if (!lock.owns_lock()) return false;
+  // An application thread that runs the engine gets mempool caches of its
+  // own as the engine thread does (the thread that started EAL has them).
+  static thread_local bool lcore_asked = false;
+  if (!lcore_asked) [[unlikely]] {
+    lcore_asked = true;
+    eal_register_thread();
+  }
   port_->quiet_rx_interrupt();  // this thread takes the frames while it polls
   if (app_blocks_.load(std::memory_order_relaxed)) app_blocks_.store(false, std::memory_order_relaxed);
   poll(now);

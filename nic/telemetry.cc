@@ -73,6 +73,7 @@ rte_tel_data* port_dict(const DeviceStats& s) {
   rte_tel_data_add_dict_u64(d, "link_up", s.link_up ? 1 : 0);
   rte_tel_data_add_dict_u64(d, "removed", s.removed ? 1 : 0);
   rte_tel_data_add_dict_u64(d, "qps", s.qps);
+  rte_tel_data_add_dict_int(d, "engine_lcore", s.engine_lcore);
   add_child(d, "engine", counters_dict(s.engine, kEngineCounterNames));
   add_child(d, "port", counters_dict(s.port, kPortCounterNames));
   if (rte_tel_data* p = rte_tel_data_alloc()) {

@@ -1,4 +1,4 @@
-// The engine thread's idle backoff (spin, yield, sleep; engine.cc
+// The engine thread: its idle backoff (spin, yield, sleep; engine.cc
 // engine_loop) toward a request/response peer: B's engine thread alone
 // serves A's requests (no application polls on B, as ib_read_lat's server),
 // and A sends its next request 20 us after the last one completed. Once B
@@ -8,6 +8,8 @@
 // then waited for the 50 us sleep timer. Read from B's sleep counters, not
 // from a clock.
 #include <gtest/gtest.h>
+#include <rte_lcore.h>
+#include <rte_mempool.h>
 
 #include <algorithm>
 #include <chrono>
@@ -18,27 +20,32 @@
 namespace droce::nic::test {
 namespace {
 
-class IdleLoopTest : public EngineTest {};
+class IdleLoopTest : public EngineTest {
+ protected:
+  // B with an engine thread, an RC QP each way connected, and 64-byte
+  // buffers: src on B (A READs it), dst on A.
+  void SetUp() override {
+    EngineTest::SetUp();
+    make_threaded_side(&pair_->b(), &b_, 64);
+    qa_ = make_qp(a_, QpType::kRc);
+    Qp* qb = make_qp(b_, QpType::kRc);
+    ASSERT_TRUE(qa_ && qb);
+    connect(a_, qa_, b_, qb);
+    connect(b_, qb, a_, qa_);
+    const uint32_t access = kAccessLocalWrite | kAccessRemoteRead;
+    src_ = make_buffer(b_, 64, access, 0x3C);
+    dst_ = make_buffer(a_, 64, access, 0);
+  }
 
-TEST_F(IdleLoopTest, EngineThreadThatWokeToARequestStaysAwakeForTheNext) {
-  make_threaded_side(&pair_->b(), &b_, 64);
-  Qp* qa = make_qp(a_, QpType::kRc);
-  Qp* qb = make_qp(b_, QpType::kRc);
-  ASSERT_TRUE(qa && qb);
-  connect(a_, qa, b_, qb);
-  connect(b_, qb, a_, qa);
-  const uint32_t access = kAccessLocalWrite | kAccessRemoteRead;
-  Buffer src = make_buffer(b_, 64, access, 0x3C);
-  Buffer dst = make_buffer(a_, 64, access, 0);
-
-  // A's engine inline until its READ completes (bounded).
-  auto read_once = [&](uint64_t wr_id) {
+  // One READ of src_ into dst_, A's engine inline until it completes
+  // (bounded); B's engine thread alone serves it.
+  bool read_once(uint64_t wr_id) {
     SendWqe w = wqe(WrOpcode::kRdmaRead, wr_id);
-    w.remote_addr = src.addr();
-    w.rkey = src.key;
+    w.remote_addr = src_.addr();
+    w.rkey = src_.key;
     w.num_sge = 1;
-    Sge s{dst.addr(), 64, dst.key};
-    if (qa->post_send(w, &s, nullptr) != 0) return false;
+    Sge s{dst_.addr(), 64, dst_.key};
+    if (qa_->post_send(w, &s, nullptr) != 0) return false;
     const Nanos end = monotonic_now() + 20 * kNanosPerSec;
     Cqe c{};
     while (monotonic_now() < end) {
@@ -49,8 +56,14 @@ TEST_F(IdleLoopTest, EngineThreadThatWokeToARequestStaysAwakeForTheNext) {
       if (a_.scq->poll(&c, 1) == 1) return c.status == WcStatus::kSuccess;
     }
     return false;
-  };
+  }
 
+  Qp* qa_ = nullptr;
+  Buffer src_;
+  Buffer dst_;
+};
+
+TEST_F(IdleLoopTest, EngineThreadThatWokeToARequestStaysAwakeForTheNext) {
   // B idle long enough to reach its sleep (spin and yield take well under
   // a second), then the first READ wakes it.
   const Nanos idle_until = monotonic_now() + 300 * kNanosPerMs;
@@ -68,11 +81,63 @@ TEST_F(IdleLoopTest, EngineThreadThatWokeToARequestStaysAwakeForTheNext) {
     ASSERT_TRUE(read_once(uint64_t(i))) << "READ " << i;
   }
   const uint64_t sleeps = b_.dev->stats().engine.sleeps - sleeps_before;
-  EXPECT_EQ(dst.bytes, src.bytes);
+  EXPECT_EQ(dst_.bytes, src_.bytes);
   // Awake, B sleeps again only after thousands of empty polls (far more
   // than 20 us): a few sleeps where A lost its CPU for that long, not one
   // a READ.
   EXPECT_LT(sleeps, uint64_t(kReads / 4)) << "B slept between READs " << sleeps << " times";
+}
+
+// The engine thread registers with DPDK as an lcore (Device::engine_thread_main),
+// so the mbufs it frees and allocates go through a mempool cache of its own
+// instead of an atomic operation on the pool's ring each; when the device
+// goes, the cache is emptied into the pools and the lcore id released.
+TEST_F(IdleLoopTest, EngineThreadHasAnLcoreCacheAndGivesBothBack) {
+  const Nanos until = monotonic_now() + 5 * kNanosPerSec;
+  while (b_.dev->stats().engine_lcore < 0 && monotonic_now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  const int lcore = b_.dev->stats().engine_lcore;
+  ASSERT_GE(lcore, 0) << "B's engine thread has no DPDK lcore id";
+  EXPECT_NE(unsigned(lcore), rte_lcore_id()) << "the test's own lcore";
+  EXPECT_TRUE(rte_lcore_has_role(unsigned(lcore), ROLE_NON_EAL));
+  // A's READ requests (A's mbufs) are freed on B's engine thread, and B's
+  // responses are allocated there (B's mbufs).
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(read_once(uint64_t(i))) << "READ " << i;
+  rte_mempool* pools[2] = {pair_->a().mempool(), pair_->b().mempool()};
+  unsigned cached = 0;
+  {
+    auto lock = b_.dev->lock_engine();  // the engine thread touches its caches under it
+    for (rte_mempool* mp : pools) cached += rte_mempool_default_cache(mp, unsigned(lcore))->len;
+  }
+  EXPECT_GT(cached, 0u) << "no mbuf went through the engine thread's caches";
+
+  b_.dev.reset();  // joins the engine thread
+  EXPECT_FALSE(rte_lcore_has_role(unsigned(lcore), ROLE_NON_EAL)) << "lcore " << lcore << " kept";
+  for (rte_mempool* mp : pools) {
+    EXPECT_EQ(rte_mempool_default_cache(mp, unsigned(lcore))->len, 0u)
+        << rte_mempool_default_cache(mp, unsigned(lcore))->len << " mbufs left in "
+        << mp->name << "'s cache of lcore " << lcore;
+  }
+}
+
+// An application thread that runs the engine (poll_cq's progress) gets an
+// lcore id the same way, once, and gives it back when it exits.
+TEST_F(IdleLoopTest, ApplicationThreadThatRunsTheEngineHasAnLcoreUntilItExits) {
+  int seen = -2;
+  int again = -2;
+  std::thread app([&] {
+    const bool ran = a_.dev->progress();
+    seen = ran ? int(rte_lcore_id() == LCORE_ID_ANY ? -1 : rte_lcore_id()) : -3;
+    a_.dev->progress();
+    again = int(rte_lcore_id() == LCORE_ID_ANY ? -1 : rte_lcore_id());
+  });
+  app.join();
+  ASSERT_NE(seen, -3) << "progress() did not run the engine (lock taken?)";
+  ASSERT_GE(seen, 0) << "the thread has no lcore id after running the engine";
+  EXPECT_EQ(again, seen) << "a second call registered the thread again";
+  EXPECT_NE(unsigned(seen), rte_lcore_id());
+  EXPECT_FALSE(rte_lcore_has_role(unsigned(seen), ROLE_NON_EAL)) << "lcore " << seen << " kept";
 }
 
 }  // namespace
