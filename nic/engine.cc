@@ -216,12 +216,10 @@ void Device::poll(Nanos now) {
   if (!removed_ && port_->removed()) remove_locked();
   if (!removed_) {
     if (ahs_to_resolve_) resolve_new_ahs(now);
-    rte_mbuf* mbufs[kRxBurst];
-    wire::PacketView views[kRxBurst];
-    const uint16_t n = port_->receive(mbufs, views, kRxBurst, now);
-    for (uint16_t i = 0; i < n; ++i) dispatch(views[i], now);
+    const uint16_t n = port_->receive(rx_mbufs_, rx_views_, kRxBurst, now);
+    for (uint16_t i = 0; i < n; ++i) dispatch(rx_views_[i], now);
     send_deferred_acks(now);
-    if (n > 0) rte_pktmbuf_free_bulk(mbufs, n);
+    if (n > 0) rte_pktmbuf_free_bulk(rx_mbufs_, n);
     port_->poll(now);
     if (now >= next_link_check_) check_link(now);
     gsi_.transmit(*this, now);
