@@ -7,6 +7,7 @@
 // the dead link is removed (QP to ERR, drained, destroyed). With no link
 // left the group ends and its sockets report ECONNRESET, never hang.
 #include <rte_ethdev.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "smc/core.h"
+#include "tests/common/process.h"
 #include "tests/smc/smc_fixture.h"
 
 namespace droce::smc::test {
@@ -31,6 +33,8 @@ const bool g_eal_env = [] {
       "--file-prefix smc-failover-" +
       std::to_string(getpid());
   setenv("DROCE_EAL_ARGS", args.c_str(), 1);
+  // A runtime directory of a prefix the test names is the test's to remove.
+  std::atexit([] { droce::test::remove_dpdk_runtime_dir("smc-failover-" + std::to_string(getpid())); });
   return true;
 }();
 

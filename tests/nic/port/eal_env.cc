@@ -3,6 +3,10 @@
 #include "tests/nic/port/eal_env.h"
 
 #include <gtest/gtest.h>
+#include <rte_eal.h>
+
+#include <filesystem>
+#include <string>
 
 #include "nic/eal.h"
 
@@ -14,8 +18,18 @@ class EalEnvironment : public ::testing::Environment {
   void SetUp() override {
     const Status st = eal_init();
     ASSERT_TRUE(st.is_ok()) << st.message();
+    runtime_dir_ = rte_eal_get_runtime_dir();
   }
-  void TearDown() override { eal_cleanup(); }
+  // eal_cleanup removes a runtime directory droce named; one of a file
+  // prefix the test gave in DROCE_EAL_ARGS is the test's to remove.
+  void TearDown() override {
+    eal_cleanup();
+    std::error_code ec;
+    if (!runtime_dir_.empty()) std::filesystem::remove_all(runtime_dir_, ec);
+  }
+
+ private:
+  std::string runtime_dir_;
 };
 
 [[maybe_unused]] ::testing::Environment* const g_env =
