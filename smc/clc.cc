@@ -221,16 +221,20 @@ bool setup_buffers(Runtime& rt, LinkGroup* lgr, Link* link, Connection* conn, bo
     req.hdr.type = wire::LlcType::kConfirmRkey;
     req.hdr.v2 = lgr->v2();
     req.rtoken[0].link_id_or_count = 0;
-    req.rtoken[0].rkey = rmb->mr[link->index()]->rkey;
+    if (!lgr->buffer_rkey(*rmb, link->index(), &req.rtoken[0].rkey)) {
+      *reason = wire::decline::kErrRegBuf;  // the link went down meanwhile
+      return false;
+    }
     req.rtoken[0].vaddr = uintptr_t(rmb->data);
     // Its rkeys on the other links too (smc_llc_send_confirm_rkey).
     for (int i = 0; i < kMaxLinks; ++i) {
       Link* o = lgr->link(i);
-      if (o == nullptr || o == link || !o->active() || rmb->mr[i] == nullptr) continue;
+      uint32_t rkey = 0;
+      if (o == nullptr || o == link || !o->active() || !lgr->buffer_rkey(*rmb, uint8_t(i), &rkey)) continue;
       const int n = ++req.rtoken[0].link_id_or_count;
       if (n > 2) break;
       req.rtoken[size_t(n)].link_id_or_count = o->link_id();
-      req.rtoken[size_t(n)].rkey = rmb->mr[i]->rkey;
+      req.rtoken[size_t(n)].rkey = rkey;
       req.rtoken[size_t(n)].vaddr = uintptr_t(rmb->data);
     }
     wire::LlcMsg resp;
@@ -245,8 +249,11 @@ bool setup_buffers(Runtime& rt, LinkGroup* lgr, Link* link, Connection* conn, bo
   return true;
 }
 
+// rkey: the RMB's on link (LinkGroup::buffer_rkey, read by the caller, which
+// fails the handshake when the link was torn down meanwhile).
 wire::ClcAcceptConfirm make_accept_confirm(Runtime& rt, wire::ClcType type, uint8_t version, bool first_contact,
-                                           Link* link, Connection* conn, const wire::Eid& eid) {
+                                           Link* link, Connection* conn, uint32_t rkey,
+                                           const wire::Eid& eid) {
   // The link's device: a connection on a group's second link names that
   // link's GID, MAC and QP (smc_clc_send_confirm_accept).
   const IbDevice* dev = link->device();
@@ -258,7 +265,7 @@ wire::ClcAcceptConfirm make_accept_confirm(Runtime& rt, wire::ClcType type, uint
   m.gid = dev->gid;
   m.mac = dev->mac;
   m.qpn = link->qpn();
-  m.rkey = conn->rmb()->mr[link->index()]->rkey;
+  m.rkey = rkey;
   m.rmbe_idx = 1;
   m.rmbe_alert_token = conn->token();
   m.rmbe_size = wire::rmbe_compress(conn->rmb()->size);
@@ -592,8 +599,14 @@ ClcOutcome clc_connect(Runtime& rt, int fd) {
   // The connection takes CDCs from here on: the server may send as soon as
   // its side is done, before this thread has finished the LLC steps.
   if (!first_contact) conn->activate(link);
-  if (!send_clc_accept_confirm(
-          fd, make_accept_confirm(rt, wire::ClcType::kConfirm, version, first_contact, link, conn, acc.eid))) {
+  uint32_t rkey = 0;
+  if (!lgr->buffer_rkey(*conn->rmb(), link->index(), &rkey)) {
+    undo(lgr, conn, first_contact, "link down before the CLC Confirm");
+    send_decline(rt, fd, version, wire::decline::kInterr);
+    return fallback(rt, wire::decline::kInterr);
+  }
+  if (!send_clc_accept_confirm(fd, make_accept_confirm(rt, wire::ClcType::kConfirm, version, first_contact,
+                                                       link, conn, rkey, acc.eid))) {
     undo(lgr, conn, first_contact, "CLC Confirm not sent");
     return failure(rt, ECONNRESET, "sending the CLC Confirm failed");
   }
@@ -758,8 +771,14 @@ ClcOutcome clc_accept(Runtime& rt, int fd, bool peer_signalled) {
     send_decline(rt, fd, version, reason);
     return fallback(rt, reason);
   }
-  if (!send_clc_accept_confirm(
-          fd, make_accept_confirm(rt, wire::ClcType::kAccept, version, first_contact, link, conn, eid))) {
+  uint32_t rkey = 0;
+  if (!lgr->buffer_rkey(*conn->rmb(), link->index(), &rkey)) {
+    undo(lgr, conn, first_contact, "link down before the CLC Accept");
+    send_decline(rt, fd, version, wire::decline::kInterr);
+    return fallback(rt, wire::decline::kInterr);
+  }
+  if (!send_clc_accept_confirm(fd, make_accept_confirm(rt, wire::ClcType::kAccept, version, first_contact,
+                                                       link, conn, rkey, eid))) {
     undo(lgr, conn, first_contact, "CLC Accept not sent");
     return failure(rt, ECONNRESET, "sending the CLC Accept failed");
   }

@@ -559,6 +559,9 @@ class LinkGroup {
   uint32_t live_connections() const { return live_conns_.load(std::memory_order_acquire); }
   // Link teardown: deregisters every buffer's MR of that link.
   void deregister_buffers(uint8_t link_index);
+  // The rkey of b's registration on link index i, read under the group's
+  // lock: a link torn down meanwhile (deregister_buffers) has none (false).
+  bool buffer_rkey(const Buffer& b, uint8_t i, uint32_t* rkey);
   // Whether every link is torn down (the group may be deleted once no
   // connection object is left either).
   bool links_freed();

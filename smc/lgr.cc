@@ -350,6 +350,13 @@ void LinkGroup::put_buffer(Buffer* b) {
   b->in_use = false;
 }
 
+bool LinkGroup::buffer_rkey(const Buffer& b, uint8_t i, uint32_t* rkey) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (i >= b.mr.size() || b.mr[i] == nullptr) return false;
+  *rkey = b.mr[i]->rkey;
+  return true;
+}
+
 void LinkGroup::deregister_buffers(uint8_t link_index) {
   std::lock_guard<std::mutex> lk(mu_);
   for (auto& b : buffers_) {
