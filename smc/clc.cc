@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <optional>
 
 #include "smc/log.h"
 #include "smc/runtime.h"
@@ -292,10 +293,28 @@ wire::ClcAcceptConfirm make_accept_confirm(Runtime& rt, wire::ClcType type, uint
   return m;
 }
 
-bool send_clc_accept_confirm(int fd, const wire::ClcAcceptConfirm& m) {
+// Sends the CLC Accept or Confirm for conn on link. On failure the
+// half-built connection is undone and the handshake's outcome returned: a
+// Decline and TCP fallback when the link was torn down meanwhile (the RMB's
+// rkey is gone with it), a reset when the CLC socket failed.
+std::optional<ClcOutcome> send_accept_confirm(Runtime& rt, int fd, wire::ClcType type, uint8_t version,
+                                              bool first_contact, LinkGroup* lgr, Link* link,
+                                              Connection* conn, const wire::Eid& eid) {
+  const bool accept = type == wire::ClcType::kAccept;
+  uint32_t rkey = 0;
+  if (!lgr->buffer_rkey(*conn->rmb(), link->index(), &rkey)) {
+    undo(lgr, conn, first_contact, accept ? "link down before the CLC Accept" : "link down before the CLC Confirm");
+    send_decline(rt, fd, version, wire::decline::kInterr);
+    return fallback(rt, wire::decline::kInterr);
+  }
+  const wire::ClcAcceptConfirm m = make_accept_confirm(rt, type, version, first_contact, link, conn, rkey, eid);
   uint8_t buf[wire::kClcMaxLen];
   const size_t n = wire::encode_accept_confirm(m, std::span<uint8_t>(buf, sizeof(buf)));
-  return n != 0 && write_all(fd, buf, n);
+  if (n == 0 || !write_all(fd, buf, n)) {
+    undo(lgr, conn, first_contact, accept ? "CLC Accept not sent" : "CLC Confirm not sent");
+    return failure(rt, ECONNRESET, accept ? "sending the CLC Accept failed" : "sending the CLC Confirm failed");
+  }
+  return std::nullopt;
 }
 
 wire::LlcConfirmLink make_confirm_link(Runtime& rt, Link* link, bool v2, bool response) {
@@ -599,16 +618,9 @@ ClcOutcome clc_connect(Runtime& rt, int fd) {
   // The connection takes CDCs from here on: the server may send as soon as
   // its side is done, before this thread has finished the LLC steps.
   if (!first_contact) conn->activate(link);
-  uint32_t rkey = 0;
-  if (!lgr->buffer_rkey(*conn->rmb(), link->index(), &rkey)) {
-    undo(lgr, conn, first_contact, "link down before the CLC Confirm");
-    send_decline(rt, fd, version, wire::decline::kInterr);
-    return fallback(rt, wire::decline::kInterr);
-  }
-  if (!send_clc_accept_confirm(fd, make_accept_confirm(rt, wire::ClcType::kConfirm, version, first_contact,
-                                                       link, conn, rkey, acc.eid))) {
-    undo(lgr, conn, first_contact, "CLC Confirm not sent");
-    return failure(rt, ECONNRESET, "sending the CLC Confirm failed");
+  if (auto failed = send_accept_confirm(rt, fd, wire::ClcType::kConfirm, version, first_contact, lgr, link, conn,
+                                        acc.eid)) {
+    return *failed;
   }
   if (first_contact) {
     // The server confirms the link over it (smcr_clnt_conf_first_link); the
@@ -771,16 +783,9 @@ ClcOutcome clc_accept(Runtime& rt, int fd, bool peer_signalled) {
     send_decline(rt, fd, version, reason);
     return fallback(rt, reason);
   }
-  uint32_t rkey = 0;
-  if (!lgr->buffer_rkey(*conn->rmb(), link->index(), &rkey)) {
-    undo(lgr, conn, first_contact, "link down before the CLC Accept");
-    send_decline(rt, fd, version, wire::decline::kInterr);
-    return fallback(rt, wire::decline::kInterr);
-  }
-  if (!send_clc_accept_confirm(fd, make_accept_confirm(rt, wire::ClcType::kAccept, version, first_contact,
-                                                       link, conn, rkey, eid))) {
-    undo(lgr, conn, first_contact, "CLC Accept not sent");
-    return failure(rt, ECONNRESET, "sending the CLC Accept failed");
+  if (auto failed = send_accept_confirm(rt, fd, wire::ClcType::kAccept, version, first_contact, lgr, link, conn,
+                                        eid)) {
+    return *failed;
   }
   // The client's Confirm (or its Decline) within CLC_WAIT_TIME.
   const auto deadline2 = Clock::now() + std::chrono::milliseconds(cfg.clc_wait_ms);
