@@ -198,6 +198,9 @@ Connection::Tx Connection::transmit_locked(bool force_cdc) {
   uint32_t src = tx_sent_.count;
   uint32_t dst = tx_prod_.count;
   uint32_t left = len;
+  // Unlocked read of the MR: safe because this thread holds a slot. The
+  // link's teardown (mark_down under tx_mu_, then wait_drained) cannot reach
+  // deregister_buffers until every slot is back.
   const uint32_t lkey = sndbuf_->mr[link->index()]->lkey;
   while (left > 0) {
     Link::WriteSeg& w = seg[nseg++];
