@@ -383,6 +383,25 @@ void PrintTo(const TapCase& c, std::ostream* os) {
 
 class PingPongTap : public ::testing::TestWithParam<TapCase> {};
 
+// The threads of a program that did not finish, for the failure report: where
+// a hung pair waits says more than its output (gdb when installed; it is not
+// one of scripts/install-deps' packages).
+std::string thread_stacks(const Process& p) {
+  if (p.pid <= 0) return "(no process)\n";
+  if (!have("/usr/bin/gdb")) return "(gdb is not installed: no stacks)\n";
+  return command_output("timeout 60 /usr/bin/gdb -p " + std::to_string(p.pid) +
+                        " -batch -nx -ex 'thread apply all bt 12' 2>&1 | grep -E '^(Thread|#)' | head -200");
+}
+
+// Every frame of the bridge capture, one line each, for the failure report.
+std::string capture_listing(const std::string& pcap) {
+  return command_output("tshark -r " + pcap +
+                        " -T fields -E separator=' ' -e frame.time_relative -e eth.src -e eth.dst"
+                        " -e arp.opcode -e arp.src.proto_ipv4 -e arp.dst.proto_ipv4 -e ip.src -e ip.dst"
+                        " -e infiniband.bth.opcode -e infiniband.bth.destqp -e infiniband.bth.psn"
+                        " 2>&1 | head -120");
+}
+
 // Once a process's tap port has started (the PMD sets the kernel side up),
 // join it to the bridge. The tap PMD gives the kernel side the port's own MAC;
 // a bridge treats its ports' addresses as local and would deliver frames for
@@ -456,7 +475,7 @@ TEST_P(PingPongTap, ThroughAKernelBridge) {
   // run ending so is run again once, with new taps, as a user would; any
   // other failure, or a second one, fails the test.
   bool client_done = false, server_done = false;
-  std::string server, client;
+  std::string server, client, hung_stacks;
   for (int attempt = 0; attempt < 2; ++attempt) {
     const int port = 18515 + attempt;  // the namespace is ours: nothing else listens in it
     const std::string sfx = tag.substr(tag.size() - 4) + (attempt == 0 ? "" : "r");
@@ -496,6 +515,10 @@ TEST_P(PingPongTap, ThroughAKernelBridge) {
     }
     client_done = wait_for(&procs[1], kPingPongTimeoutMs);
     server_done = wait_for(&procs[0], client_done ? 10000 : 1000);
+    if (!client_done || !server_done) {
+      hung_stacks += "server threads:\n" + (server_done ? std::string("(exited)\n") : thread_stacks(procs[0]));
+      hung_stacks += "client threads:\n" + (client_done ? std::string("(exited)\n") : thread_stacks(procs[1]));
+    }
     server = read_file(procs[0].output_path);
     client = read_file(procs[1].output_path);
     const bool ok = client_done && server_done && procs[0].exit_code == 0 && procs[1].exit_code == 0;
@@ -506,9 +529,9 @@ TEST_P(PingPongTap, ThroughAKernelBridge) {
     kill_and_reap(&procs[0]);
     kill_and_reap(&procs[1]);
   }
-  EXPECT_TRUE(client_done && server_done && procs[0].exit_code == 0 && procs[1].exit_code == 0)
-      << "server (exit " << procs[0].exit_code << "):\n" << server
-      << "\nclient (exit " << procs[1].exit_code << "):\n" << client;
+  const bool pair_ok = client_done && server_done && procs[0].exit_code == 0 && procs[1].exit_code == 0;
+  EXPECT_TRUE(pair_ok) << "server (exit " << procs[0].exit_code << "):\n" << server
+                       << "\nclient (exit " << procs[1].exit_code << "):\n" << client << hung_stacks;
   expect_result_lines(server, c.iters);
   expect_result_lines(client, c.iters);
   std::printf("server:\n%s\nclient:\n%s\n", server.c_str(), client.c_str());
@@ -524,6 +547,8 @@ TEST_P(PingPongTap, ThroughAKernelBridge) {
   ASSERT_TRUE(wait_for(&dump, 10000)) << read_file(dump.output_path);
   const std::string summary = read_file(dump.output_path);
   EXPECT_NE(summary.find("\n0 packets dropped by kernel"), std::string::npos) << summary;
+  if (!pair_ok) std::printf("the bridge's frames (seconds, MACs, ARP, IPs, BTH opcode, QPN, PSN):\n%s\n",
+                            capture_listing(pcap).c_str());
 
   // One tshark pass: the BTH opcode and any malformed or error-level expert
   // item of every RoCEv2 frame on the bridge. The payload is the programs'
