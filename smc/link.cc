@@ -397,7 +397,7 @@ void Link::on_send_wc(const ibv_wc& wc, bool may_hold) {
     }
     case kWrCdc: {
       Runtime* rt = lgr_->runtime();
-      if (may_hold && rt->hooks().hold_cdc_completion && rt->hooks().hold_cdc_completion(this, wc)) return;
+      if (may_hold && rt->hooks().hold_cdc_completion(this, wc)) return;
       const uint32_t slot = wr_slot(wc.wr_id);
       Connection* conn;
       wire::Cursor fin;

@@ -62,13 +62,29 @@ struct RuntimeCounters {
 struct RuntimeHooks {
   // Called for every CDC send completion before it is handled. Returning
   // true keeps the completion: the hook calls Runtime::deliver_held_cdc
-  // later (the deterministic seed-race test).
-  std::function<bool(Link*, const ibv_wc&)> hold_cdc_completion;
+  // later (the deterministic seed-race test). Set and cleared while the
+  // progress thread handles completions, so behind a lock that only a set
+  // hook costs anything.
+  void set_hold_cdc_completion(std::function<bool(Link*, const ibv_wc&)> f) {
+    std::lock_guard<std::mutex> lk(hold_mu_);
+    hold_cdc_completion_ = std::move(f);
+    hold_set_.store(bool(hold_cdc_completion_), std::memory_order_release);
+  }
+  bool hold_cdc_completion(Link* l, const ibv_wc& wc) {
+    if (!hold_set_.load(std::memory_order_acquire)) return false;
+    std::lock_guard<std::mutex> lk(hold_mu_);
+    return hold_cdc_completion_ && hold_cdc_completion_(l, wc);
+  }
   // Steps of a link teardown as they happen ("qp_err", "drained",
   // "destroy_qp", "destroy_cq", "dereg_mr", "dealloc_pd").
   std::function<void(Link*, const char*)> trace;
   // Every LLC message a link receives, as its bytes, before it is handled.
   std::function<void(Link*, const uint8_t*, size_t)> llc_received;
+
+ private:
+  std::mutex hold_mu_;
+  std::atomic<bool> hold_set_{false};
+  std::function<bool(Link*, const ibv_wc&)> hold_cdc_completion_;
 };
 
 class Runtime {

@@ -47,11 +47,11 @@ struct HeldCompletions {
     return held.size();
   }
   void install(Runtime* rt) {
-    rt->hooks().hold_cdc_completion = [this](Link* l, const ibv_wc& wc) {
+    rt->hooks().set_hold_cdc_completion([this](Link* l, const ibv_wc& wc) {
       std::lock_guard<std::mutex> lk(mu);
       held.emplace_back(l, wc);
       return true;
-    };
+    });
   }
   void deliver_all(Runtime* rt) {
     std::vector<std::pair<Link*, ibv_wc>> h;
@@ -92,7 +92,7 @@ struct HeldCompletions {
   held.deliver_all(client);
   EXPECT_EQ(lgr->live_connections(), 0u) << "freed once its last CDC completed";
   lgr->unuse();
-  client->hooks().hold_cdc_completion = nullptr;
+  client->hooks().set_hold_cdc_completion(nullptr);
   p.server.conn->release();
 }
 
@@ -120,7 +120,7 @@ TEST_F(SmcInvariants, FlushedCdcsDropTheirReferences) {
   std::vector<char> data(100, 'd');
   for (int i = 0; i < 5; ++i) ASSERT_EQ(c->send(data.data(), data.size(), false), 100);
   ASSERT_TRUE(eventually([&] { return held.count() >= 1; }, 5000));
-  client_->hooks().hold_cdc_completion = nullptr;
+  client_->hooks().set_hold_cdc_completion(nullptr);
   held.deliver_all(client_.get());
   c->release();
   lgr->terminate(false, "test");
