@@ -34,7 +34,8 @@ Cursor curs_back(Cursor c, uint32_t size, uint32_t n) {
 }
 }  // namespace
 
-Connection::Connection(LinkGroup* lgr, uint32_t token) : lgr_(lgr), token_(token) {}
+Connection::Connection(LinkGroup* lgr, uint32_t token)
+    : lgr_(lgr), token_(token), spin_(lgr->runtime()->config().busy_poll_us) {}
 
 Connection::~Connection() {
   if (rmb_ != nullptr) lgr_->put_buffer(rmb_);
@@ -284,11 +285,16 @@ void Connection::try_transmit() {
   notify_ready();
 }
 
+int Connection::spin_budget_us() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return spin_.us();
+}
+
 template <typename Pred>
 bool Connection::wait(std::unique_lock<std::mutex>& lk, Pred pred, int timeout_ms) {
   if (pred()) return true;
   const auto start = std::chrono::steady_clock::now();
-  const auto spin_end = start + std::chrono::microseconds(lgr_->runtime()->config().busy_poll_us);
+  const auto spin_end = start + std::chrono::microseconds(spin_.us());
   const auto deadline = timeout_ms < 0 ? std::chrono::steady_clock::time_point::max()
                                        : start + std::chrono::milliseconds(timeout_ms);
   Link* l = link_.load(std::memory_order_relaxed);
@@ -304,7 +310,9 @@ bool Connection::wait(std::unique_lock<std::mutex>& lk, Pred pred, int timeout_m
     lk.unlock();
     l->busy_exit();
     lk.lock();
+    if (done) spin_.satisfied();
     if (done || pred()) return true;
+    spin_.missed();
   }
   // The progress thread dispatches from here on and notifies cv_; a poll
   // now and then is the safety net that makes a missed wake-up cost 10 ms,

@@ -22,6 +22,7 @@
 
 #include <infiniband/verbs.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -266,6 +267,25 @@ class Link {
 };
 
 // Per connection counters and state for `droce-smc stat`.
+// How long one connection's blocking waits poll the CQs before sleeping:
+// SMC_BUSY_POLL_US at first, doubled after a wait the poll satisfied (up to
+// kMaxFactor times the setting), halved after one it did not (down to the
+// setting). A streaming connection's waits for the peer are short but
+// frequent, and each one that falls asleep costs wake-ups on both sides
+// (docs/benchmarks.md "SMC-R"); an idle connection's waits run out and it
+// is back at the setting after a few of them.
+class SpinBudget {
+ public:
+  static constexpr int kMaxFactor = 20;
+  explicit SpinBudget(int base_us) : base_us_(base_us), us_(base_us) {}
+  int us() const { return us_; }
+  void satisfied() { us_ = std::min(us_ * 2, base_us_ * kMaxFactor); }
+  void missed() { us_ = std::max(us_ / 2, base_us_); }
+
+ private:
+  int base_us_, us_;
+};
+
 struct ConnStats {
   std::atomic<uint64_t> bytes_sent{0}, bytes_received{0}, cdc_sent{0}, cdc_received{0};
   std::atomic<uint64_t> write_blocked{0};  // times the sender found the peer's RMB full
@@ -372,6 +392,8 @@ class Connection {
   bool wait(std::unique_lock<std::mutex>& lk, Pred pred, int timeout_ms);
 
   ConnStats& stats() { return stats_; }
+  // How long the next blocking wait polls before sleeping (SpinBudget).
+  int spin_budget_us();
   // Snapshot for `droce-smc stat`.
   std::string state_name();
   // Told (outside mu_) whenever readiness may have changed: data arrived,
@@ -447,6 +469,7 @@ class Connection {
   bool want_done_writing_ = false, want_close_ = false;  // to send once drained
   bool cdc_owed_ = false;  // a CDC (flags or cursor update) waits for a slot
   ConnStats stats_;
+  SpinBudget spin_;  // under mu_
   std::unique_ptr<ReadyListener> listener_;
   std::string label_;
 };

@@ -3,6 +3,8 @@
 // verified byte for byte, orderly close, and fallbacks.
 #include <poll.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -109,6 +111,78 @@ TEST_F(SmcLoopback, FirstContactThenReuseAndDataBothWays) {
   EXPECT_EQ(s->close(), 0);
   EXPECT_EQ(c2->close(), 0);
   EXPECT_EQ(s2->close(), 0);
+  EXPECT_EQ(listener->close(), 0);
+}
+
+TEST(SmcSpinBudget, DoublesOnSatisfiedWaitsHalvesOnMissedOnesWithinItsBounds) {
+  SpinBudget b(500);
+  EXPECT_EQ(b.us(), 500);
+  b.missed();
+  EXPECT_EQ(b.us(), 500) << "never below the setting";
+  b.satisfied();
+  EXPECT_EQ(b.us(), 1000);
+  for (int i = 0; i < 10; ++i) b.satisfied();
+  EXPECT_EQ(b.us(), 500 * SpinBudget::kMaxFactor) << "never above kMaxFactor times the setting";
+  b.missed();
+  EXPECT_EQ(b.us(), 250 * SpinBudget::kMaxFactor);
+  for (int i = 0; i < 10; ++i) b.missed();
+  EXPECT_EQ(b.us(), 500);
+  SpinBudget off(0);  // SMC_BUSY_POLL_US=0: never polls
+  off.satisfied();
+  EXPECT_EQ(off.us(), 0);
+}
+
+// A connection that streams polls longer than SMC_BUSY_POLL_US before it
+// sleeps (its waits for the peer are short and frequent); once its waits run
+// out of that poll again, it is back at the setting.
+TEST_F(SmcLoopback, StreamingConnectionPollsLongerUntilItsWaitsRunOut) {
+  const int base = server_->config().busy_poll_us;
+  ASSERT_GT(base, 0) << "SMC_BUSY_POLL_US=0 in the environment";
+  int port = 0;
+  auto listener = listen_on(server_.get(), &port);
+  std::shared_ptr<Socket> c, s;
+  connect_pair(listener, port, &c, &s);
+  ASSERT_TRUE(s->uses_smc());
+  Connection* sc = s->connection();
+  ASSERT_NE(sc, nullptr);
+  EXPECT_EQ(sc->spin_budget_us(), base);
+
+  // Streaming: the receiver's budget goes up (sampled after every chunk,
+  // since the last waits of a burst may miss and halve it again).
+  const auto data = pattern(8 << 20, 4);
+  int highest = 0;
+  std::thread srv([&] {
+    constexpr size_t kChunk = 256 << 10;
+    for (size_t off = 0; off < data.size(); off += kChunk) {
+      const auto got = recv_n(s.get(), kChunk);
+      if (got.size() != kChunk || std::memcmp(got.data(), data.data() + off, kChunk) != 0) {
+        ADD_FAILURE() << "stream corrupted at " << off;
+        return;
+      }
+      highest = std::max(highest, sc->spin_budget_us());
+    }
+  });
+  send_all(c.get(), data, 65536);
+  srv.join();
+  EXPECT_GT(highest, base);
+  EXPECT_LE(highest, base * SpinBudget::kMaxFactor);
+
+  // Waits longer than any budget (the peer sends 40 ms after each recv
+  // started): each one halves it, down to the setting.
+  for (int i = 0; i < 8; ++i) {
+    std::thread late([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(40));
+      uint8_t one = uint8_t(i);
+      EXPECT_EQ(c->send(&one, 1, 0), 1);
+    });
+    uint8_t b = 0;
+    EXPECT_EQ(s->recv(&b, 1, 0), 1);
+    EXPECT_EQ(b, uint8_t(i));
+    late.join();
+  }
+  EXPECT_EQ(sc->spin_budget_us(), base);
+  EXPECT_EQ(c->close(), 0);
+  EXPECT_EQ(s->close(), 0);
   EXPECT_EQ(listener->close(), 0);
 }
 
