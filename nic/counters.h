@@ -39,6 +39,7 @@ inline constexpr CounterName<EngineCounters> kEngineCounterNames[] = {
     {"wakes_rx_interrupt_needless", &EngineCounters::wakes_rx_interrupt_needless},
     {"wakes_doorbell", &EngineCounters::wakes_doorbell},
     {"wakes_timeout", &EngineCounters::wakes_timeout},
+    {"wakes_aside_timer", &EngineCounters::wakes_aside_timer},
     {"lingers_caught", &EngineCounters::lingers_caught},
     {"lingers_missed", &EngineCounters::lingers_missed},
     {"lingers_cut", &EngineCounters::lingers_cut},

@@ -116,6 +116,10 @@ struct EngineCounters {
   uint64_t wakes_rx_interrupt_needless = 0;
   uint64_t wakes_doorbell = 0;      // woken by a doorbell (work posted)
   uint64_t wakes_timeout = 0;       // woken by the timer (nothing arrived)
+  // Standing aside: timer wake-ups that found the application still polling
+  // (its window had moved on); each one preempts a polling thread on a busy
+  // machine, so the sleeps between them grow (Options::stand_aside_max_sleep_ns).
+  uint64_t wakes_aside_timer = 0;
   // Device::app_took_completions: an application thread kept polling after
   // taking completions and saw the next RDMA WRITE (or atomic) land
   // (caught), or saw none within Options::linger_ns (missed). Kept apart
@@ -181,6 +185,12 @@ class Device {
     // How long after the application's last inline progress() (an empty
     // poll_cq) the engine thread stands aside (docs/engine.md "Progress").
     Nanos stand_aside_ns = 200 * kNanosPerUs;
+    // While the application keeps polling, the standing-aside engine
+    // thread's timer sleeps double from stand_aside_ns up to this; so an
+    // application that stops polling (without arming a CQ or waiting for
+    // WRITEs, which the receive interrupt covers) is taken over within
+    // stand_aside_ns plus at most this (docs/engine.md "Progress").
+    Nanos stand_aside_max_sleep_ns = 2 * kNanosPerMs;
     // Application threads sharing the device (Device::progress, engine.cc):
     // a thread that has taken no completion for progress_idle_ns leaves the
     // engine to the thread that ran it while taking completions, for
@@ -443,6 +453,7 @@ class Device {
   std::atomic<int> engine_lcore_{-1};  // DeviceStats::engine_lcore
   const uint32_t zero_copy_min_;  // Options::zero_copy_min
   const Nanos stand_aside_ns_;  // Options::stand_aside_ns
+  const Nanos stand_aside_max_sleep_ns_;  // Options::stand_aside_max_sleep_ns
   const Nanos progress_defer_ns_;  // Options::progress_defer_ns
   const Nanos progress_idle_ns_;   // Options::progress_idle_ns
   const Nanos linger_ns_;          // Options::linger_ns

@@ -303,6 +303,49 @@ TEST_F(RxInterruptTest, StandingAsideEngineIsNotWokenForSendsTheApplicationPolls
   EXPECT_TRUE(a_completes(end, &c));
 }
 
+// While the application keeps polling, the standing-aside engine thread's
+// timer wake-ups (each one preempts a polling thread on a busy machine) come
+// further apart, up to Options::stand_aside_max_sleep_ns; once the
+// application stops, the engine still takes a frame for it within the window
+// plus that bound.
+TEST_F(RxInterruptTest, StandingAsideEngineWakesRarelyWhileTheApplicationPolls) {
+  make_side(port_a_.get(), &a_);
+  Device::Options opts;
+  opts.stand_aside_ns = 200 * kNanosPerUs;
+  opts.stand_aside_max_sleep_ns = 20 * kNanosPerMs;
+  make_threaded_side(port_b_.get(), &b_, 64, opts);
+  connect_qps(0x5A);
+  ASSERT_TRUE(rx_interrupt_ready(*b_.dev, *port_b_)) << "B's port never had its receive interrupt";
+  Sge r{buf_b_.addr(), 64, buf_b_.key};
+  ASSERT_EQ(qb_->post_recv(1, &r, 1), 0);
+
+  const EngineCounters before = counters_of(*b_.dev);
+  const Nanos until = monotonic_now() + 300 * kNanosPerMs;
+  while (monotonic_now() < until) b_.dev->progress();
+  const EngineCounters polled = counters_of(*b_.dev);
+  EXPECT_GT(polled.sleeps_rx_interrupt, before.sleeps_rx_interrupt) << "B's engine thread never stood aside";
+  const uint64_t wakes = polled.wakes_aside_timer - before.wakes_aside_timer;
+  // A wake-up per 200 us window would be about 1500; with the sleeps
+  // doubling to 20 ms, about 15 plus a few per re-arm (every 50 ms).
+  EXPECT_GT(wakes, 0u) << "the window's timer never ran";
+  EXPECT_LE(wakes, 300u);
+  std::printf("timer wake-ups in 300 ms of polling: %llu\n", (unsigned long long)wakes);
+
+  // The application stops polling: A's SEND lands through B's engine thread.
+  const Nanos stopped = monotonic_now();
+  SendWqe w = wqe(WrOpcode::kSend, 2);
+  Sge s{buf_a_.addr(), 8, buf_a_.key};
+  w.num_sge = 1;
+  ASSERT_EQ(qa_->post_send(w, &s, nullptr), 0);
+  Cqe c{};
+  ASSERT_TRUE(a_completes(stopped + 20 * kNanosPerSec, &c)) << "B's engine never took the SEND";
+  EXPECT_EQ(c.status, WcStatus::kSuccess);
+  ASSERT_EQ(b_.rcq->poll(&c, 1), 1);
+  EXPECT_EQ(c.status, WcStatus::kSuccess);
+  std::printf("SEND acknowledged %.1f ms after the application stopped polling\n",
+              double(monotonic_now() - stopped) / double(kNanosPerMs));
+}
+
 // The engine thread's own idle sleep (no application polls B) is armed on
 // the receive interrupt, so a frame wakes it at once rather than a timer.
 TEST_F(RxInterruptTest, IdleEngineThreadSleepsOnTheReceiveInterrupt) {
