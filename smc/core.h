@@ -266,7 +266,6 @@ class Link {
   LinkCounters counters_;
 };
 
-// Per connection counters and state for `droce-smc stat`.
 // How long one connection's blocking waits poll the CQs before sleeping:
 // SMC_BUSY_POLL_US at first, doubled after a wait the poll satisfied (up to
 // kMaxFactor times the setting), halved after one it did not (down to the
@@ -286,6 +285,7 @@ class SpinBudget {
   int base_us_, us_;
 };
 
+// Per connection counters and state for `droce-smc stat`.
 struct ConnStats {
   std::atomic<uint64_t> bytes_sent{0}, bytes_received{0}, cdc_sent{0}, cdc_received{0};
   std::atomic<uint64_t> write_blocked{0};  // times the sender found the peer's RMB full
