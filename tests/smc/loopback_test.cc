@@ -132,12 +132,20 @@ TEST(SmcSpinBudget, DoublesOnSatisfiedWaitsHalvesOnMissedOnesWithinItsBounds) {
   EXPECT_EQ(off.us(), 0);
 }
 
-// A connection that streams polls longer than SMC_BUSY_POLL_US before it
-// sleeps (its waits for the peer are short and frequent); once its waits run
-// out of that poll again, it is back at the setting.
-TEST_F(SmcLoopback, StreamingConnectionPollsLongerUntilItsWaitsRunOut) {
-  const int base = server_->config().busy_poll_us;
-  ASSERT_GT(base, 0) << "SMC_BUSY_POLL_US=0 in the environment";
+// A connection whose waits end within its poll polls longer next time
+// (SpinBudget); one whose wait runs out of it polls half as long. The
+// setting here is 20 ms, so that a peer answering 1 ms after the wait began
+// falls within it even on a loaded machine.
+TEST_F(SmcLoopback, WaitsThatThePollSatisfiesLengthenItAndOneThatRunsOutHalvesIt) {
+  client_.reset();
+  server_.reset();
+  Config cfg = test_config();
+  cfg.busy_poll_us = 20000;
+  client_ = make_runtime(cfg);
+  server_ = make_runtime(cfg);
+  ASSERT_NE(client_, nullptr);
+  ASSERT_NE(server_, nullptr);
+  const int base = cfg.busy_poll_us;
   int port = 0;
   auto listener = listen_on(server_.get(), &port);
   std::shared_ptr<Socket> c, s;
@@ -147,40 +155,39 @@ TEST_F(SmcLoopback, StreamingConnectionPollsLongerUntilItsWaitsRunOut) {
   ASSERT_NE(sc, nullptr);
   EXPECT_EQ(sc->spin_budget_us(), base);
 
-  // Streaming: the receiver's budget goes up (sampled after every chunk,
-  // since the last waits of a burst may miss and halve it again).
-  const auto data = pattern(8 << 20, 4);
-  int highest = 0;
-  std::thread srv([&] {
-    constexpr size_t kChunk = 256 << 10;
-    for (size_t off = 0; off < data.size(); off += kChunk) {
-      const auto got = recv_n(s.get(), kChunk);
-      if (got.size() != kChunk || std::memcmp(got.data(), data.data() + off, kChunk) != 0) {
-        ADD_FAILURE() << "stream corrupted at " << off;
-        return;
-      }
-      highest = std::max(highest, sc->spin_budget_us());
-    }
-  });
-  send_all(c.get(), data, 65536);
-  srv.join();
-  EXPECT_GT(highest, base);
-  EXPECT_LE(highest, base * SpinBudget::kMaxFactor);
-
-  // Waits longer than any budget (the peer sends 40 ms after each recv
-  // started): each one halves it, down to the setting.
-  for (int i = 0; i < 8; ++i) {
+  // One byte, sent by another thread delay_ms after this call; the receiver
+  // blocks in recv meanwhile.
+  auto late_byte = [&](int delay_ms, uint8_t v) {
     std::thread late([&] {
-      std::this_thread::sleep_for(std::chrono::milliseconds(40));
-      uint8_t one = uint8_t(i);
-      EXPECT_EQ(c->send(&one, 1, 0), 1);
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+      EXPECT_EQ(c->send(&v, 1, 0), 1);
     });
     uint8_t b = 0;
     EXPECT_EQ(s->recv(&b, 1, 0), 1);
-    EXPECT_EQ(b, uint8_t(i));
+    EXPECT_EQ(b, v);
     late.join();
+  };
+  // Answers 1 ms into the wait: within the poll (one such wait is enough).
+  int highest = base;
+  for (int i = 0; i < 4; ++i) {
+    late_byte(1, uint8_t(i));
+    highest = std::max(highest, sc->spin_budget_us());
   }
-  EXPECT_EQ(sc->spin_budget_us(), base);
+  EXPECT_GT(highest, base) << "no wait ended within its poll";
+  EXPECT_LE(highest, base * SpinBudget::kMaxFactor);
+  // An answer later than the whole poll: the budget halves (not below the
+  // setting).
+  const int before = sc->spin_budget_us();
+  late_byte(before / 1000 + 30, 9);
+  EXPECT_EQ(sc->spin_budget_us(), std::max(before / 2, base));
+
+  // Data still flows both ways, byte for byte.
+  const auto data = pattern(1 << 20, 4);
+  std::vector<uint8_t> got;
+  std::thread srv([&] { got = recv_n(s.get(), data.size()); });
+  send_all(c.get(), data, 65536);
+  srv.join();
+  EXPECT_TRUE(got == data);
   EXPECT_EQ(c->close(), 0);
   EXPECT_EQ(s->close(), 0);
   EXPECT_EQ(listener->close(), 0);
