@@ -113,7 +113,7 @@ Device::Device(Port* port, std::unique_ptr<Port> owned, const Options& opts)
       engine_cpu_(opts.engine_cpu),
       zero_copy_min_(opts.zero_copy_min),
       stand_aside_ns_(opts.stand_aside_ns),
-      stand_aside_max_sleep_ns_(std::max(opts.stand_aside_max_sleep_ns, Nanos(0))),
+      stand_aside_max_sleep_ns_(opts.stand_aside_max_sleep_ns),
       progress_defer_ns_(opts.progress_defer_ns),
       progress_idle_ns_(opts.progress_idle_ns),
       linger_ns_(opts.linger_ns) {

@@ -181,7 +181,7 @@ TEST_F(SmcLoopback, WaitsThatThePollSatisfiesLengthenItAndOneThatRunsOutHalvesIt
   late_byte(before / 1000 + 30, 9);
   EXPECT_EQ(sc->spin_budget_us(), std::max(before / 2, base));
 
-  // Data still flows both ways, byte for byte.
+  // Data still flows, byte for byte.
   const auto data = pattern(1 << 20, 4);
   std::vector<uint8_t> got;
   std::thread srv([&] { got = recv_n(s.get(), data.size()); });

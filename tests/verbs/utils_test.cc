@@ -474,7 +474,7 @@ TEST_P(PingPongTap, ThroughAKernelBridge) {
   // programs' output cannot tell at which iteration that happened, so any RC
   // run ending so is run again once, with new taps, as a user would; any
   // other failure, or a second one, fails the test.
-  bool client_done = false, server_done = false;
+  bool client_done = false, server_done = false, pair_ok = false;
   std::string server, client, hung_stacks;
   for (int attempt = 0; attempt < 2; ++attempt) {
     const int port = 18515 + attempt;  // the namespace is ours: nothing else listens in it
@@ -521,15 +521,14 @@ TEST_P(PingPongTap, ThroughAKernelBridge) {
     }
     server = read_file(procs[0].output_path);
     client = read_file(procs[1].output_path);
-    const bool ok = client_done && server_done && procs[0].exit_code == 0 && procs[1].exit_code == 0;
+    pair_ok = client_done && server_done && procs[0].exit_code == 0 && procs[1].exit_code == 0;
     const std::string kRetryExceeded = "transport retry counter exceeded";
-    if (ok || attempt == 1 || c.ud || client.find(kRetryExceeded) == std::string::npos) break;
+    if (pair_ok || attempt == 1 || c.ud || client.find(kRetryExceeded) == std::string::npos) break;
     std::printf("PingPongTap: the pair ended with %s; running it again once:\n"
                 "server:\n%s\nclient:\n%s\n", kRetryExceeded.c_str(), server.c_str(), client.c_str());
     kill_and_reap(&procs[0]);
     kill_and_reap(&procs[1]);
   }
-  const bool pair_ok = client_done && server_done && procs[0].exit_code == 0 && procs[1].exit_code == 0;
   EXPECT_TRUE(pair_ok) << "server (exit " << procs[0].exit_code << "):\n" << server
                        << "\nclient (exit " << procs[1].exit_code << "):\n" << client << hung_stacks;
   expect_result_lines(server, c.iters);
